@@ -1,0 +1,37 @@
+// swift-tools-version:5.9
+//
+// g2w: a GPT-2 runtime around its own memory-mapped weights format.
+//
+// Layering (each layer only knows the ones above it):
+//   CG2WKernels    C: SIMD kernels and CRC-32C. AVX2/FMA/F16C code paths are enabled per function
+//                  with `__attribute__((target(...)))` and chosen at run time, so the package needs
+//                  no unsafe compiler flags and stays usable as a versioned dependency.
+//   G2WFormat      the .g2w container (spec/g2w.md) and the safetensors reader. No model knowledge.
+//   G2WTokenizer   GPT-2 byte-level BPE.
+//   G2W            the GPT-2 model, conversion from Hugging Face checkpoints, sampling, generation.
+//   G2WCommandLine the command implementations shared by the thin executables.
+import PackageDescription
+
+let package = Package(
+    name: "g2w",
+    products: [
+        .library(name: "G2W", targets: ["G2W", "G2WFormat", "G2WTokenizer"]),
+        .executable(name: "g2w-convert", targets: ["g2w-convert"]),
+        .executable(name: "g2w-run", targets: ["g2w-run"]),
+        .executable(name: "g2w-inspect", targets: ["g2w-inspect"]),
+    ],
+    targets: [
+        .target(name: "CG2WKernels"),
+        .target(name: "G2WFormat", dependencies: ["CG2WKernels"]),
+        .target(name: "G2WTokenizer"),
+        .target(name: "G2W", dependencies: ["G2WFormat", "G2WTokenizer", "CG2WKernels"]),
+        .target(name: "G2WCommandLine", dependencies: ["G2W"]),
+        .executableTarget(name: "g2w-convert", dependencies: ["G2WCommandLine"]),
+        .executableTarget(name: "g2w-run", dependencies: ["G2WCommandLine"]),
+        .executableTarget(name: "g2w-inspect", dependencies: ["G2WCommandLine"]),
+        .testTarget(name: "G2WFormatTests", dependencies: ["G2WFormat"]),
+        .testTarget(name: "G2WTokenizerTests", dependencies: ["G2WTokenizer"]),
+        .testTarget(name: "G2WTests", dependencies: ["G2W"]),
+        .testTarget(name: "CLITests", dependencies: ["G2W"]),
+    ]
+)

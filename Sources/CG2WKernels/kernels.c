@@ -1,0 +1,1 @@
+#include "g2w_kernels.h"
