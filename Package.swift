@@ -3,7 +3,7 @@
 // g2w: a GPT-2 runtime around its own memory-mapped weights format.
 //
 // Layering (each layer only knows the ones above it):
-//   CG2WKernels    C: SIMD kernels and CRC-32C. AVX2/FMA/F16C code paths are enabled per function
+//   CG2W           C: SIMD kernels, CRC-32C, signal-safe cleanup. AVX2/FMA/F16C code paths are enabled per function
 //                  with `__attribute__((target(...)))` and chosen at run time, so the package needs
 //                  no unsafe compiler flags and stays usable as a versioned dependency.
 //   G2WFormat      the .g2w container (spec/g2w.md) and the safetensors reader. No model knowledge.
@@ -21,10 +21,10 @@ let package = Package(
         .executable(name: "g2w-inspect", targets: ["g2w-inspect"]),
     ],
     targets: [
-        .target(name: "CG2WKernels"),
-        .target(name: "G2WFormat", dependencies: ["CG2WKernels"]),
+        .target(name: "CG2W"),
+        .target(name: "G2WFormat", dependencies: ["CG2W"]),
         .target(name: "G2WTokenizer"),
-        .target(name: "G2W", dependencies: ["G2WFormat", "G2WTokenizer", "CG2WKernels"]),
+        .target(name: "G2W", dependencies: ["G2WFormat", "G2WTokenizer", "CG2W"]),
         .target(name: "G2WCommandLine", dependencies: ["G2W"]),
         .executableTarget(name: "g2w-convert", dependencies: ["G2WCommandLine"]),
         .executableTarget(name: "g2w-run", dependencies: ["G2WCommandLine"]),

@@ -1,0 +1,1 @@
+#include "cg2w.h"

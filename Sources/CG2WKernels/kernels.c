@@ -1,1 +1,0 @@
-#include "g2w_kernels.h"
