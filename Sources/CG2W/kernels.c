@@ -1,1 +1,347 @@
+// The hot loops. Each kernel has a portable body (`static inline`, auto-vectorized for the baseline
+// ISA) and, on x86_64, an AVX2+FMA+F16C version: either hand-written intrinsics or the same body
+// instantiated inside a function compiled with `__attribute__((target(...)))`. The choice is made
+// once, at the first call, from the CPU's features (G2W_KERNELS=generic forces the portable path).
 #include "cg2w.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define G2W_X86 1
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+#endif
+
+// ---------------------------------------------------------------------------------------------
+// Dispatch
+static int isa = -1;  // 0 generic, 1 avx2+fma+f16c
+
+static int detect_isa(void) {
+#if G2W_X86
+    const char *env = getenv("G2W_KERNELS");
+    if (env && strcmp(env, "generic") == 0) return 0;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) return 1;
+#endif
+    return 0;
+}
+
+static inline int use_avx2(void) {
+    int v = __atomic_load_n(&isa, __ATOMIC_RELAXED);
+    if (v < 0) { v = detect_isa(); __atomic_store_n(&isa, v, __ATOMIC_RELAXED); }
+    return v == 1;
+}
+
+void g2w_force_generic(int on) { __atomic_store_n(&isa, on ? 0 : detect_isa(), __ATOMIC_RELAXED); }
+
+const char *g2w_kernel_isa(void) { return use_avx2() ? "avx2+fma+f16c" : "generic"; }
+
+// ---------------------------------------------------------------------------------------------
+// Half precision, portable: exact f16 -> f32, f32 -> f16 round to nearest even.
+static inline float half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1F, man = h & 0x3FF, bits;
+    if (exp == 0) {
+        if (man == 0) bits = sign;
+        else {  // subnormal: normalize
+            int e = -1;
+            do { e++; man <<= 1; } while ((man & 0x400) == 0);
+            bits = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3FF) << 13);
+        }
+    } else if (exp == 31) bits = sign | 0x7F800000u | (man << 13);
+    else bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static inline uint16_t float_to_half(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000;
+    uint32_t ax = x & 0x7FFFFFFFu;
+    if (ax >= 0x7F800000u) return (uint16_t)(sign | 0x7C00 | (ax > 0x7F800000u ? 0x200 | ((ax >> 13) & 0x3FF) : 0));
+    if (ax >= 0x477FF000u) return (uint16_t)(sign | 0x7C00);  // rounds to >= 65520: overflow to inf
+    if (ax < 0x38800000u) {  // result subnormal or zero (|f| < 2^-14)
+        if (ax < 0x33000000u) return (uint16_t)sign;  // < 2^-25: rounds to zero (2^-25 exactly ties to even 0)
+        // value = m * 2^(e - 150); in units of the smallest half subnormal (2^-24): m >> (126 - e).
+        uint32_t e = ax >> 23, m = (ax & 0x7FFFFF) | 0x800000;
+        uint32_t s = 126 - e;  // 14...24
+        uint32_t q = m >> s, rem = m & ((1u << s) - 1), halfway = 1u << (s - 1);
+        if (rem > halfway || (rem == halfway && (q & 1))) q++;
+        return (uint16_t)(sign | q);
+    }
+    uint32_t q = ((ax - 0x38000000u) >> 13);  // rebias exponent 127 -> 15
+    uint32_t rem = ax & 0x1FFF;
+    if (rem > 0x1000 || (rem == 0x1000 && (q & 1))) q++;
+    return (uint16_t)(sign | q);
+}
+
+static void f16_to_f32_generic(const uint16_t *s, float *d, size_t n) { for (size_t i = 0; i < n; i++) d[i] = half_to_float(s[i]); }
+static void f32_to_f16_generic(const float *s, uint16_t *d, size_t n) { for (size_t i = 0; i < n; i++) d[i] = float_to_half(s[i]); }
+
+#if G2W_X86
+AVX2 static void f16_to_f32_avx2(const uint16_t *s, float *d, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(d + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))));
+    for (; i < n; i++) d[i] = half_to_float(s[i]);
+}
+AVX2 static void f32_to_f16_avx2(const float *s, uint16_t *d, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(d + i), _mm256_cvtps_ph(_mm256_loadu_ps(s + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    for (; i < n; i++) d[i] = float_to_half(s[i]);
+}
+#endif
+
+void g2w_f16_to_f32(const uint16_t *src, float *dst, size_t n) {
+#if G2W_X86
+    if (use_avx2()) { f16_to_f32_avx2(src, dst, n); return; }
+#endif
+    f16_to_f32_generic(src, dst, n);
+}
+
+void g2w_f32_to_f16(const float *src, uint16_t *dst, size_t n) {
+#if G2W_X86
+    if (use_avx2()) { f32_to_f16_avx2(src, dst, n); return; }
+#endif
+    f32_to_f16_generic(src, dst, n);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Portable matvec / matmul (also the tail handling of the vector versions).
+static inline float dot_f32(const float *a, const float *b, size_t n) {
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) { s0 += a[i] * b[i]; s1 += a[i + 1] * b[i + 1]; s2 += a[i + 2] * b[i + 2]; s3 += a[i + 3] * b[i + 3]; }
+    for (; i < n; i++) s0 += a[i] * b[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
+static inline float dot_f16(const uint16_t *w, const float *x, size_t n) {
+    float s = 0;
+    for (size_t i = 0; i < n; i++) s += half_to_float(w[i]) * x[i];
+    return s;
+}
+
+static void matvec_f32_generic(const float *W, const float *x, const float *bias, float *y, size_t cols, size_t r0, size_t r1) {
+    for (size_t r = r0; r < r1; r++) y[r] = dot_f32(W + r * cols, x, cols) + (bias ? bias[r] : 0.0f);
+}
+static void matvec_f16_generic(const uint16_t *W, const float *x, const float *bias, float *y, size_t cols, size_t r0, size_t r1) {
+    for (size_t r = r0; r < r1; r++) y[r] = dot_f16(W + r * cols, x, cols) + (bias ? bias[r] : 0.0f);
+}
+static void matmul_f32_generic(const float *W, const float *X, const float *bias, float *Y, size_t T, size_t cols, size_t ldy, size_t r0, size_t r1) {
+    for (size_t t = 0; t < T; t++) matvec_f32_generic(W, X + t * cols, bias, Y + t * ldy, cols, r0, r1);
+}
+static void matmul_f16_generic(const uint16_t *W, const float *X, const float *bias, float *Y, size_t T, size_t cols, size_t ldy, size_t r0, size_t r1) {
+    for (size_t t = 0; t < T; t++) matvec_f16_generic(W, X + t * cols, bias, Y + t * ldy, cols, r0, r1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// AVX2 + FMA + F16C
+#if G2W_X86
+AVX2 static inline float hsum(__m256 v) {
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+AVX2 static inline __m256 load8_f32(const float *p) { return _mm256_loadu_ps(p); }
+AVX2 static inline __m256 load8_f16(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+
+// Four rows at a time share each load of x; two accumulators per row hide FMA latency.
+#define MATVEC_AVX2(NAME, WT, LOAD, DOT_TAIL)                                                                      \
+    AVX2 static void NAME(const WT *W, const float *x, const float *bias, float *y, size_t cols, size_t r0, size_t r1) { \
+        size_t r = r0;                                                                                               \
+        size_t n16 = cols & ~(size_t)15, n8 = cols & ~(size_t)7;                                                     \
+        for (; r + 4 <= r1; r += 4) {                                                                                \
+            const WT *w0 = W + r * cols, *w1 = w0 + cols, *w2 = w1 + cols, *w3 = w2 + cols;                          \
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;        \
+            size_t k = 0;                                                                                            \
+            for (; k < n16; k += 16) {                                                                               \
+                __m256 xa = _mm256_loadu_ps(x + k), xb = _mm256_loadu_ps(x + k + 8);                                 \
+                a0 = _mm256_fmadd_ps(LOAD(w0 + k), xa, a0); b0 = _mm256_fmadd_ps(LOAD(w0 + k + 8), xb, b0);         \
+                a1 = _mm256_fmadd_ps(LOAD(w1 + k), xa, a1); b1 = _mm256_fmadd_ps(LOAD(w1 + k + 8), xb, b1);         \
+                a2 = _mm256_fmadd_ps(LOAD(w2 + k), xa, a2); b2 = _mm256_fmadd_ps(LOAD(w2 + k + 8), xb, b2);         \
+                a3 = _mm256_fmadd_ps(LOAD(w3 + k), xa, a3); b3 = _mm256_fmadd_ps(LOAD(w3 + k + 8), xb, b3);         \
+            }                                                                                                        \
+            for (; k < n8; k += 8) {                                                                                 \
+                __m256 xa = _mm256_loadu_ps(x + k);                                                                  \
+                a0 = _mm256_fmadd_ps(LOAD(w0 + k), xa, a0); a1 = _mm256_fmadd_ps(LOAD(w1 + k), xa, a1);             \
+                a2 = _mm256_fmadd_ps(LOAD(w2 + k), xa, a2); a3 = _mm256_fmadd_ps(LOAD(w3 + k), xa, a3);             \
+            }                                                                                                        \
+            float s0 = hsum(_mm256_add_ps(a0, b0)), s1 = hsum(_mm256_add_ps(a1, b1));                              \
+            float s2 = hsum(_mm256_add_ps(a2, b2)), s3 = hsum(_mm256_add_ps(a3, b3));                              \
+            if (k < cols) {                                                                                          \
+                s0 += DOT_TAIL(w0 + k, x + k, cols - k); s1 += DOT_TAIL(w1 + k, x + k, cols - k);                    \
+                s2 += DOT_TAIL(w2 + k, x + k, cols - k); s3 += DOT_TAIL(w3 + k, x + k, cols - k);                    \
+            }                                                                                                        \
+            y[r] = s0 + (bias ? bias[r] : 0.0f); y[r + 1] = s1 + (bias ? bias[r + 1] : 0.0f);                       \
+            y[r + 2] = s2 + (bias ? bias[r + 2] : 0.0f); y[r + 3] = s3 + (bias ? bias[r + 3] : 0.0f);               \
+        }                                                                                                            \
+        for (; r < r1; r++) {                                                                                        \
+            const WT *w0 = W + r * cols;                                                                             \
+            __m256 a0 = _mm256_setzero_ps();                                                                         \
+            size_t k = 0;                                                                                            \
+            for (; k < n8; k += 8) a0 = _mm256_fmadd_ps(LOAD(w0 + k), _mm256_loadu_ps(x + k), a0);                 \
+            float s0 = hsum(a0);                                                                                     \
+            if (k < cols) s0 += DOT_TAIL(w0 + k, x + k, cols - k);                                                   \
+            y[r] = s0 + (bias ? bias[r] : 0.0f);                                                                     \
+        }                                                                                                            \
+    }
+
+MATVEC_AVX2(matvec_f32_avx2, float, load8_f32, dot_f32)
+MATVEC_AVX2(matvec_f16_avx2, uint16_t, load8_f16, dot_f16)
+
+// Register tile: 3 rows of W x 4 rows of X = 12 accumulators (+3 W vectors + 1 X vector = 16 ymm).
+// W rows are reused across all T rows of X while they sit in L1/L2; X blocks of 4 rows stay in L1.
+#define MATMUL_AVX2(NAME, WT, LOAD, DOT_TAIL)                                                                        \
+    AVX2 static void NAME(const WT *W, const float *X, const float *bias, float *Y, size_t T, size_t cols, size_t ldy, \
+                          size_t r0, size_t r1) {                                                                      \
+        size_t n8 = cols & ~(size_t)7;                                                                                 \
+        const size_t RB = 48; /* rows of W per cache block */                                                        \
+        for (size_t rb = r0; rb < r1; rb += RB) {                                                                      \
+            size_t re = rb + RB < r1 ? rb + RB : r1;                                                                   \
+            size_t t = 0;                                                                                              \
+            for (; t + 4 <= T; t += 4) {                                                                               \
+                const float *x0 = X + t * cols, *x1 = x0 + cols, *x2 = x1 + cols, *x3 = x2 + cols;                     \
+                size_t r = rb;                                                                                         \
+                for (; r + 3 <= re; r += 3) {                                                                          \
+                    const WT *w0 = W + r * cols, *w1 = w0 + cols, *w2 = w1 + cols;                                     \
+                    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00;          \
+                    __m256 c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;                          \
+                    size_t k = 0;                                                                                      \
+                    for (; k < n8; k += 8) {                                                                           \
+                        __m256 v0 = LOAD(w0 + k), v1 = LOAD(w1 + k), v2 = LOAD(w2 + k), xv;                            \
+                        xv = _mm256_loadu_ps(x0 + k);                                                                  \
+                        c00 = _mm256_fmadd_ps(xv, v0, c00); c01 = _mm256_fmadd_ps(xv, v1, c01); c02 = _mm256_fmadd_ps(xv, v2, c02); \
+                        xv = _mm256_loadu_ps(x1 + k);                                                                  \
+                        c10 = _mm256_fmadd_ps(xv, v0, c10); c11 = _mm256_fmadd_ps(xv, v1, c11); c12 = _mm256_fmadd_ps(xv, v2, c12); \
+                        xv = _mm256_loadu_ps(x2 + k);                                                                  \
+                        c20 = _mm256_fmadd_ps(xv, v0, c20); c21 = _mm256_fmadd_ps(xv, v1, c21); c22 = _mm256_fmadd_ps(xv, v2, c22); \
+                        xv = _mm256_loadu_ps(x3 + k);                                                                  \
+                        c30 = _mm256_fmadd_ps(xv, v0, c30); c31 = _mm256_fmadd_ps(xv, v1, c31); c32 = _mm256_fmadd_ps(xv, v2, c32); \
+                    }                                                                                                  \
+                    float s[4][3] = {{hsum(c00), hsum(c01), hsum(c02)}, {hsum(c10), hsum(c11), hsum(c12)},            \
+                                     {hsum(c20), hsum(c21), hsum(c22)}, {hsum(c30), hsum(c31), hsum(c32)}};           \
+                    const float *xs[4] = {x0, x1, x2, x3};                                                             \
+                    const WT *ws[3] = {w0, w1, w2};                                                                    \
+                    for (int i = 0; i < 4; i++)                                                                        \
+                        for (int j = 0; j < 3; j++) {                                                                  \
+                            float v = s[i][j];                                                                         \
+                            if (k < cols) v += DOT_TAIL(ws[j] + k, xs[i] + k, cols - k);                               \
+                            Y[(t + i) * ldy + r + j] = v + (bias ? bias[r + j] : 0.0f);                                \
+                        }                                                                                              \
+                }                                                                                                      \
+                for (int i = 0; i < 4; i++) NAME##_rows(W, X + (t + i) * cols, bias, Y + (t + i) * ldy, cols, r, re);   \
+            }                                                                                                          \
+            for (; t < T; t++) NAME##_rows(W, X + t * cols, bias, Y + t * ldy, cols, rb, re);                          \
+        }                                                                                                              \
+    }
+
+// Single-row helpers used for edges of the tile.
+#define matmul_f32_avx2_rows matvec_f32_avx2
+#define matmul_f16_avx2_rows matvec_f16_avx2
+MATMUL_AVX2(matmul_f32_avx2, float, load8_f32, dot_f32)
+MATMUL_AVX2(matmul_f16_avx2, uint16_t, load8_f16, dot_f16)
+#endif
+
+void g2w_matvec_f32(const float *W, const float *x, const float *bias, float *y, size_t cols, size_t r0, size_t r1) {
+#if G2W_X86
+    if (use_avx2()) { matvec_f32_avx2(W, x, bias, y, cols, r0, r1); return; }
+#endif
+    matvec_f32_generic(W, x, bias, y, cols, r0, r1);
+}
+void g2w_matvec_f16(const uint16_t *W, const float *x, const float *bias, float *y, size_t cols, size_t r0, size_t r1) {
+#if G2W_X86
+    if (use_avx2()) { matvec_f16_avx2(W, x, bias, y, cols, r0, r1); return; }
+#endif
+    matvec_f16_generic(W, x, bias, y, cols, r0, r1);
+}
+void g2w_matmul_f32(const float *W, const float *X, const float *bias, float *Y, size_t T, size_t cols, size_t ldy, size_t r0, size_t r1) {
+#if G2W_X86
+    if (use_avx2()) { matmul_f32_avx2(W, X, bias, Y, T, cols, ldy, r0, r1); return; }
+#endif
+    matmul_f32_generic(W, X, bias, Y, T, cols, ldy, r0, r1);
+}
+void g2w_matmul_f16(const uint16_t *W, const float *X, const float *bias, float *Y, size_t T, size_t cols, size_t ldy, size_t r0, size_t r1) {
+#if G2W_X86
+    if (use_avx2()) { matmul_f16_avx2(W, X, bias, Y, T, cols, ldy, r0, r1); return; }
+#endif
+    matmul_f16_generic(W, X, bias, Y, T, cols, ldy, r0, r1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small row operations: one portable body, also instantiated with AVX2 enabled.
+static inline void attend_body(const float *q, const float *K, const float *V, size_t stride, size_t n, size_t hd, float scale,
+                               float *s, float *out) {
+    float mx = -INFINITY;
+    for (size_t j = 0; j < n; j++) {
+        const float *k = K + j * stride;
+        float d = 0;
+        for (size_t i = 0; i < hd; i++) d += q[i] * k[i];
+        s[j] = d * scale;
+        if (s[j] > mx) mx = s[j];
+    }
+    float sum = 0;
+    for (size_t j = 0; j < n; j++) { s[j] = expf(s[j] - mx); sum += s[j]; }
+    float inv = 1.0f / sum;
+    for (size_t i = 0; i < hd; i++) out[i] = 0;
+    for (size_t j = 0; j < n; j++) {
+        const float *v = V + j * stride;
+        float p = s[j] * inv;
+        for (size_t i = 0; i < hd; i++) out[i] += p * v[i];
+    }
+}
+
+static inline void layernorm_body(const float *x, const float *g, const float *b, float *y, size_t n, float eps) {
+    float mean = 0;
+    for (size_t i = 0; i < n; i++) mean += x[i];
+    mean /= (float)n;
+    float var = 0;
+    for (size_t i = 0; i < n; i++) { float d = x[i] - mean; var += d * d; }
+    var /= (float)n;
+    float rs = 1.0f / sqrtf(var + eps);
+    for (size_t i = 0; i < n; i++) y[i] = (x[i] - mean) * rs * g[i] + b[i];
+}
+
+static inline void add_body(float *y, const float *a, size_t n) { for (size_t i = 0; i < n; i++) y[i] += a[i]; }
+
+static inline void gelu_body(float *x, size_t n) {
+    const float c = 0.7978845608028654f;  // sqrt(2/pi)
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        x[i] = 0.5f * v * (1.0f + tanhf(c * (v + 0.044715f * v * v * v)));
+    }
+}
+
+#if G2W_X86
+AVX2 static void attend_avx2(const float *q, const float *K, const float *V, size_t st, size_t n, size_t hd, float sc, float *s, float *o) {
+    attend_body(q, K, V, st, n, hd, sc, s, o);
+}
+AVX2 static void layernorm_avx2(const float *x, const float *g, const float *b, float *y, size_t n, float eps) { layernorm_body(x, g, b, y, n, eps); }
+AVX2 static void add_avx2(float *y, const float *a, size_t n) { add_body(y, a, n); }
+#endif
+
+void g2w_attend(const float *q, const float *K, const float *V, size_t stride, size_t n, size_t hd, float scale, float *scores, float *out) {
+#if G2W_X86
+    if (use_avx2()) { attend_avx2(q, K, V, stride, n, hd, scale, scores, out); return; }
+#endif
+    attend_body(q, K, V, stride, n, hd, scale, scores, out);
+}
+void g2w_layernorm(const float *x, const float *g, const float *b, float *y, size_t n, float eps) {
+#if G2W_X86
+    if (use_avx2()) { layernorm_avx2(x, g, b, y, n, eps); return; }
+#endif
+    layernorm_body(x, g, b, y, n, eps);
+}
+void g2w_add(float *y, const float *a, size_t n) {
+#if G2W_X86
+    if (use_avx2()) { add_avx2(y, a, n); return; }
+#endif
+    add_body(y, a, n);
+}
+void g2w_gelu(float *x, size_t n) { gelu_body(x, n); }

@@ -26,3 +26,48 @@ void g2w_f32_to_f16(const float *src, uint16_t *dst, size_t n);
 #ifdef __cplusplus
 }
 #endif
+
+// Signal-safe removal of a temporary file. A writer registers the temporary path it is writing;
+// the handlers installed by `g2w_cleanup_install_handlers` (SIGINT, SIGTERM, SIGHUP) unlink it
+// and exit with 128 + signal (SIGXFSZ and SIGPIPE are ignored so they surface as write errors), so an interrupted writer leaves nothing behind.
+// Only one path is tracked at a time (writers run one at a time in the tools).
+#ifdef __cplusplus
+extern "C" {
+#endif
+void g2w_cleanup_register(const char *path);
+void g2w_cleanup_unregister(void);
+void g2w_cleanup_install_handlers(void);
+#ifdef __cplusplus
+}
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/// Forces the portable kernels (1) or restores run-time dispatch (0). For tests and benchmarks.
+void g2w_force_generic(int on);
+
+/// Matrix-vector product over rows [row_begin, row_end) of W (rows x cols, row-major):
+/// y[r] = dot(W[r, :], x) (+ bias[r] if bias is not NULL).
+void g2w_matvec_f32(const float *W, const float *x, const float *bias, float *y, size_t cols, size_t row_begin, size_t row_end);
+void g2w_matvec_f16(const uint16_t *W, const float *x, const float *bias, float *y, size_t cols, size_t row_begin, size_t row_end);
+
+/// Batched product for rows [row_begin, row_end) of W: Y[t, r] = dot(X[t, :], W[r, :]) (+ bias[r]),
+/// X is T x cols (row stride cols), Y is T x ldy (row stride ldy).
+void g2w_matmul_f32(const float *W, const float *X, const float *bias, float *Y, size_t T, size_t cols, size_t ldy, size_t row_begin, size_t row_end);
+void g2w_matmul_f16(const uint16_t *W, const float *X, const float *bias, float *Y, size_t T, size_t cols, size_t ldy, size_t row_begin, size_t row_end);
+
+/// Causal attention of one query against `n` cached positions for one head:
+/// s[j] = scale * dot(q, K[j]); p = softmax(s); out = sum_j p[j] V[j].
+/// K[j] = K + j * stride, V[j] likewise; `scores` has room for n floats.
+void g2w_attend(const float *q, const float *K, const float *V, size_t stride, size_t n, size_t head_dim, float scale, float *scores, float *out);
+
+/// y = x + a (elementwise, n values), used for residual connections.
+void g2w_add(float *y, const float *a, size_t n);
+/// LayerNorm of one row: y = (x - mean) / sqrt(var + eps) * gamma + beta (biased variance).
+void g2w_layernorm(const float *x, const float *gamma, const float *beta, float *y, size_t n, float eps);
+/// GELU with the tanh approximation (`gelu_new`), in place.
+void g2w_gelu(float *x, size_t n);
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,152 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import CG2W
+
+/// A `.g2w` file opened for reading: its header, metadata and tensor table, validated in full at
+/// open, and its tensors as zero-copy views into a read-only memory map.
+///
+/// Opening reads only the header region (header, metadata, table: O(header)), checks its CRC-32C
+/// and every offset and length against the file size with checked arithmetic, and only then maps
+/// the file. Tensor data is never copied or read at open; `verify()` recomputes blob checksums
+/// on request.
+///
+/// The mapping lives as long as this object (or any ``G2WTensor`` view taken from it).
+///
+/// Limitation: if another process truncates the file while it is mapped, touching a page past the
+/// new end raises SIGBUS (as with any memory-mapped reader); do not modify model files in use.
+public final class G2WFile: @unchecked Sendable {
+    public let path: String
+    public let header: G2WHeader
+    public let metadata: G2WMetadata
+    public let tensors: [G2WTensorInfo]
+    /// Start of the read-only mapping of the whole file.
+    public let baseAddress: UnsafeRawPointer
+    public let fileSize: UInt64
+    private let tensorIndex: [String: Int]
+
+    /// Opens and validates `path`. Throws ``G2WFormatError`` naming what is wrong and where.
+    public init(path: String) throws {
+        self.path = path
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw G2WFormatError.io(operation: "open", path: path, reason: errnoText()) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw G2WFormatError.io(operation: "stat", path: path, reason: errnoText()) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw G2WFormatError.io(operation: "open", path: path, reason: "not a regular file") }
+        let size = UInt64(st.st_size)
+
+        let head = try Self.pread(fd, count: Int(min(size, G2WLayout.headerSize)), at: 0, path: path)
+        if head.count >= 8, Array(head[0..<8]) != G2WLayout.magic { throw G2WFormatError.badMagic(Array(head[0..<8])) }
+        let h = try HeaderRegion.decodeHeader(head, fileSize: size)
+        let region = try Self.pread(fd, count: Int(h.dataOffset), at: 0, path: path)
+        let computed = HeaderRegion.headerChecksum(region)
+        guard computed == h.headerChecksum else { throw G2WFormatError.headerChecksumMismatch(stored: h.headerChecksum, computed: computed) }
+        let tableEnd = Int(h.tensorTableOffset + h.tensorTableSize)
+        if let nz = region[tableEnd..<Int(h.dataOffset)].firstIndex(where: { $0 != 0 }) { throw G2WFormatError.nonZeroPadding(offset: UInt64(nz)) }
+        metadata = try HeaderRegion.decodeMetadata(region, header: h)
+        tensors = try HeaderRegion.decodeTable(region, header: h)
+        header = h
+        fileSize = size
+        tensorIndex = Dictionary(uniqueKeysWithValues: tensors.enumerated().map { ($1.name, $0) })
+
+        // Map only after everything is validated. A zero-length mapping is not allowed, and a file
+        // always has at least its 128-byte header.
+        guard let p = mmap(nil, Int(size), PROT_READ, MAP_SHARED, fd, 0), p != MAP_FAILED else {
+            throw G2WFormatError.io(operation: "mmap", path: path, reason: errnoText())
+        }
+        baseAddress = UnsafeRawPointer(p)
+    }
+
+    deinit {
+        munmap(UnsafeMutableRawPointer(mutating: baseAddress), Int(fileSize))
+    }
+
+    /// The table entry named `name`, if any.
+    public func info(named name: String) -> G2WTensorInfo? {
+        tensorIndex[name].map { tensors[$0] }
+    }
+
+    /// A zero-copy view of the tensor named `name`, if any.
+    public func tensor(named name: String) -> G2WTensor? {
+        info(named: name).map { G2WTensor(info: $0, file: self) }
+    }
+
+    /// The blob bytes of `info` (a view into the mapping; no copy).
+    public func bytes(of info: G2WTensorInfo) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: baseAddress + Int(info.offset), count: Int(info.byteCount))
+    }
+
+    /// Recomputes the CRC-32C of every blob and checks that padding between blobs is zero.
+    /// Throws on the first bad tensor. `progress` is called with (tensors done, total).
+    public func verify(progress: ((Int, Int) -> Void)? = nil) throws {
+        for (i, t) in tensors.enumerated() {
+            let computed = g2w_crc32c(0, baseAddress + Int(t.offset), Int(t.byteCount))
+            guard computed == t.checksum else {
+                throw G2WFormatError.tensorChecksumMismatch(name: t.name, offset: t.offset, stored: t.checksum, computed: computed)
+            }
+            let end = Int(t.offset + t.byteCount)
+            let next = i + 1 < tensors.count ? Int(tensors[i + 1].offset) : end
+            for o in end..<next where baseAddress.load(fromByteOffset: o, as: UInt8.self) != 0 {
+                throw G2WFormatError.nonZeroPadding(offset: UInt64(o))
+            }
+            progress?(i + 1, tensors.count)
+        }
+    }
+
+    static func pread(_ fd: Int32, count: Int, at offset: Int, path: String) throws -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: count)
+        var done = 0
+        while done < count {
+            let n = out.withUnsafeMutableBytes { Glibc.pread(fd, $0.baseAddress! + done, count - done, off_t(offset + done)) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw G2WFormatError.io(operation: "read", path: path, reason: errnoText())
+            }
+            if n == 0 { throw G2WFormatError.truncated(section: "header region", needed: UInt64(offset + count), actual: UInt64(offset + done)) }
+            done += n
+        }
+        return out
+    }
+}
+
+/// A zero-copy view of one tensor in a mapped ``G2WFile``. Keeps the file mapped while it lives.
+public struct G2WTensor: @unchecked Sendable {
+    public let info: G2WTensorInfo
+    public let file: G2WFile
+
+    /// Start of the blob in the mapping (64-byte aligned).
+    public var baseAddress: UnsafeRawPointer { file.baseAddress + Int(info.offset) }
+    public var bytes: UnsafeRawBufferPointer { file.bytes(of: info) }
+    public var shape: [Int] { info.shape }
+    public var dtype: G2WDType { info.dtype }
+
+    /// The elements as `Float` (a view for f32 tensors; nil for other dtypes).
+    public var float32s: UnsafeBufferPointer<Float>? {
+        guard info.dtype == .f32 else { return nil }
+        return UnsafeBufferPointer(start: baseAddress.assumingMemoryBound(to: Float.self), count: info.elementCount)
+    }
+
+    /// The elements as IEEE binary16 bit patterns (a view for f16 tensors; nil for other dtypes).
+    public var float16Bits: UnsafeBufferPointer<UInt16>? {
+        guard info.dtype == .f16 else { return nil }
+        return UnsafeBufferPointer(start: baseAddress.assumingMemoryBound(to: UInt16.self), count: info.elementCount)
+    }
+
+    /// Copies the elements out as `Float`, converting f16 exactly. For tests and tools, not the hot path.
+    public func floats() -> [Float] {
+        switch info.dtype {
+        case .f32: return Array(float32s!)
+        case .f16:
+            var out = [Float](repeating: 0, count: info.elementCount)
+            out.withUnsafeMutableBufferPointer { g2w_f16_to_f32(float16Bits!.baseAddress!, $0.baseAddress!, info.elementCount) }
+            return out
+        }
+    }
+}
+
+func errnoText(_ code: Int32 = errno) -> String {
+    String(cString: strerror(code))
+}

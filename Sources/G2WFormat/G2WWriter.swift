@@ -1,0 +1,279 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import CG2W
+
+/// Writes a `.g2w` file by streaming tensor data, atomically.
+///
+/// The writer lays out the whole file from the tensor descriptors up front, writes into a
+/// temporary file beside the destination (`.NAME.tmp-PID`), computes each blob's CRC-32C as the
+/// bytes stream through, then patches the table and header checksums, `fsync`s, and moves the file
+/// into place. Any error, or dropping the writer before ``finish()``, removes the temporary file:
+/// no partial output remains under the destination name. The tools also install signal handlers
+/// (``installInterruptCleanup()``) so SIGINT/SIGTERM remove it too.
+///
+/// ```swift
+/// let writer = try G2WWriter(path: "out.g2w", metadata: meta, tensors: descriptors)
+/// for blob in blobs { try writer.write(blob) }   // in descriptor order, any chunking
+/// try writer.finish()
+/// ```
+public final class G2WWriter {
+    public let destination: String
+    public let temporaryPath: String
+    public let overwrite: Bool
+    private(set) var infos: [G2WTensorInfo]
+    private let metadataBytes: [UInt8]
+    private var header: G2WHeader
+    private var fd: Int32
+    private var buffer: [UInt8] = []
+    private let bufferLimit = 1 << 20
+    private var position: UInt64 = 0       // bytes written to the file so far (including buffer)
+    private var current = 0                // index of the tensor being written
+    private var currentWritten: UInt64 = 0
+    private var currentCRC: UInt32 = 0
+    private var finished = false
+
+    /// Total size of the file being written.
+    public var fileSize: UInt64 { header.fileSize }
+
+    /// Creates the temporary file and writes the header region (checksums patched at the end).
+    /// - Parameter overwrite: replace an existing destination; otherwise an existing file is an error
+    ///   (checked now and again, atomically, when the file is moved into place).
+    public init(path: String, metadata: G2WMetadata, tensors: [G2WTensorDescriptor], overwrite: Bool = false) throws {
+        destination = path
+        self.overwrite = overwrite
+        if !overwrite, access(path, F_OK) == 0 { throw G2WFormatError.outputExists(path: path) }
+        metadataBytes = try HeaderRegion.encodeMetadata(metadata)
+
+        // Validate descriptors and lay out the data section.
+        var names = Set<String>()
+        var infos: [G2WTensorInfo] = []
+        for (i, t) in tensors.enumerated() {
+            let n = t.name.utf8.count
+            guard n >= 1, n <= G2WLayout.maxNameLength, !t.name.utf8.contains(0) else {
+                throw G2WFormatError.invalidTensor(name: t.name, index: i, reason: "name must be 1...255 bytes without NUL")
+            }
+            guard names.insert(t.name).inserted else { throw G2WFormatError.duplicateName(section: "tensor table", name: t.name) }
+            guard t.shape.count >= 1, t.shape.count <= G2WLayout.maxRank, t.shape.allSatisfy({ $0 >= 1 }) else {
+                throw G2WFormatError.invalidTensor(name: t.name, index: i, reason: "shape \(t.shape) must have rank 1...4 and dimensions >= 1")
+            }
+            var elements: UInt64 = 1
+            for d in t.shape {
+                guard let p = elements.multiplyingChecked(UInt64(d)) else { throw G2WFormatError.invalidTensor(name: t.name, index: i, reason: "shape overflows") }
+                elements = p
+            }
+            guard let bytes = elements.multiplyingChecked(UInt64(t.dtype.size)) else {
+                throw G2WFormatError.invalidTensor(name: t.name, index: i, reason: "shape overflows")
+            }
+            infos.append(G2WTensorInfo(name: t.name, dtype: t.dtype, shape: t.shape, offset: 0, byteCount: bytes, checksum: 0))
+        }
+        guard UInt64(tensors.count) <= G2WLayout.maxTensorCount else {
+            throw G2WFormatError.limitExceeded(section: "tensor table", what: "tensor count", value: UInt64(tensors.count), limit: G2WLayout.maxTensorCount)
+        }
+        guard UInt64(metadata.count) <= G2WLayout.maxMetadataCount else {
+            throw G2WFormatError.limitExceeded(section: "metadata", what: "entry count", value: UInt64(metadata.count), limit: G2WLayout.maxMetadataCount)
+        }
+        let tableSize = UInt64(HeaderRegion.encodeTable(infos).count)
+        let metadataOffset = G2WLayout.headerSize
+        let tableOffset = metadataOffset + UInt64(metadataBytes.count)
+        let dataOffset = alignUp(tableOffset + tableSize, G2WLayout.alignment)!
+        guard dataOffset <= G2WLayout.maxHeaderRegion else {
+            throw G2WFormatError.limitExceeded(section: "header", what: "header region", value: dataOffset, limit: G2WLayout.maxHeaderRegion)
+        }
+        var offset = dataOffset
+        for i in infos.indices {
+            infos[i].offset = offset
+            let end = offset + infos[i].byteCount
+            offset = i == infos.count - 1 ? end : alignUp(end, G2WLayout.alignment)!
+        }
+        self.infos = infos
+        header = G2WHeader(versionMajor: G2WLayout.versionMajor, versionMinor: G2WLayout.versionMinor, alignment: G2WLayout.alignment,
+                           headerSize: G2WLayout.headerSize, metadataOffset: metadataOffset, metadataSize: UInt64(metadataBytes.count),
+                           metadataCount: UInt64(metadata.count), tensorTableOffset: tableOffset, tensorTableSize: tableSize,
+                           tensorCount: UInt64(infos.count), dataOffset: dataOffset, dataSize: offset - dataOffset,
+                           fileSize: offset, headerChecksum: 0, flags: 0)
+
+        // Temporary file in the destination's directory, so the final rename stays on one filesystem.
+        let slash = path.lastIndex(of: "/")
+        let dir = slash.map { String(path[..<$0]) } ?? "."
+        let base = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        temporaryPath = (dir.isEmpty ? "" : dir + "/") + ".\(base).tmp-\(getpid())"
+        fd = open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw G2WFormatError.io(operation: "create", path: temporaryPath, reason: errnoText()) }
+        g2w_cleanup_register(temporaryPath)
+        do {
+            try append(region(checksums: false))
+            try skipToCurrentTensor()
+        } catch {
+            abandon()
+            throw error
+        }
+    }
+
+    deinit { if !finished { abandon() } }
+
+    /// Installs SIGINT/SIGTERM/SIGHUP handlers that remove the temporary file of the writer in
+    /// progress and exit with 128 + signal. For command-line tools; call once at start.
+    public static func installInterruptCleanup() { g2w_cleanup_install_handlers() }
+
+    /// The tensor whose bytes the next ``write(_:)`` continues, or nil when all are written.
+    public var currentTensor: G2WTensorInfo? { current < infos.count ? infos[current] : nil }
+
+    /// Appends bytes to the current tensor, moving to the next when one is complete. Chunks may
+    /// span tensor boundaries.
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        var rest = bytes
+        do {
+            while !rest.isEmpty {
+                guard current < infos.count else { throw G2WFormatError.writerMisuse("\(rest.count) bytes written after the last tensor") }
+                let need = Int(infos[current].byteCount - currentWritten)
+                let take = min(need, rest.count)
+                let chunk = UnsafeRawBufferPointer(rebasing: rest[0..<take])
+                currentCRC = g2w_crc32c(currentCRC, chunk.baseAddress!, take)
+                try append(chunk)
+                currentWritten += UInt64(take)
+                rest = UnsafeRawBufferPointer(rebasing: rest[take...])
+                if currentWritten == infos[current].byteCount {
+                    infos[current].checksum = currentCRC
+                    current += 1
+                    currentWritten = 0
+                    currentCRC = 0
+                    try skipToCurrentTensor()
+                }
+            }
+        } catch let e as G2WFormatError {
+            abandon()
+            throw e
+        } catch {
+            abandon()
+            throw G2WFormatError.writerMisuse("\(error)")
+        }
+    }
+
+    /// Convenience for arrays of `Float` / `UInt16` / bytes.
+    public func write<T>(_ array: [T]) throws {
+        try array.withUnsafeBytes { try write($0) }
+    }
+
+    /// Patches checksums, flushes, `fsync`s and moves the file to its destination.
+    public func finish() throws {
+        guard !finished else { throw G2WFormatError.writerMisuse("finish() called twice") }
+        do {
+            guard current == infos.count else {
+                throw G2WFormatError.writerMisuse("tensor '\(infos[current].name)' has \(currentWritten) of \(infos[current].byteCount) bytes")
+            }
+            try flush()
+            let region = region(checksums: true)
+            try region.withUnsafeBytes { raw in
+                var done = 0
+                while done < raw.count {
+                    let n = Glibc.pwrite(fd, raw.baseAddress! + done, raw.count - done, off_t(done))
+                    if n < 0 { if errno == EINTR { continue }; throw G2WFormatError.io(operation: "write", path: temporaryPath, reason: errnoText()) }
+                    done += n
+                }
+            }
+            guard fsync(fd) == 0 else { throw G2WFormatError.io(operation: "fsync", path: temporaryPath, reason: errnoText()) }
+            guard close(fd) == 0 else { fd = -1; throw G2WFormatError.io(operation: "close", path: temporaryPath, reason: errnoText()) }
+            fd = -1
+            if overwrite {
+                guard rename(temporaryPath, destination) == 0 else { throw G2WFormatError.io(operation: "rename", path: destination, reason: errnoText()) }
+            } else {
+                // link() fails if the destination appeared meanwhile: never replace a file silently.
+                if link(temporaryPath, destination) == 0 {
+                    unlink(temporaryPath)
+                } else if errno == EEXIST {
+                    throw G2WFormatError.outputExists(path: destination)
+                } else {
+                    guard access(destination, F_OK) != 0 else { throw G2WFormatError.outputExists(path: destination) }
+                    guard rename(temporaryPath, destination) == 0 else { throw G2WFormatError.io(operation: "rename", path: destination, reason: errnoText()) }
+                }
+            }
+            finished = true
+            g2w_cleanup_unregister()
+            syncDirectory()
+        } catch let e as G2WFormatError {
+            abandon()
+            throw e
+        } catch {
+            abandon()
+            throw G2WFormatError.writerMisuse("\(error)")
+        }
+    }
+
+    /// Stops writing and removes the temporary file. The destination is untouched.
+    public func cancel() { abandon() }
+
+    // MARK: Private
+
+    private func region(checksums: Bool) -> [UInt8] {
+        var h = header
+        var region = HeaderRegion.encodeHeader(h)
+        region += metadataBytes
+        region += HeaderRegion.encodeTable(infos)
+        region += [UInt8](repeating: 0, count: Int(h.dataOffset) - region.count)
+        if checksums {
+            h.headerChecksum = HeaderRegion.headerChecksum(region)
+            let head = HeaderRegion.encodeHeader(h)
+            region.replaceSubrange(0..<head.count, with: head)
+        }
+        return region
+    }
+
+    private func skipToCurrentTensor() throws {
+        guard current < infos.count else { return }
+        let pad = Int(infos[current].offset - position)
+        if pad > 0 { try append([UInt8](repeating: 0, count: pad)) }
+    }
+
+    private func append(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { try append($0) }
+    }
+
+    private func append(_ bytes: UnsafeRawBufferPointer) throws {
+        if buffer.count + bytes.count > bufferLimit { try flush() }
+        if bytes.count >= bufferLimit {
+            try writeAll(bytes)
+        } else {
+            buffer.append(contentsOf: bytes)
+        }
+        position += UInt64(bytes.count)
+    }
+
+    private func flush() throws {
+        guard !buffer.isEmpty else { return }
+        defer { buffer.removeAll(keepingCapacity: true) }
+        try buffer.withUnsafeBytes { try writeAll($0) }
+    }
+
+    private func writeAll(_ bytes: UnsafeRawBufferPointer) throws {
+        var done = 0
+        while done < bytes.count {
+            let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                let code = errno
+                let why = code == ENOSPC ? "no space left on the device" : code == EFBIG ? "file size limit exceeded" : errnoText(code)
+                throw G2WFormatError.io(operation: "write", path: temporaryPath, reason: why)
+            }
+            done += n
+        }
+    }
+
+    private func abandon() {
+        if fd >= 0 { close(fd); fd = -1 }
+        if !finished {
+            unlink(temporaryPath)
+            g2w_cleanup_unregister()
+            finished = true
+        }
+    }
+
+    private func syncDirectory() {
+        let slash = destination.lastIndex(of: "/")
+        let dir = slash.map { String(destination[..<$0]) } ?? "."
+        let dfd = open(dir.isEmpty ? "/" : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dfd >= 0 { fsync(dfd); close(dfd) }
+    }
+}

@@ -1,0 +1,103 @@
+/// A typed metadata value (spec/g2w.md, "Metadata").
+public enum G2WMetadataValue: Sendable, Equatable, CustomStringConvertible {
+    case uint(UInt64)
+    case int(Int64)
+    case float(Double)
+    case bool(Bool)
+    case string(String)
+    case bytes([UInt8])
+    case stringArray([String])
+    /// A value of a type code this reader does not know, kept as raw bytes.
+    case unknown(type: UInt16, bytes: [UInt8])
+
+    /// The type code stored in the file.
+    public var typeCode: UInt16 {
+        switch self {
+        case .uint: return 1
+        case .int: return 2
+        case .float: return 3
+        case .bool: return 4
+        case .string: return 5
+        case .bytes: return 6
+        case .stringArray: return 7
+        case let .unknown(type, _): return type
+        }
+    }
+
+    public var typeName: String {
+        switch self {
+        case .uint: return "u64"
+        case .int: return "i64"
+        case .float: return "f64"
+        case .bool: return "bool"
+        case .string: return "string"
+        case .bytes: return "bytes"
+        case .stringArray: return "string[]"
+        case let .unknown(type, _): return "type \(type)"
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case let .uint(v): return String(v)
+        case let .int(v): return String(v)
+        case let .float(v): return String(v)
+        case let .bool(v): return String(v)
+        case let .string(s): return "\"\(escapedForDisplay(s))\""
+        case let .bytes(b): return "<\(b.count) bytes>"
+        case let .stringArray(a): return "<\(a.count) strings>"
+        case let .unknown(_, b): return "<\(b.count) bytes of unknown type>"
+        }
+    }
+
+    public var uintValue: UInt64? { if case let .uint(v) = self { return v } else { return nil } }
+    public var floatValue: Double? { if case let .float(v) = self { return v } else { return nil } }
+    public var stringValue: String? { if case let .string(v) = self { return v } else { return nil } }
+    public var stringArrayValue: [String]? { if case let .stringArray(v) = self { return v } else { return nil } }
+}
+
+/// Ordered, uniquely keyed metadata.
+public struct G2WMetadata: Sendable, Equatable, Sequence {
+    public private(set) var entries: [(key: String, value: G2WMetadataValue)] = []
+    private var index: [String: Int] = [:]
+
+    public init() {}
+
+    public init(_ pairs: KeyValuePairs<String, G2WMetadataValue>) {
+        for (k, v) in pairs { self[k] = v }
+    }
+
+    public var count: Int { entries.count }
+
+    /// Gets or sets a value; setting an existing key replaces it in place.
+    public subscript(key: String) -> G2WMetadataValue? {
+        get { index[key].map { entries[$0].value } }
+        set {
+            if let i = index[key] {
+                if let v = newValue { entries[i].value = v } else {
+                    entries.remove(at: i)
+                    index = Dictionary(uniqueKeysWithValues: entries.enumerated().map { ($1.key, $0) })
+                }
+            } else if let v = newValue {
+                index[key] = entries.count
+                entries.append((key, v))
+            }
+        }
+    }
+
+    public func makeIterator() -> IndexingIterator<[(key: String, value: G2WMetadataValue)]> {
+        entries.makeIterator()
+    }
+
+    public static func == (a: G2WMetadata, b: G2WMetadata) -> Bool {
+        a.entries.count == b.entries.count && zip(a.entries, b.entries).allSatisfy { $0.key == $1.key && $0.value == $1.value }
+    }
+
+    /// Whether `key` is a valid metadata key: 1...255 bytes of `[A-Za-z0-9._-]`.
+    public static func isValidKey(_ key: String) -> Bool {
+        let u = Array(key.utf8)
+        return !u.isEmpty && u.count <= G2WLayout.maxNameLength && u.allSatisfy {
+            ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x2E || $0 == 0x5F || $0 == 0x2D
+        }
+    }
+}
