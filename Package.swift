@@ -25,7 +25,7 @@ let package = Package(
         .target(name: "G2WFormat", dependencies: ["CG2W"]),
         .target(name: "G2WTokenizer"),
         .target(name: "G2W", dependencies: ["G2WFormat", "G2WTokenizer", "CG2W"]),
-        .target(name: "G2WCommandLine", dependencies: ["G2W"]),
+        .target(name: "G2WCommandLine", dependencies: ["G2W", "G2WFormat"]),
         .executableTarget(name: "g2w-convert", dependencies: ["G2WCommandLine"]),
         .executableTarget(name: "g2w-run", dependencies: ["G2WCommandLine"]),
         .executableTarget(name: "g2w-inspect", dependencies: ["G2WCommandLine"]),

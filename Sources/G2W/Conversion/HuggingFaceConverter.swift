@@ -1,0 +1,317 @@
+import CG2W
+import Foundation
+import G2WFormat
+import G2WTokenizer
+
+/// An error while converting a checkpoint, saying what and where.
+public struct ConversionError: Error, CustomStringConvertible, Equatable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Converts a Hugging Face GPT-2 checkpoint (`model.safetensors` + `config.json` + tokenizer
+/// files) to one self-contained `.g2w` file.
+///
+/// Reads the safetensors file itself through a memory map; accepts keys with and without the
+/// `transformer.` prefix; drops the `attn.bias` / `attn.masked_bias` mask buffers; stores
+/// `lm_head.weight` only when it differs from `wte`; transposes Conv1D weights to [out, in];
+/// converts F32/F16/BF16 sources to the requested dtype (2-D weights) or f32 (biases, LayerNorm).
+/// Memory stays bounded by about one tensor. Output is atomic (temporary file + rename).
+public struct HuggingFaceConverter {
+    public struct Options {
+        /// Element type of the 2-D weight matrices (embeddings and projections). Default f16.
+        public var dtype: G2WDType = .f16
+        /// Output path; default: the input with its extension replaced by `.g2w`.
+        public var output: String?
+        public var overwrite = false
+        /// `config.json`; default: beside the model.
+        public var configPath: String?
+        /// n_head when there is no config.json (it cannot be inferred from shapes).
+        public var headCount: Int?
+        /// Explicit tokenizer files: (vocab.json/encoder.json, merges.txt/vocab.bpe) or tokenizer.json.
+        public var vocabPath: String?
+        public var mergesPath: String?
+        public var tokenizerJSONPath: String?
+        /// Do not look for or embed a tokenizer.
+        public var skipTokenizer = false
+        /// Called after each tensor: (tensors done, total, bytes written so far, total bytes).
+        public var progress: ((Int, Int, UInt64, UInt64) -> Void)?
+        /// Called with non-fatal warnings.
+        public var warn: ((String) -> Void)?
+        public init() {}
+    }
+
+    public struct Summary: Sendable {
+        public var output: String
+        public var configuration: GPT2Configuration
+        public var tensorCount: Int
+        public var parameterCount: Int
+        public var bytesWritten: UInt64
+        public var seconds: Double
+        public var tokenizerSource: String?
+        public var untiedHead: Bool
+        public var droppedBuffers: Int
+    }
+
+    public let input: String
+    public var options: Options
+
+    public init(input: String, options: Options = Options()) {
+        self.input = input
+        self.options = options
+    }
+
+    /// Output path used when none is given: `dir/model.safetensors` -> `dir/model.g2w`.
+    public static func defaultOutput(for input: String) -> String {
+        let url = URL(fileURLWithPath: input)
+        let base = url.pathExtension.isEmpty ? url : url.deletingPathExtension()
+        let path = base.appendingPathExtension("g2w").path
+        return input.hasPrefix("/") ? path : String(path.dropFirst(FileManager.default.currentDirectoryPath.count + 1))
+    }
+
+    public func run() throws -> Summary {
+        let start = Date()
+        var modelPath = input
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: input, isDirectory: &isDir), isDir.boolValue {
+            modelPath = (input as NSString).appendingPathComponent("model.safetensors")
+        }
+        let dir = (modelPath as NSString).deletingLastPathComponent.isEmpty ? "." : (modelPath as NSString).deletingLastPathComponent
+        let st = try SafetensorsFile(path: modelPath)
+
+        // Map checkpoint keys to .g2w names.
+        var sources: [String: SafetensorsFile.Entry] = [:]
+        var dropped = 0
+        var unexpected: [String] = []
+        for e in st.entries {
+            var name = e.name
+            if name.hasPrefix("transformer.") { name.removeFirst("transformer.".count) }
+            if name.hasSuffix(".attn.bias") || name.hasSuffix(".attn.masked_bias") { dropped += 1; continue }
+            if sources[name] != nil {
+                throw ConversionError("\(modelPath): tensor '\(name)' appears both with and without the 'transformer.' prefix")
+            }
+            sources[name] = e
+        }
+        for name in sources.keys where !Self.isKnownName(name) { unexpected.append(name) }
+        if !unexpected.isEmpty {
+            throw ConversionError("\(modelPath): unexpected tensors not part of GPT2LMHeadModel: \(unexpected.sorted().prefix(5).joined(separator: ", "))\(unexpected.count > 5 ? " (and \(unexpected.count - 5) more)" : "")")
+        }
+
+        let config = try configuration(dir: dir, sources: sources, modelPath: modelPath)
+
+        // The LM head: kept only when it differs from wte.
+        var untied = false
+        if let head = sources[GPT2Tensors.lmHead], let wte = sources[GPT2Tensors.tokenEmbedding] {
+            let same = head.shape == wte.shape && head.dtype == wte.dtype && st.bytes(of: head).elementsEqual(st.bytes(of: wte))
+            untied = !same
+        }
+        // Check every tensor's presence and shape (in checkpoint layout) before writing anything.
+        let plan = GPT2Tensors.all(config, untiedHead: untied)
+        for (name, shape) in plan {
+            guard let e = sources[name] else {
+                throw ConversionError("\(modelPath): missing required tensor '\(name)' (looked for '\(name)' and 'transformer.\(name)')")
+            }
+            let expected = Self.isTransposed(name) ? [shape[1], shape[0]] : shape
+            guard e.shape == expected else {
+                throw ConversionError("\(modelPath): tensor '\(e.name)' has shape \(e.shape), but config.json (\(config)) implies \(expected)")
+            }
+            guard [.f32, .f16, .bf16].contains(e.dtype) else {
+                throw ConversionError("\(modelPath): tensor '\(e.name)' has dtype \(e.dtype.rawValue); g2w-convert reads F32, F16 and BF16")
+            }
+        }
+
+        // Tokenizer.
+        var tokenizer: GPT2Tokenizer?
+        var tokenizerSource: String?
+        if !options.skipTokenizer {
+            (tokenizer, tokenizerSource) = try loadTokenizer(dir: dir)
+            if let t = tokenizer, t.vocabularySize != config.vocabularySize {
+                throw ConversionError("the tokenizer (\(tokenizerSource!)) has \(t.vocabularySize) tokens but the model's vocab_size is \(config.vocabularySize)")
+            }
+            if tokenizer == nil {
+                options.warn?("no tokenizer found beside \(modelPath) (vocab.json + merges.txt, encoder.json + vocab.bpe, or tokenizer.json); the .g2w will need token ids for input and output")
+            }
+        }
+
+        // Metadata.
+        var meta = G2WMetadata()
+        meta["g2w.architecture"] = .string("gpt2")
+        meta["g2w.converter"] = .string("g2w-convert \(G2WVersion.string)")
+        meta["g2w.source"] = .string((modelPath as NSString).lastPathComponent)
+        let dtypes = Set(plan.map { sources[$0.name]!.dtype.rawValue }).sorted()
+        meta["g2w.source_dtype"] = .string(dtypes.joined(separator: ","))
+        config.write(to: &meta)
+        if let t = tokenizer {
+            meta["tokenizer.model"] = .string("gpt2-bpe")
+            meta["tokenizer.vocab"] = .stringArray(t.vocabularyInIDOrder)
+            meta["tokenizer.merges"] = .stringArray(t.mergeStrings)
+            if let eos = t.endOfTextID { meta["tokenizer.eos_id"] = .uint(UInt64(eos)) }
+        }
+
+        let descriptors = plan.map { G2WTensorDescriptor(name: $0.name, dtype: $0.shape.count == 2 ? options.dtype : .f32, shape: $0.shape) }
+        let output = options.output ?? Self.defaultOutput(for: modelPath)
+        let writer: G2WWriter
+        do { writer = try G2WWriter(path: output, metadata: meta, tensors: descriptors, overwrite: options.overwrite) } catch let e as G2WFormatError {
+            throw ConversionError(e.description)
+        }
+        var written: UInt64 = 0
+        var parameters = 0
+        do {
+            for (i, d) in descriptors.enumerated() {
+                let e = sources[d.name]!
+                let floats = Self.readFloats(st, e, transpose: Self.isTransposed(d.name))
+                parameters += floats.count
+                switch d.dtype {
+                case .f32: try writer.write(floats)
+                case .f16:
+                    var halves = [UInt16](repeating: 0, count: floats.count)
+                    g2w_f32_to_f16(floats, &halves, floats.count)
+                    try writer.write(halves)
+                }
+                written += UInt64(floats.count * d.dtype.size)
+                options.progress?(i + 1, descriptors.count, written, writer.fileSize)
+            }
+            try writer.finish()
+        } catch let e as G2WFormatError {
+            writer.cancel()
+            throw ConversionError(e.description)
+        }
+        return Summary(output: output, configuration: config, tensorCount: descriptors.count, parameterCount: parameters,
+                       bytesWritten: writer.fileSize, seconds: Date().timeIntervalSince(start), tokenizerSource: tokenizerSource,
+                       untiedHead: untied, droppedBuffers: dropped)
+    }
+
+    // MARK: Pieces
+
+    static func isTransposed(_ name: String) -> Bool {
+        GPT2Tensors.transposedSuffixes.contains { name.hasSuffix("." + $0) }
+    }
+
+    static func isKnownName(_ name: String) -> Bool {
+        if [GPT2Tensors.tokenEmbedding, GPT2Tensors.positionEmbedding, GPT2Tensors.finalNormWeight, GPT2Tensors.finalNormBias, GPT2Tensors.lmHead].contains(name) { return true }
+        let parts = name.split(separator: ".", maxSplits: 2)
+        return parts.count == 3 && parts[0] == "h" && Int(parts[1]) != nil && GPT2Tensors.layerSuffixes.contains(String(parts[2]))
+    }
+
+    /// Reads a tensor as Float32 (exact for F32, F16 and BF16), transposing a 2-D [in, out] to [out, in].
+    static func readFloats(_ st: SafetensorsFile, _ e: SafetensorsFile.Entry, transpose: Bool) -> [Float] {
+        let raw = st.bytes(of: e)
+        let n = e.elementCount
+        var src = [Float](repeating: 0, count: n)
+        src.withUnsafeMutableBufferPointer { dst in
+            switch e.dtype {
+            case .f32:
+                _ = memcpy(dst.baseAddress!, raw.baseAddress!, n * 4)
+            case .f16:
+                // The mapping is only 8-byte aligned relative to the data start; load unaligned.
+                var tmp = [UInt16](repeating: 0, count: n)
+                tmp.withUnsafeMutableBytes { _ = memcpy($0.baseAddress!, raw.baseAddress!, n * 2) }
+                g2w_f16_to_f32(tmp, dst.baseAddress!, n)
+            case .bf16:
+                for i in 0..<n {
+                    let bits = UInt32(raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
+                    dst[i] = Float(bitPattern: bits << 16)
+                }
+            default:
+                preconditionFailure("dtype checked before conversion")
+            }
+        }
+        guard transpose, e.shape.count == 2 else { return src }
+        let rows = e.shape[0], cols = e.shape[1]  // source [in, out]
+        var out = [Float](repeating: 0, count: n)
+        let block = 32
+        src.withUnsafeBufferPointer { s in
+            out.withUnsafeMutableBufferPointer { d in
+                for r0 in stride(from: 0, to: rows, by: block) {
+                    for c0 in stride(from: 0, to: cols, by: block) {
+                        for r in r0..<min(r0 + block, rows) {
+                            for c in c0..<min(c0 + block, cols) { d[c * rows + r] = s[r * cols + c] }
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    func configuration(dir: String, sources: [String: SafetensorsFile.Entry], modelPath: String) throws -> GPT2Configuration {
+        let configPath = options.configPath ?? (dir as NSString).appendingPathComponent("config.json")
+        if FileManager.default.fileExists(atPath: configPath) {
+            return try Self.readConfig(configPath, headCountOverride: options.headCount)
+        }
+        if options.configPath != nil { throw ConversionError("\(configPath): no such file") }
+        // Infer what the shapes determine.
+        guard let wte = sources[GPT2Tensors.tokenEmbedding], wte.shape.count == 2,
+              let wpe = sources[GPT2Tensors.positionEmbedding], wpe.shape.count == 2 else {
+            throw ConversionError("\(modelPath): no config.json beside it, and wte/wpe are missing or not 2-D, so the shapes cannot be inferred")
+        }
+        var layers = 0
+        while sources[GPT2Tensors.layer(layers, "ln_1.weight")] != nil { layers += 1 }
+        guard let heads = options.headCount else {
+            throw ConversionError("no config.json beside \(modelPath): n_layer \(layers), n_embd \(wte.shape[1]), n_ctx \(wpe.shape[0]) and vocab_size \(wte.shape[0]) follow from the shapes, but n_head does not; pass --n-head N or --config FILE")
+        }
+        let inner = sources[GPT2Tensors.layer(0, "mlp.c_fc.weight")].map { $0.shape.count == 2 ? $0.shape[1] : 4 * wte.shape[1] }
+        let c = GPT2Configuration(layerCount: layers, headCount: heads, embeddingSize: wte.shape[1], innerSize: inner,
+                                  contextLength: wpe.shape[0], vocabularySize: wte.shape[0])
+        options.warn?("no config.json: inferred \(c) from the tensor shapes (layer_norm_epsilon defaults to 1e-5)")
+        do { try c.validate() } catch { throw ConversionError("\(error)") }
+        return c
+    }
+
+    /// Reads the GPT-2 fields of a Hugging Face `config.json`.
+    public static func readConfig(_ path: String, headCountOverride: Int? = nil) throws -> GPT2Configuration {
+        guard let data = FileManager.default.contents(atPath: path) else { throw ConversionError("\(path): cannot read") }
+        let json: JSONValue
+        do { json = try JSONValue.parse(data) } catch let e as JSONError { throw ConversionError("\(path): \(e)") }
+        guard case .object = json else { throw ConversionError("\(path): not a JSON object") }
+        func int(_ keys: [String], required: Bool = true) throws -> Int? {
+            for k in keys {
+                guard let v = json[k], !v.isNull else { continue }
+                guard let i = v.int, i >= 1, i <= 1 << 20 else { throw ConversionError("\(path): \"\(k)\" must be an integer in 1...1048576, found \(v)") }
+                return Int(i)
+            }
+            if required { throw ConversionError("\(path): missing \"\(keys[0])\"") }
+            return nil
+        }
+        if let mt = json["model_type"]?.string, mt != "gpt2" {
+            throw ConversionError("\(path): model_type is '\(mt)'; g2w-convert converts GPT-2 (model_type gpt2)")
+        }
+        for flag in ["scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn", "add_cross_attention"] {
+            if case .bool(true)? = json[flag] { throw ConversionError("\(path): \"\(flag)\": true is not supported") }
+        }
+        let eps: Double
+        if let v = json["layer_norm_epsilon"], !v.isNull {
+            guard let d = v.double else { throw ConversionError("\(path): \"layer_norm_epsilon\" must be a number") }
+            eps = d
+        } else { eps = 1e-5 }
+        let act = json["activation_function"]?.string ?? "gelu_new"
+        let c = GPT2Configuration(layerCount: try int(["n_layer", "num_hidden_layers"])!, headCount: try headCountOverride ?? int(["n_head", "num_attention_heads"])!,
+                                  embeddingSize: try int(["n_embd", "hidden_size"])!, innerSize: try int(["n_inner"], required: false),
+                                  contextLength: try int(["n_positions", "n_ctx"])!, vocabularySize: try int(["vocab_size"])!,
+                                  layerNormEpsilon: eps, activation: act)
+        do { try c.validate() } catch { throw ConversionError("\(path): \(error)") }
+        return c
+    }
+
+    func loadTokenizer(dir: String) throws -> (GPT2Tokenizer?, String?) {
+        func path(_ name: String) -> String { (dir as NSString).appendingPathComponent(name) }
+        func exists(_ p: String) -> Bool { FileManager.default.fileExists(atPath: p) }
+        do {
+            if let v = options.vocabPath, let m = options.mergesPath {
+                return (try GPT2Tokenizer.load(encoderJSON: URL(fileURLWithPath: v), vocabBPE: URL(fileURLWithPath: m)), "\(v) + \(m)")
+            }
+            if let t = options.tokenizerJSONPath {
+                return (try GPT2Tokenizer.load(tokenizerJSON: URL(fileURLWithPath: t)), t)
+            }
+            for (v, m) in [("vocab.json", "merges.txt"), ("encoder.json", "vocab.bpe")] where exists(path(v)) && exists(path(m)) {
+                return (try GPT2Tokenizer.load(encoderJSON: URL(fileURLWithPath: path(v)), vocabBPE: URL(fileURLWithPath: path(m))), "\(v) + \(m)")
+            }
+            if exists(path("tokenizer.json")) {
+                return (try GPT2Tokenizer.load(tokenizerJSON: URL(fileURLWithPath: path("tokenizer.json"))), "tokenizer.json")
+            }
+        } catch let e as TokenizerError {
+            throw ConversionError("tokenizer: \(e)")
+        }
+        return (nil, nil)
+    }
+}

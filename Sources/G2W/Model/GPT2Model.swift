@@ -1,0 +1,172 @@
+import CG2W
+import Foundation
+import G2WFormat
+import G2WTokenizer
+
+/// A weight matrix used in place from the mapped file: `rows x cols`, row-major, [out, in].
+public struct WeightMatrix: @unchecked Sendable {
+    public let base: UnsafeRawPointer
+    public let dtype: G2WDType
+    public let rows: Int
+    public let cols: Int
+
+    /// Row `r` converted to Float (for embedding lookups).
+    func copyRow(_ r: Int, into dst: UnsafeMutablePointer<Float>) {
+        switch dtype {
+        case .f32: dst.update(from: base.assumingMemoryBound(to: Float.self) + r * cols, count: cols)
+        case .f16: g2w_f16_to_f32(base.assumingMemoryBound(to: UInt16.self) + r * cols, dst, cols)
+        }
+    }
+
+    /// Element (r, c) as Float. For the reference path only.
+    func element(_ r: Int, _ c: Int) -> Float {
+        switch dtype {
+        case .f32: return base.assumingMemoryBound(to: Float.self)[r * cols + c]
+        case .f16: return Float(Float16(bitPattern: base.assumingMemoryBound(to: UInt16.self)[r * cols + c]))
+        }
+    }
+}
+
+/// A GPT-2 model opened from a `.g2w` file. Weights are zero-copy views into the read-only
+/// mapping: opening costs O(header) and copies no weight data.
+///
+/// ```swift
+/// let model = try GPT2Model(path: "gpt2.g2w")
+/// let ids = try model.encode("Hello, world")
+/// let logits = try model.logits(for: ids)          // last position, vocab_size values
+/// ```
+public final class GPT2Model: @unchecked Sendable {
+    public struct Layer: @unchecked Sendable {
+        let ln1Weight, ln1Bias: UnsafePointer<Float>
+        let attention: WeightMatrix       // [3E, E]
+        let attentionBias: UnsafePointer<Float>
+        let projection: WeightMatrix      // [E, E]
+        let projectionBias: UnsafePointer<Float>
+        let ln2Weight, ln2Bias: UnsafePointer<Float>
+        let feedForward: WeightMatrix     // [I, E]
+        let feedForwardBias: UnsafePointer<Float>
+        let feedForwardOut: WeightMatrix  // [E, I]
+        let feedForwardOutBias: UnsafePointer<Float>
+    }
+
+    public let file: G2WFile
+    public let configuration: GPT2Configuration
+    /// The tokenizer embedded in the file, if any.
+    public let tokenizer: GPT2Tokenizer?
+    let tokenEmbedding: WeightMatrix      // [V, E]
+    let positionEmbedding: WeightMatrix   // [n_ctx, E]
+    let layers: [Layer]
+    let finalNormWeight, finalNormBias: UnsafePointer<Float>
+    /// The LM head: `wte` unless the file has a separate `lm_head.weight`.
+    let head: WeightMatrix
+    public let hasSeparateHead: Bool
+
+    /// Opens `path`, validates it as a `.g2w` file and as a GPT-2 model (every tensor present
+    /// with the shape the hyperparameters imply), and builds the embedded tokenizer.
+    public convenience init(path: String) throws {
+        try self.init(file: G2WFile(path: path))
+    }
+
+    public init(file: G2WFile) throws {
+        self.file = file
+        let c = try GPT2Configuration(metadata: file.metadata)
+        configuration = c
+        func tensor(_ name: String, _ shape: [Int]) throws -> G2WTensor {
+            guard let t = file.tensor(named: name) else { throw ModelError.missingTensor(name) }
+            guard t.shape == shape else { throw ModelError.wrongShape(name: name, expected: shape, found: t.shape) }
+            return t
+        }
+        func vector(_ name: String, _ n: Int) throws -> UnsafePointer<Float> {
+            let t = try tensor(name, [n])
+            guard let f = t.float32s else { throw ModelError.wrongDType(name: name, found: t.dtype.description) }
+            return f.baseAddress!
+        }
+        func matrix(_ name: String, _ rows: Int, _ cols: Int) throws -> WeightMatrix {
+            let t = try tensor(name, [rows, cols])
+            return WeightMatrix(base: t.baseAddress, dtype: t.dtype, rows: rows, cols: cols)
+        }
+        let e = c.embeddingSize, i = c.innerSize
+        tokenEmbedding = try matrix(GPT2Tensors.tokenEmbedding, c.vocabularySize, e)
+        positionEmbedding = try matrix(GPT2Tensors.positionEmbedding, c.contextLength, e)
+        layers = try (0..<c.layerCount).map { l in
+            func n(_ s: String) -> String { GPT2Tensors.layer(l, s) }
+            return Layer(ln1Weight: try vector(n("ln_1.weight"), e), ln1Bias: try vector(n("ln_1.bias"), e),
+                         attention: try matrix(n("attn.c_attn.weight"), 3 * e, e), attentionBias: try vector(n("attn.c_attn.bias"), 3 * e),
+                         projection: try matrix(n("attn.c_proj.weight"), e, e), projectionBias: try vector(n("attn.c_proj.bias"), e),
+                         ln2Weight: try vector(n("ln_2.weight"), e), ln2Bias: try vector(n("ln_2.bias"), e),
+                         feedForward: try matrix(n("mlp.c_fc.weight"), i, e), feedForwardBias: try vector(n("mlp.c_fc.bias"), i),
+                         feedForwardOut: try matrix(n("mlp.c_proj.weight"), e, i), feedForwardOutBias: try vector(n("mlp.c_proj.bias"), e))
+        }
+        finalNormWeight = try vector(GPT2Tensors.finalNormWeight, e)
+        finalNormBias = try vector(GPT2Tensors.finalNormBias, e)
+        if file.info(named: GPT2Tensors.lmHead) != nil {
+            head = try matrix(GPT2Tensors.lmHead, c.vocabularySize, e)
+            hasSeparateHead = true
+        } else {
+            head = tokenEmbedding
+            hasSeparateHead = false
+        }
+        tokenizer = try Self.embeddedTokenizer(file.metadata, vocabularySize: c.vocabularySize)
+    }
+
+    static func embeddedTokenizer(_ m: G2WMetadata, vocabularySize: Int) throws -> GPT2Tokenizer? {
+        guard let vocab = m["tokenizer.vocab"] else { return nil }
+        guard let v = vocab.stringArrayValue else { throw ModelError.invalidMetadata("tokenizer.vocab", "expected string[], found \(vocab.typeName)") }
+        guard let merges = m["tokenizer.merges"]?.stringArrayValue else { throw ModelError.missingMetadata("tokenizer.merges") }
+        let t: GPT2Tokenizer
+        do { t = try GPT2Tokenizer(vocabulary: v, merges: merges) } catch { throw ModelError.invalidMetadata("tokenizer.vocab", "\(error)") }
+        guard t.vocabularySize <= vocabularySize else {
+            throw ModelError.invalidMetadata("tokenizer.vocab", "has \(t.vocabularySize) tokens, more than vocab_size \(vocabularySize)")
+        }
+        return t
+    }
+
+    /// Total bytes of weights a decoding step reads (all matrices + the LM head; one row of each
+    /// embedding), for bandwidth figures.
+    public var weightBytesPerToken: Int {
+        var n = 0
+        for l in layers { for m in [l.attention, l.projection, l.feedForward, l.feedForwardOut] { n += m.rows * m.cols * m.dtype.size } }
+        n += head.rows * head.cols * head.dtype.size
+        return n
+    }
+
+    /// Dtype of the weight matrices.
+    public var weightDType: G2WDType { tokenEmbedding.dtype }
+
+    /// The embedded tokenizer, or an error saying the file has none.
+    public func requireTokenizer() throws -> GPT2Tokenizer {
+        guard let t = tokenizer else {
+            throw ModelError.noTokenizer("\(file.path) has no embedded tokenizer: give token ids, or re-convert with vocab.json + merges.txt beside the model")
+        }
+        return t
+    }
+
+    /// Encodes text with the embedded tokenizer (special tokens as plain text).
+    public func encode(_ text: String) throws -> [Int] { try requireTokenizer().encode(text) }
+
+    /// Checks ids are in the vocabulary and fit the context.
+    public func validate(tokens: [Int]) throws {
+        for t in tokens where t < 0 || t >= configuration.vocabularySize {
+            throw ModelError.tokenOutOfRange(id: t, vocabularySize: configuration.vocabularySize)
+        }
+        guard tokens.count <= configuration.contextLength else {
+            throw ModelError.contextOverflow(needed: tokens.count, contextLength: configuration.contextLength)
+        }
+    }
+
+    /// Logits at the last position of `tokens` (one batched pass; no cache kept).
+    public func logits(for tokens: [Int], threads: Int? = nil) throws -> [Float] {
+        guard !tokens.isEmpty else { throw ModelError.emptyInput("no tokens to compute logits for") }
+        let s = try GPT2Session(model: self, threads: threads)
+        return try s.append(tokens)
+    }
+
+    /// Logits at every position of `tokens`: `tokens.count` rows of `vocab_size`.
+    public func allLogits(for tokens: [Int], threads: Int? = nil) throws -> [[Float]] {
+        guard !tokens.isEmpty else { throw ModelError.emptyInput("no tokens to compute logits for") }
+        let s = try GPT2Session(model: self, threads: threads)
+        let flat = try s.append(tokens, allPositions: true)
+        let v = configuration.vocabularySize
+        return (0..<tokens.count).map { Array(flat[($0 * v)..<(($0 + 1) * v)]) }
+    }
+}

@@ -1,0 +1,151 @@
+import CG2W
+import Dispatch
+import Foundation
+
+/// Inference state for one sequence: the KV cache and scratch buffers. Feed tokens with
+/// ``append(_:allPositions:)``: the first call processes the prompt in one batched pass
+/// (matrix x matrix), later calls one token at a time (matrix x vector), reusing the cache.
+///
+/// Not thread-safe: one session per sequence. Work inside a call is spread over `threads`.
+public final class GPT2Session {
+    public let model: GPT2Model
+    public let threads: Int
+    /// Tokens in the cache.
+    public private(set) var count = 0
+
+    let c: GPT2Configuration
+    // KV cache: [layer][position][E], keys and values.
+    let keys: UnsafeMutablePointer<Float>
+    let values: UnsafeMutablePointer<Float>
+    // Scratch sized for `capacity` rows; grown on demand.
+    var capacity = 0
+    var x, h, qkv, att, ff: UnsafeMutablePointer<Float>
+    var scores: UnsafeMutablePointer<Float>  // per thread: n_ctx floats
+
+    /// - Parameter threads: worker threads (default: the number of active processors).
+    public init(model: GPT2Model, threads: Int? = nil) throws {
+        self.model = model
+        c = model.configuration
+        self.threads = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        let cacheSize = c.layerCount * c.contextLength * c.embeddingSize
+        // Large allocations come from mmap: untouched pages of the cache use no memory.
+        keys = .allocate(capacity: cacheSize)
+        values = .allocate(capacity: cacheSize)
+        x = .allocate(capacity: 1); h = .allocate(capacity: 1); qkv = .allocate(capacity: 1); att = .allocate(capacity: 1); ff = .allocate(capacity: 1)
+        scores = .allocate(capacity: 1)
+        reserve(1)
+    }
+
+    deinit {
+        keys.deallocate(); values.deallocate()
+        for p in [x, h, qkv, att, ff, scores] { p.deallocate() }
+    }
+
+    /// Forgets the sequence (the cache is overwritten by the next tokens).
+    public func reset() { count = 0 }
+
+    func reserve(_ rows: Int) {
+        guard rows > capacity else { return }
+        for p in [x, h, qkv, att, ff, scores] { p.deallocate() }
+        let e = c.embeddingSize
+        x = .allocate(capacity: rows * e)
+        h = .allocate(capacity: rows * e)
+        qkv = .allocate(capacity: rows * 3 * e)
+        att = .allocate(capacity: rows * e)
+        ff = .allocate(capacity: rows * c.innerSize)
+        scores = .allocate(capacity: max(rows, threads) * c.contextLength)
+        capacity = rows
+    }
+
+    /// Runs `tokens` through the model after the cached ones and returns the logits of the last
+    /// position (`vocab_size` floats), or of every new position (`tokens.count x vocab_size`).
+    public func append(_ tokens: [Int], allPositions: Bool = false) throws -> [Float] {
+        guard !tokens.isEmpty else { throw ModelError.emptyInput("no tokens to process") }
+        for t in tokens where t < 0 || t >= c.vocabularySize { throw ModelError.tokenOutOfRange(id: t, vocabularySize: c.vocabularySize) }
+        guard count + tokens.count <= c.contextLength else {
+            throw ModelError.contextOverflow(needed: count + tokens.count, contextLength: c.contextLength)
+        }
+        let T = tokens.count, E = c.embeddingSize, I = c.innerSize, H = c.headCount, D = c.headSize
+        let start = count
+        reserve(T)
+        let eps = Float(c.layerNormEpsilon)
+        let m = model
+
+        // x[t] = wte[token] + wpe[position]                                    x: [T, E]
+        for (t, tok) in tokens.enumerated() {
+            m.tokenEmbedding.copyRow(tok, into: x + t * E)
+            m.positionEmbedding.copyRow(start + t, into: h + t * E)
+            g2w_add(x + t * E, h + t * E, E)
+        }
+        for (l, layer) in m.layers.enumerated() {
+            let kCache = keys + l * c.contextLength * E, vCache = values + l * c.contextLength * E
+            // Attention block: h = LN1(x); qkv = h W_attn^T + b                qkv: [T, 3E]
+            for t in 0..<T { g2w_layernorm(x + t * E, layer.ln1Weight, layer.ln1Bias, h + t * E, E, eps) }
+            matmul(layer.attention, h, layer.attentionBias, qkv, T)
+            // Append k, v to the cache.                                         cache: [n_ctx, E]
+            for t in 0..<T {
+                (kCache + (start + t) * E).update(from: qkv + t * 3 * E + E, count: E)
+                (vCache + (start + t) * E).update(from: qkv + t * 3 * E + 2 * E, count: E)
+            }
+            // Causal attention per (position, head): att[t, head] over positions 0...start+t.
+            let scale = 1 / Float(D).squareRoot()
+            let q = qkv, a = att, sc = scores, ctx = c.contextLength
+            parallel(T * H) { range, worker in
+                for job in range {
+                    let t = job / H, hd = job % H
+                    g2w_attend(q + t * 3 * E + hd * D, kCache + hd * D, vCache + hd * D, E, start + t + 1, D, scale,
+                               sc + worker * ctx, a + t * E + hd * D)
+                }
+            }
+            // x += att W_proj^T + b
+            matmul(layer.projection, att, layer.projectionBias, h, T)
+            g2w_add(x, h, T * E)
+            // MLP block: x += gelu(LN2(x) W_fc^T + b) W_proj^T + b             ff: [T, I]
+            for t in 0..<T { g2w_layernorm(x + t * E, layer.ln2Weight, layer.ln2Bias, h + t * E, E, eps) }
+            matmul(layer.feedForward, h, layer.feedForwardBias, ff, T)
+            let f = ff
+            parallel(T) { range, _ in for t in range { g2w_gelu(f + t * I, I) } }
+            matmul(layer.feedForwardOut, ff, layer.feedForwardOutBias, h, T)
+            g2w_add(x, h, T * E)
+        }
+        count += T
+        // Final LayerNorm and LM head, for the rows asked for.                logits: [rows, V]
+        let rows = allPositions ? T : 1
+        let first = T - rows
+        for r in 0..<rows { g2w_layernorm(x + (first + r) * E, m.finalNormWeight, m.finalNormBias, h + r * E, E, eps) }
+        var logits = [Float](repeating: 0, count: rows * c.vocabularySize)
+        logits.withUnsafeMutableBufferPointer { matmul(m.head, h, nil, $0.baseAddress!, rows) }
+        return logits
+    }
+
+    /// Y[T, W.rows] = X[T, W.cols] W^T + bias, spread over the threads by output rows.
+    func matmul(_ w: WeightMatrix, _ X: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?, _ Y: UnsafeMutablePointer<Float>, _ T: Int) {
+        let cols = w.cols, rows = w.rows
+        // Chunks aligned to 12 rows (the kernels' 4-row and 3-row tiles).
+        let n = threads
+        let per = (rows + n - 1) / n
+        let chunk = min(rows, max(12, (per + 11) / 12 * 12))
+        let pieces = (rows + chunk - 1) / chunk
+        let run: (Int) -> Void = { i in
+            let r0 = i * chunk, r1 = min(rows, r0 + chunk)
+            switch (w.dtype, T) {
+            case (.f32, 1): g2w_matvec_f32(w.base.assumingMemoryBound(to: Float.self), X, bias, Y, cols, r0, r1)
+            case (.f16, 1): g2w_matvec_f16(w.base.assumingMemoryBound(to: UInt16.self), X, bias, Y, cols, r0, r1)
+            case (.f32, _): g2w_matmul_f32(w.base.assumingMemoryBound(to: Float.self), X, bias, Y, T, cols, rows, r0, r1)
+            case (.f16, _): g2w_matmul_f16(w.base.assumingMemoryBound(to: UInt16.self), X, bias, Y, T, cols, rows, r0, r1)
+            }
+        }
+        if pieces == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: pieces, execute: run) }
+    }
+
+    /// Runs `body(range, worker)` over 0..<n split into one contiguous range per worker.
+    func parallel(_ n: Int, _ body: (Range<Int>, Int) -> Void) {
+        let workers = min(threads, n)
+        if workers <= 1 { body(0..<n, 0); return }
+        let per = (n + workers - 1) / workers
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            let lo = w * per, hi = min(n, lo + per)
+            if lo < hi { body(lo..<hi, w) }
+        }
+    }
+}

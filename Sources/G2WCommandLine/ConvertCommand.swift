@@ -1,0 +1,117 @@
+import Foundation
+import G2W
+import G2WFormat
+
+/// `g2w-convert`: Hugging Face GPT-2 safetensors -> `.g2w`.
+public enum ConvertCommand {
+    static let usage = "usage: g2w-convert MODEL.safetensors|MODEL_DIR [-o OUT.g2w] [--dtype f16|f32] [--force] [options]"
+    static let parser = OptionParser(specs: [
+        OptionSpec(names: ["-o", "--output"], valueName: "OUT.g2w", help: "output file (default: beside the input, model.safetensors -> model.g2w)"),
+        OptionSpec(names: ["--dtype"], valueName: "f16|f32", help: "element type of the weight matrices (default f16);\nbiases and LayerNorm parameters are always f32"),
+        OptionSpec(names: ["-f", "--force"], valueName: nil, help: "overwrite OUT.g2w if it exists (replaced atomically)"),
+        OptionSpec(names: ["--config"], valueName: "FILE", help: "config.json to use (default: beside the model)"),
+        OptionSpec(names: ["--n-head"], valueName: "N", help: "number of attention heads, when there is no config.json"),
+        OptionSpec(names: ["--vocab"], valueName: "FILE", help: "vocab.json / encoder.json (with --merges)"),
+        OptionSpec(names: ["--merges"], valueName: "FILE", help: "merges.txt / vocab.bpe (with --vocab)"),
+        OptionSpec(names: ["--tokenizer-json"], valueName: "FILE", help: "a Hugging Face tokenizer.json"),
+        OptionSpec(names: ["--no-tokenizer"], valueName: nil, help: "do not embed a tokenizer"),
+        OptionSpec(names: ["-q", "--quiet"], valueName: nil, help: "no progress or summary (errors and warnings only)"),
+        OptionSpec(names: ["-h", "--help"], valueName: nil, help: "show this help"),
+    ])
+
+    public static func main(_ arguments: [String]) -> Int32 {
+        runTool(name: "g2w-convert", usage: usage) {
+            let o = try parser.parse(arguments)
+            if o.has("--help") {
+                print("""
+                g2w-convert: convert a Hugging Face GPT-2 checkpoint to one self-contained .g2w file
+                (weights, hyperparameters and tokenizer). Reads model.safetensors directly; config.json
+                and the tokenizer files (vocab.json + merges.txt, encoder.json + vocab.bpe, or
+                tokenizer.json) are found beside it.
+
+                \(usage)
+
+                \(parser.helpText())
+
+                The output is written to a temporary file beside it and renamed when complete:
+                an error or an interrupt never leaves a partial .g2w.
+                Exit status: 0 ok, 1 conversion failed, 2 usage error.
+                """)
+                return 0
+            }
+            guard o.positionals.count == 1 else {
+                throw UsageError(o.positionals.isEmpty ? "missing MODEL.safetensors" : "expected one input, got \(o.positionals.count)")
+            }
+            var opts = HuggingFaceConverter.Options()
+            if let d = o.string("--dtype") {
+                guard let t = G2WDType(name: d) else { throw UsageError("invalid value for --dtype: '\(d)' (expected f16 or f32)") }
+                opts.dtype = t
+            }
+            opts.output = o.string("--output")
+            opts.overwrite = o.has("--force")
+            opts.configPath = o.string("--config")
+            opts.headCount = try o.int("--n-head", range: 1...4096)
+            opts.vocabPath = o.string("--vocab")
+            opts.mergesPath = o.string("--merges")
+            opts.tokenizerJSONPath = o.string("--tokenizer-json")
+            opts.skipTokenizer = o.has("--no-tokenizer")
+            if (opts.vocabPath == nil) != (opts.mergesPath == nil) { throw UsageError("--vocab and --merges go together") }
+            let tokenizerChoices = [opts.vocabPath != nil, opts.tokenizerJSONPath != nil, opts.skipTokenizer].filter { $0 }.count
+            if tokenizerChoices > 1 { throw UsageError("--vocab/--merges, --tokenizer-json and --no-tokenizer exclude each other") }
+            if let out = opts.output, out.isEmpty { throw UsageError("--output needs a file name") }
+            let quiet = o.has("--quiet")
+            opts.warn = { Console.error("g2w-convert: warning: \($0)") }
+            let progress = ProgressBar(enabled: !quiet)
+            opts.progress = { done, total, bytes, totalBytes in progress.update(done: done, total: total, bytes: bytes, totalBytes: totalBytes) }
+
+            G2WWriter.installInterruptCleanup()
+            let input = o.positionals[0]
+            let summary: HuggingFaceConverter.Summary
+            do {
+                summary = try HuggingFaceConverter(input: input, options: opts).run()
+            } catch {
+                progress.clear()
+                throw ToolError("\(error)")
+            }
+            progress.clear()
+            if !quiet {
+                let mb = Double(summary.bytesWritten) / 1e6
+                Console.error("g2w-convert: wrote \(summary.output): \(summary.tensorCount) tensors, \(grouped(summary.parameterCount)) parameters, \(grouped(summary.bytesWritten)) bytes (\(opts.dtype) matrices) in \(String(format: "%.2f", summary.seconds)) s (\(String(format: "%.1f", mb / max(summary.seconds, 1e-9))) MB/s)")
+                Console.error("g2w-convert: model: \(summary.configuration)\(summary.untiedHead ? ", separate lm_head" : ", lm_head tied to wte"); tokenizer: \(summary.tokenizerSource ?? "none")")
+            }
+            return 0
+        }
+    }
+}
+
+/// A progress bar on stderr when it is a terminal; otherwise a line every 10 % for large jobs.
+final class ProgressBar {
+    let enabled: Bool
+    let tty = Console.stderrIsTerminal
+    var lastDecile = -1
+    var drawn = false
+
+    init(enabled: Bool) { self.enabled = enabled }
+
+    func update(done: Int, total: Int, bytes: UInt64, totalBytes: UInt64) {
+        guard enabled, total > 0 else { return }
+        let fraction = totalBytes > 0 ? Double(bytes) / Double(totalBytes) : Double(done) / Double(total)
+        if tty {
+            let width = 30
+            let filled = Int(fraction * Double(width))
+            let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+            Console.errorPartial(String(format: "\r[%@] %3d%%  %d/%d tensors  %.1f MB", bar, Int(fraction * 100), done, total, Double(bytes) / 1e6))
+            drawn = true
+        } else if totalBytes >= 100_000_000 {
+            let decile = Int(fraction * 10)
+            if decile > lastDecile {
+                lastDecile = decile
+                Console.error("progress: \(decile * 10)% (\(done)/\(total) tensors, \(String(format: "%.0f", Double(bytes) / 1e6)) MB)")
+            }
+        }
+    }
+
+    func clear() {
+        if drawn { Console.errorPartial("\r\u{1B}[K"); drawn = false }
+    }
+}

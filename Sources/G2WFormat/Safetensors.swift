@@ -1,0 +1,148 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// An error in a safetensors file, with the file and what is wrong.
+public struct SafetensorsError: Error, CustomStringConvertible, Equatable {
+    public var path: String
+    public var reason: String
+    public var description: String { "\(path): invalid safetensors file: \(reason)" }
+}
+
+/// A safetensors file (https://github.com/huggingface/safetensors), memory-mapped read-only and
+/// validated as the reference implementation does before any tensor is touched:
+/// the 8-byte little-endian header length is within the file and at most 100 MB; the header is a
+/// JSON object; every entry has a known dtype, a shape and `data_offsets` that agree (checked
+/// multiplication); the offsets, sorted, are contiguous from 0 with no overlap and no hole; and
+/// the data buffer ends exactly at the end of the file.
+public final class SafetensorsFile: @unchecked Sendable {
+    /// Element types of the safetensors format.
+    public enum DType: String, Sendable, CaseIterable {
+        case f64 = "F64", f32 = "F32", f16 = "F16", bf16 = "BF16"
+        case i64 = "I64", i32 = "I32", i16 = "I16", i8 = "I8", u64 = "U64", u32 = "U32", u16 = "U16", u8 = "U8", bool = "BOOL"
+        case f8e4m3 = "F8_E4M3", f8e5m2 = "F8_E5M2"
+
+        public var size: Int {
+            switch self {
+            case .f64, .i64, .u64: return 8
+            case .f32, .i32, .u32: return 4
+            case .f16, .bf16, .i16, .u16: return 2
+            case .i8, .u8, .bool, .f8e4m3, .f8e5m2: return 1
+            }
+        }
+    }
+
+    public struct Entry: Sendable, Equatable {
+        public var name: String
+        public var dtype: DType
+        public var shape: [Int]
+        /// Byte range relative to the start of the data buffer.
+        public var dataRange: Range<Int>
+        public var elementCount: Int { shape.reduce(1, *) }
+    }
+
+    public static let maxHeaderLength: UInt64 = 100_000_000
+
+    public let path: String
+    /// Entries sorted by data offset.
+    public let entries: [Entry]
+    /// The `__metadata__` map, if present.
+    public let metadata: [String: String]
+    public let fileSize: Int
+    private let base: UnsafeRawPointer?
+    private let dataStart: Int
+    private let index: [String: Int]
+
+    public init(path: String) throws {
+        self.path = path
+        func bad(_ reason: String) -> SafetensorsError { SafetensorsError(path: path, reason: reason) }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw G2WFormatError.io(operation: "open", path: path, reason: errnoText()) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw G2WFormatError.io(operation: "stat", path: path, reason: errnoText()) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw G2WFormatError.io(operation: "open", path: path, reason: "not a regular file") }
+        let size = Int(st.st_size)
+        guard size >= 8 else { throw bad("file is \(size) bytes, shorter than the 8-byte header length") }
+        let lenBytes = try G2WFile.pread(fd, count: 8, at: 0, path: path)
+        let n = lenBytes.enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+        guard n <= Self.maxHeaderLength else { throw bad("header length \(n) exceeds the 100 MB limit") }
+        guard n <= UInt64(size - 8) else { throw bad("header length \(n) runs past the end of the file (\(size) bytes)") }
+        guard n >= 2 else { throw bad("header length \(n) is too small for a JSON object") }
+        let headerBytes = try G2WFile.pread(fd, count: Int(n), at: 8, path: path)
+        let json: JSONValue
+        do { json = try JSONValue.parse(headerBytes) } catch let e as JSONError {
+            throw bad("header is not JSON: \(e.reason) at header byte \(e.offset)")
+        }
+        guard case let .object(pairs) = json else { throw bad("header is \(json.typeName), not a JSON object") }
+        let dataStart = 8 + Int(n)
+        let dataLength = size - dataStart
+        var entries: [Entry] = []
+        var meta: [String: String] = [:]
+        for (name, value) in pairs {
+            if name == "__metadata__" {
+                guard case let .object(m) = value else { throw bad("__metadata__ is \(value.typeName), not an object") }
+                for (k, v) in m {
+                    guard let s = v.string else { throw bad("__metadata__[\"\(k)\"] is \(v.typeName), not a string") }
+                    meta[k] = s
+                }
+                continue
+            }
+            guard case .object = value else { throw bad("tensor '\(name)': entry is \(value.typeName), not an object") }
+            guard let dtypeName = value["dtype"]?.string else { throw bad("tensor '\(name)': missing \"dtype\" string") }
+            guard let dtype = DType(rawValue: dtypeName) else { throw bad("tensor '\(name)': unknown dtype '\(dtypeName)'") }
+            guard case let .array(dims)? = value["shape"] else { throw bad("tensor '\(name)': missing \"shape\" array") }
+            var shape: [Int] = []
+            var elements: UInt64 = 1
+            for d in dims {
+                guard let v = d.int, v >= 0 else { throw bad("tensor '\(name)': shape entry is not a non-negative integer") }
+                shape.append(Int(v))
+                let (p, o) = elements.multipliedReportingOverflow(by: UInt64(v))
+                guard !o else { throw bad("tensor '\(name)': shape \(shape) overflows") }
+                elements = p
+            }
+            guard case let .array(offs)? = value["data_offsets"], offs.count == 2, let b = offs[0].int, let e = offs[1].int, b >= 0, e >= b else {
+                throw bad("tensor '\(name)': \"data_offsets\" must be [begin, end] with 0 <= begin <= end")
+            }
+            let (bytes, o) = elements.multipliedReportingOverflow(by: UInt64(dtype.size))
+            guard !o, bytes == UInt64(e - b) else {
+                throw bad("tensor '\(name)': data_offsets span \(e - b) bytes but shape \(shape) x \(dtypeName) needs \(o ? "more than 2^64" : String(bytes))")
+            }
+            guard e <= Int64(dataLength) else { throw bad("tensor '\(name)': data_offsets end \(e) is past the data buffer (\(dataLength) bytes)") }
+            entries.append(Entry(name: name, dtype: dtype, shape: shape, dataRange: Int(b)..<Int(e)))
+        }
+        entries.sort { ($0.dataRange.lowerBound, $0.dataRange.upperBound) < ($1.dataRange.lowerBound, $1.dataRange.upperBound) }
+        var expected = 0
+        for e in entries {
+            if e.dataRange.lowerBound < expected { throw bad("tensor '\(e.name)': data_offsets \(e.dataRange.lowerBound) overlaps the previous tensor (ends at \(expected))") }
+            if e.dataRange.lowerBound > expected { throw bad("tensor '\(e.name)': hole of \(e.dataRange.lowerBound - expected) bytes before it (data_offsets \(e.dataRange.lowerBound), expected \(expected))") }
+            expected = e.dataRange.upperBound
+        }
+        guard expected == dataLength else {
+            throw bad("\(dataLength - expected) bytes of trailing data after the last tensor (data buffer is \(dataLength) bytes, tensors cover \(expected))")
+        }
+        self.entries = entries
+        metadata = meta
+        fileSize = size
+        self.dataStart = dataStart
+        index = Dictionary(uniqueKeysWithValues: entries.enumerated().map { ($1.name, $0) })
+        if size > 0, let p = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0), p != MAP_FAILED {
+            base = UnsafeRawPointer(p)
+        } else {
+            throw G2WFormatError.io(operation: "mmap", path: path, reason: errnoText())
+        }
+    }
+
+    deinit {
+        if let base { munmap(UnsafeMutableRawPointer(mutating: base), fileSize) }
+    }
+
+    public func entry(named name: String) -> Entry? { index[name].map { entries[$0] } }
+
+    /// The raw little-endian bytes of `entry` (a view into the mapping).
+    public func bytes(of entry: Entry) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: base! + dataStart + entry.dataRange.lowerBound, count: entry.dataRange.count)
+    }
+}
