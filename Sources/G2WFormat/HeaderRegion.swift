@@ -228,23 +228,30 @@ enum HeaderRegion {
             return .string(s)
         case 6: return .bytes(bytes)
         case 7:
-            var r = ByteReader(bytes, range: 0..<bytes.count, base: offset, section: "metadata '\(key)'")
-            let count = try r.u64("count")
-            // Each element takes at least 4 bytes: reject absurd counts before allocating.
-            guard count <= UInt64(r.remaining / 4) else { throw bad("string[] count \(count) cannot fit in \(bytes.count) bytes") }
-            var out: [String] = []
-            out.reserveCapacity(Int(count))
-            for i in 0..<Int(count) {
-                let n = Int(try r.u32("element \(i) length"))
-                let at = r.fileOffset
-                let s = try r.take(n, "element \(i)")
-                guard let str = String(validating: s, as: UTF8.self) else {
-                    throw G2WFormatError.invalidField(section: "metadata '\(key)'", field: "element \(i)", offset: at, reason: "not valid UTF-8")
+            // Hot at open (a tokenizer is 100,000 strings): decode straight from the buffer.
+            return try bytes.withUnsafeBufferPointer { buf throws -> G2WMetadataValue in
+                func u(_ at: Int, _ n: Int) -> UInt64 { (0..<n).reduce(UInt64(0)) { $0 | UInt64(buf[at + $1]) << (8 * UInt64($1)) } }
+                guard buf.count >= 8 else { throw bad("string[] needs an 8-byte count, has \(buf.count) bytes") }
+                let count = u(0, 8)
+                // Each element takes at least 4 bytes: reject absurd counts before allocating.
+                guard count <= UInt64((buf.count - 8) / 4) else { throw bad("string[] count \(count) cannot fit in \(buf.count) bytes") }
+                var out: [String] = []
+                out.reserveCapacity(Int(count))
+                var at = 8
+                for i in 0..<Int(count) {
+                    guard buf.count - at >= 4 else { throw bad("string[] element \(i): length runs past the value") }
+                    let n = Int(u(at, 4))
+                    at += 4
+                    guard n <= buf.count - at else { throw bad("string[] element \(i): \(n) bytes run past the value") }
+                    guard let str = String(validating: UnsafeBufferPointer(rebasing: buf[at..<(at + n)]), as: UTF8.self) else {
+                        throw G2WFormatError.invalidField(section: "metadata '\(key)'", field: "element \(i)", offset: offset + UInt64(at), reason: "not valid UTF-8")
+                    }
+                    out.append(str)
+                    at += n
                 }
-                out.append(str)
+                guard at == buf.count else { throw bad("\(buf.count - at) bytes left after \(count) strings") }
+                return .stringArray(out)
             }
-            guard r.remaining == 0 else { throw bad("\(r.remaining) bytes left after \(count) strings") }
-            return .stringArray(out)
         default:
             return .unknown(type: type, bytes: bytes)
         }
