@@ -1,0 +1,371 @@
+/// The immutable tables behind a `GPT2Tokenizer`, and the encoding loops.
+///
+/// Merging follows tiktoken exactly: two adjacent parts merge when their concatenated bytes are a
+/// mergeable token (a single byte or the result of a merge), lowest merge rank first, leftmost first
+/// among equal ranks. For GPT-2's files this is the same as the original encoder.py.
+final class BPEModel: @unchecked Sendable {
+    // @unchecked: every stored property is immutable after `init`; the raw buffers are only read.
+    let vocabulary: [String]
+    let mergeStrings: [String]
+    let tokenCount: Int
+    /// Concatenated raw bytes of all tokens; token i is `tokenBytes[tokenOffsets[i]..<tokenOffsets[i+1]]`.
+    let tokenBytes: UnsafeMutablePointer<UInt8>
+    let tokenOffsets: UnsafeMutablePointer<Int>
+    /// Token id of each single byte.
+    let byteToToken: UnsafeMutablePointer<UInt32>
+    /// Whether each token can be produced by BPE (a single byte or a merge result).
+    let mergeable: UnsafeMutablePointer<Bool>
+    /// Raw token bytes -> token id, for all tokens.
+    let tokenMap: ByteKeyMap
+    /// (left id, right id) -> rank << 32 | result id, for every split of every merge result into two
+    /// mergeable tokens (tiktoken compares the concatenated bytes, not the listed pair).
+    let pairs: PairTable
+    /// Tokens BPE cannot produce (e.g. "<|endoftext|>"), longest first.
+    let specials: [(bytes: [UInt8], id: Int)]
+    let specialTokenIDs: [String: Int]
+
+    /// - Parameters:
+    ///   - merges: entry i is merge rank i, as (left token, right token, original text).
+    ///   - location: describes merge entry i in error messages.
+    init(vocabulary: [String], merges: [(left: Substring, right: Substring, text: String)],
+         mergeStrings: [String], location: (Int) -> String) throws {
+        let count = vocabulary.count
+
+        // Raw bytes of every token.
+        var arena: [UInt8] = []
+        arena.reserveCapacity(count * 8)
+        var offsets = [Int](repeating: 0, count: count + 1)
+        let scalarToByte = ByteLevel.scalarToByte
+        for (id, token) in vocabulary.enumerated() {
+            if token.isEmpty { throw TokenizerError.emptyToken(id: id) }
+            for scalar in token.unicodeScalars {
+                let v = scalar.value
+                let b = v < ByteLevel.scalarLimit ? scalarToByte[Int(v)] : -1
+                if b < 0 { throw TokenizerError.invalidTokenCharacter(id: id, token: token, scalar: v) }
+                arena.append(UInt8(b))
+            }
+            offsets[id + 1] = arena.count
+        }
+
+        let tokenMap = ByteKeyMap(expectedCount: count, expectedKeyBytes: arena.count)
+        var mergeable = [Bool](repeating: false, count: count)
+        var byteToToken = [UInt32](repeating: 0, count: 256)
+        var pairList: [(UInt32, UInt32, UInt64)] = []
+        try arena.withUnsafeBufferPointer { arenaBuffer in
+            let bytes = arenaBuffer.baseAddress!
+            func tokenSlice(_ id: Int) -> UnsafeBufferPointer<UInt8> {
+                UnsafeBufferPointer(start: bytes + offsets[id], count: offsets[id + 1] - offsets[id])
+            }
+            for id in 0..<count {
+                let p = bytes + offsets[id]
+                let n = offsets[id + 1] - offsets[id]
+                let h = hashBytes(p, n)
+                if let first = tokenMap.find(p, n, hash: h) {
+                    throw TokenizerError.duplicateToken(token: vocabulary[id], firstID: Int(first), secondID: id)
+                }
+                tokenMap.insert(p, n, hash: h, value: UInt64(id))
+            }
+            for b in 0..<256 {
+                var byte = UInt8(b)
+                guard let id = tokenMap.find(&byte, 1) else {
+                    throw TokenizerError.missingByteToken(byte: UInt8(b), token: ByteLevel.string(forBytes: [UInt8(b)]))
+                }
+                byteToToken[b] = UInt32(id)
+                mergeable[Int(id)] = true
+            }
+
+            // Resolve merges; the rank of a merge result is its entry index.
+            var rankOf = [Int32](repeating: -1, count: count)
+            var results = [Int32]()
+            results.reserveCapacity(merges.count)
+            var scratch: [UInt8] = []
+            func resolve(_ side: Substring, _ i: Int, _ text: String) throws -> Int {
+                scratch.removeAll(keepingCapacity: true)
+                for scalar in side.unicodeScalars {
+                    let v = scalar.value
+                    let b = v < ByteLevel.scalarLimit ? scalarToByte[Int(v)] : -1
+                    if b < 0 {
+                        throw TokenizerError.unknownMergeToken(location: location(i), merge: text, token: String(side))
+                    }
+                    scratch.append(UInt8(b))
+                }
+                guard let id = tokenMap.find(scratch) else {
+                    throw TokenizerError.unknownMergeToken(location: location(i), merge: text, token: String(side))
+                }
+                return Int(id)
+            }
+            for (i, merge) in merges.enumerated() {
+                let left = try resolve(merge.left, i, merge.text)
+                let right = try resolve(merge.right, i, merge.text)
+                scratch.removeAll(keepingCapacity: true)
+                scratch.append(contentsOf: tokenSlice(left))
+                scratch.append(contentsOf: tokenSlice(right))
+                guard let result = tokenMap.find(scratch) else {
+                    throw TokenizerError.mergeResultNotInVocabulary(location: location(i), merge: merge.text,
+                                                                   result: String(merge.left) + String(merge.right))
+                }
+                let r = Int(result)
+                if rankOf[r] >= 0 {
+                    throw TokenizerError.duplicateMerge(location: location(i), merge: merge.text,
+                                                        result: vocabulary[r], firstLocation: location(Int(rankOf[r])))
+                }
+                rankOf[r] = Int32(i)
+                mergeable[r] = true
+                results.append(Int32(r))
+            }
+
+            // Every split of every merge result into two mergeable tokens.
+            pairList.reserveCapacity(merges.count * 3)
+            for (rank, result) in results.enumerated() {
+                let c = Int(result)
+                let p = bytes + offsets[c]
+                let n = offsets[c + 1] - offsets[c]
+                let value = UInt64(rank) << 32 | UInt64(c)
+                for k in 1..<n {
+                    guard let a = tokenMap.find(p, k), mergeable[Int(a)] else { continue }
+                    guard let b = tokenMap.find(p + k, n - k), mergeable[Int(b)] else { continue }
+                    pairList.append((UInt32(a), UInt32(b), value))
+                }
+            }
+        }
+        let pairs = PairTable(expectedCount: pairList.count)
+        for (a, b, value) in pairList { pairs.insert(a, b, value: value) }
+
+        var specials: [(bytes: [UInt8], id: Int)] = []
+        var specialIDs: [String: Int] = [:]
+        for id in 0..<count where !mergeable[id] {
+            specials.append((Array(arena[offsets[id]..<offsets[id + 1]]), id))
+            specialIDs[vocabulary[id]] = id
+        }
+        specials.sort { $0.bytes.count != $1.bytes.count ? $0.bytes.count > $1.bytes.count : $0.id < $1.id }
+
+        // Nothing throws from here on.
+        self.vocabulary = vocabulary
+        self.mergeStrings = mergeStrings
+        self.tokenCount = count
+        self.tokenMap = tokenMap
+        self.pairs = pairs
+        self.specials = specials
+        self.specialTokenIDs = specialIDs
+        tokenBytes = .allocate(capacity: max(1, arena.count))
+        tokenBytes.initialize(from: arena, count: arena.count)
+        tokenOffsets = .allocate(capacity: count + 1)
+        tokenOffsets.initialize(from: offsets, count: count + 1)
+        self.byteToToken = .allocate(capacity: 256)
+        self.byteToToken.initialize(from: byteToToken, count: 256)
+        self.mergeable = .allocate(capacity: max(1, count))
+        self.mergeable.initialize(from: mergeable, count: count)
+    }
+
+    deinit {
+        tokenBytes.deallocate()
+        tokenOffsets.deallocate()
+        byteToToken.deallocate()
+        mergeable.deallocate()
+    }
+
+    // MARK: Encoding
+
+    /// Encodes `base[start..<end]` (valid UTF-8) without special-token handling.
+    @inline(__always)
+    func encodeOrdinary(_ base: UnsafePointer<UInt8>, start: Int, end: Int,
+                        into out: inout [Int], cache: PieceCache?) {
+        var pre = PreTokenizer(base, start: start, end: end)
+        while let (s, e) = pre.next() {
+            let p = base + s
+            let n = e &- s
+            if n == 1 {
+                out.append(Int(byteToToken[Int(p[0])]))
+                continue
+            }
+            let h = hashBytes(p, n)
+            if let id = tokenMap.find(p, n, hash: h), mergeable[Int(truncatingIfNeeded: id)] {
+                out.append(Int(truncatingIfNeeded: id))
+                continue
+            }
+            if let cache {
+                if let packed = cache.map.find(p, n, hash: h) {
+                    cache.appendCached(packed, to: &out)
+                    continue
+                }
+                let before = out.count
+                bytePairMerge(p, n, into: &out)
+                cache.insert(p, n, hash: h, ids: out[before...])
+            } else {
+                bytePairMerge(p, n, into: &out)
+            }
+        }
+    }
+
+    /// BPE of one pre-token of `n >= 2` bytes that is not itself a token.
+    @inline(__always)
+    func bytePairMerge(_ p: UnsafePointer<UInt8>, _ n: Int, into out: inout [Int]) {
+        if n <= 48 { mergeSmall(p, n, into: &out) } else { mergeLarge(p, n, into: &out) }
+    }
+
+    /// Quadratic scan like tiktoken's, for short pieces where it is fastest.
+    func mergeSmall(_ p: UnsafePointer<UInt8>, _ n: Int, into out: inout [Int]) {
+        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 2 * n) { buffer in
+            let ids = buffer.baseAddress!
+            let pr = ids + n  // pr[k] = packed rank/result of merging parts k and k+1
+            for k in 0..<n { ids[k] = UInt64(byteToToken[Int(p[k])]) }
+            for k in 0..<(n - 1) {
+                pr[k] = pairs.get(UInt32(truncatingIfNeeded: ids[k]), UInt32(truncatingIfNeeded: ids[k + 1]))
+            }
+            var m = n
+            while m > 1 {
+                var best = UInt64.max
+                var bi = -1
+                var k = 0
+                while k < m &- 1 {
+                    if pr[k] < best { best = pr[k]; bi = k }
+                    k &+= 1
+                }
+                if bi < 0 { break }
+                ids[bi] = best & 0xFFFF_FFFF
+                k = bi &+ 1
+                while k < m &- 1 {
+                    ids[k] = ids[k &+ 1]
+                    k &+= 1
+                }
+                k = bi &+ 1
+                while k < m &- 2 {
+                    pr[k] = pr[k &+ 1]
+                    k &+= 1
+                }
+                m &-= 1
+                if bi &+ 1 < m {
+                    pr[bi] = pairs.get(UInt32(truncatingIfNeeded: ids[bi]), UInt32(truncatingIfNeeded: ids[bi &+ 1]))
+                }
+                if bi > 0 {
+                    pr[bi &- 1] = pairs.get(UInt32(truncatingIfNeeded: ids[bi &- 1]), UInt32(truncatingIfNeeded: ids[bi]))
+                }
+            }
+            for k in 0..<m { out.append(Int(truncatingIfNeeded: ids[k])) }
+        }
+    }
+
+    /// O(n log n) merge with a linked list of parts and a min-heap of candidate pairs keyed by
+    /// (rank, position); stale heap entries are skipped when popped. Same result as the scan.
+    func mergeLarge(_ p: UnsafePointer<UInt8>, _ n: Int, into out: inout [Int]) {
+        precondition(n < 1 << 32, "pre-token longer than 4 GiB")
+        let dead = UInt32.max
+        let tok = UnsafeMutablePointer<UInt32>.allocate(capacity: n)
+        let next = UnsafeMutablePointer<Int>.allocate(capacity: n)
+        let prev = UnsafeMutablePointer<Int>.allocate(capacity: n)
+        let heap = UnsafeMutablePointer<UInt64>.allocate(capacity: 3 * n)
+        defer {
+            tok.deallocate(); next.deallocate(); prev.deallocate(); heap.deallocate()
+        }
+        for k in 0..<n {
+            tok[k] = byteToToken[Int(p[k])]
+            next[k] = k &+ 1
+            prev[k] = k &- 1
+        }
+        var count = 0
+        for k in 0..<(n - 1) {
+            let v = pairs.get(tok[k], tok[k + 1])
+            if v != .max {
+                heap[count] = (v & 0xFFFF_FFFF_0000_0000) | UInt64(k)
+                count &+= 1
+            }
+        }
+        @inline(__always) func siftDown(_ start: Int) {
+            var i = start
+            let x = heap[i]
+            while true {
+                var c = 2 &* i &+ 1
+                if c >= count { break }
+                if c &+ 1 < count && heap[c &+ 1] < heap[c] { c &+= 1 }
+                if heap[c] >= x { break }
+                heap[i] = heap[c]
+                i = c
+            }
+            heap[i] = x
+        }
+        @inline(__always) func push(_ x: UInt64) {
+            var i = count
+            count &+= 1
+            while i > 0 {
+                let parent = (i &- 1) >> 1
+                if heap[parent] <= x { break }
+                heap[i] = heap[parent]
+                i = parent
+            }
+            heap[i] = x
+        }
+        if count > 1 {
+            var i = (count - 2) / 2
+            while i >= 0 { siftDown(i); i -= 1 }
+        }
+        while count > 0 {
+            let top = heap[0]
+            count &-= 1
+            if count > 0 {
+                heap[0] = heap[count]
+                siftDown(0)
+            }
+            let i = Int(truncatingIfNeeded: top & 0xFFFF_FFFF)
+            let left = tok[i]
+            if left == dead { continue }
+            let j = next[i]
+            if j >= n { continue }
+            let v = pairs.get(left, tok[j])
+            if v == .max || (v >> 32) != (top >> 32) { continue }
+            tok[i] = UInt32(truncatingIfNeeded: v)
+            tok[j] = dead
+            let after = next[j]
+            next[i] = after
+            if after < n { prev[after] = i }
+            let before = prev[i]
+            if before >= 0 {
+                let w = pairs.get(tok[before], tok[i])
+                if w != .max { push((w & 0xFFFF_FFFF_0000_0000) | UInt64(before)) }
+            }
+            if after < n {
+                let w = pairs.get(tok[i], tok[after])
+                if w != .max { push((w & 0xFFFF_FFFF_0000_0000) | UInt64(i)) }
+            }
+        }
+        var k = 0
+        while k < n {
+            out.append(Int(tok[k]))
+            k = next[k]
+        }
+    }
+
+    // MARK: Decoding
+
+    @inline(__always)
+    func appendBytes(of id: Int, to out: inout [UInt8]) throws {
+        guard id >= 0 && id < tokenCount else {
+            throw TokenizerError.tokenIDOutOfRange(id: id, vocabularySize: tokenCount)
+        }
+        out.append(contentsOf: UnsafeBufferPointer(start: tokenBytes + tokenOffsets[id],
+                                                   count: tokenOffsets[id + 1] - tokenOffsets[id]))
+    }
+}
+
+/// Per-call memo of pre-token -> ids, for pre-tokens that are not single tokens.
+final class PieceCache {
+    let map = ByteKeyMap(expectedCount: 4096, expectedKeyBytes: 1 << 16)
+    private var ids: [UInt32] = []
+    /// Entries beyond this are not added (keeps memory bounded on huge, varied inputs).
+    static let maxEntries = 1 << 18
+    static let maxPieceBytes = 256
+
+    @inline(__always)
+    func appendCached(_ packed: UInt64, to out: inout [Int]) {
+        let start = Int(truncatingIfNeeded: packed >> 32)
+        let count = Int(truncatingIfNeeded: packed & 0xFFFF_FFFF)
+        for k in start..<(start + count) { out.append(Int(ids[k])) }
+    }
+
+    @inline(__always)
+    func insert(_ p: UnsafePointer<UInt8>, _ n: Int, hash: UInt64, ids new: ArraySlice<Int>) {
+        guard n <= PieceCache.maxPieceBytes, map.count < PieceCache.maxEntries else { return }
+        let start = ids.count
+        for id in new { ids.append(UInt32(truncatingIfNeeded: id)) }
+        map.insert(p, n, hash: hash, value: UInt64(start) << 32 | UInt64(new.count))
+    }
+}

@@ -1,0 +1,211 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#elseif canImport(ucrt)
+import ucrt
+#endif
+
+/// A well-mixed 64-bit hash of a byte string (not cryptographic, not stable across versions).
+@inline(__always)
+func hashBytes(_ p: UnsafePointer<UInt8>, _ n: Int) -> UInt64 {
+    var h: UInt64 = 0x243F_6A88_85A3_08D3 ^ (UInt64(truncatingIfNeeded: n) &* 0x9E37_79B9_7F4A_7C15)
+    let raw = UnsafeRawPointer(p)
+    var i = 0
+    while i &+ 8 <= n {
+        let w = raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+        h = (h ^ w) &* 0xBF58_476D_1CE4_E5B9
+        h ^= h >> 29
+        i &+= 8
+    }
+    if i < n {
+        var w: UInt64 = 0
+        var shift: UInt64 = 0
+        while i < n {
+            w |= UInt64(p[i]) << shift
+            shift &+= 8
+            i &+= 1
+        }
+        h = (h ^ w) &* 0x94D0_49BB_1331_11EB
+    }
+    h ^= h >> 32
+    h = h &* 0xD6E8_FEB8_6659_FD93
+    h ^= h >> 32
+    return h
+}
+
+/// Open-addressing hash map from byte strings to 64-bit values, keys copied into one arena.
+/// Not thread-safe while mutated; immutable instances are shared read-only.
+final class ByteKeyMap {
+    struct Slot {
+        var hash: UInt64
+        var offset: UInt32  // UInt32.max marks an empty slot
+        var length: UInt32
+        var value: UInt64
+    }
+
+    private(set) var count = 0
+    private var slots: UnsafeMutablePointer<Slot>
+    private var mask: Int
+    private var keys: UnsafeMutablePointer<UInt8>
+    private var keysCount = 0
+    private var keysCapacity: Int
+
+    init(expectedCount: Int, expectedKeyBytes: Int) {
+        var capacity = 16
+        while capacity < expectedCount * 2 { capacity <<= 1 }
+        slots = .allocate(capacity: capacity)
+        slots.initialize(repeating: Slot(hash: 0, offset: .max, length: 0, value: 0), count: capacity)
+        mask = capacity - 1
+        keysCapacity = max(64, expectedKeyBytes)
+        keys = .allocate(capacity: keysCapacity)
+    }
+
+    deinit {
+        slots.deallocate()
+        keys.deallocate()
+    }
+
+    /// The value stored for the key, or nil. `hash` must be `hashBytes(p, n)`.
+    @inline(__always)
+    func find(_ p: UnsafePointer<UInt8>, _ n: Int, hash: UInt64) -> UInt64? {
+        var i = Int(truncatingIfNeeded: hash) & mask
+        while true {
+            let slot = slots[i]
+            if slot.offset == .max { return nil }
+            if slot.hash == hash && Int(slot.length) == n
+                && memcmp(keys + Int(slot.offset), p, n) == 0 {
+                return slot.value
+            }
+            i = (i &+ 1) & mask
+        }
+    }
+
+    @inline(__always)
+    func find(_ p: UnsafePointer<UInt8>, _ n: Int) -> UInt64? {
+        find(p, n, hash: hashBytes(p, n))
+    }
+
+    func find(_ bytes: [UInt8]) -> UInt64? {
+        bytes.withUnsafeBufferPointer { b in
+            b.count == 0 ? nil : find(b.baseAddress!, b.count)
+        }
+    }
+
+    /// Inserts a key that is not present yet.
+    func insert(_ p: UnsafePointer<UInt8>, _ n: Int, hash: UInt64, value: UInt64) {
+        if (count + 1) * 2 > mask + 1 { grow() }
+        if keysCount + n > keysCapacity {
+            var newCapacity = keysCapacity * 2
+            while keysCount + n > newCapacity { newCapacity *= 2 }
+            let newKeys = UnsafeMutablePointer<UInt8>.allocate(capacity: newCapacity)
+            newKeys.update(from: keys, count: keysCount)
+            keys.deallocate()
+            keys = newKeys
+            keysCapacity = newCapacity
+        }
+        (keys + keysCount).update(from: p, count: n)
+        var i = Int(truncatingIfNeeded: hash) & mask
+        while slots[i].offset != .max { i = (i &+ 1) & mask }
+        slots[i] = Slot(hash: hash, offset: UInt32(keysCount), length: UInt32(n), value: value)
+        keysCount += n
+        count += 1
+    }
+
+    /// Replaces the value of a present key; returns false if the key is absent.
+    func update(_ p: UnsafePointer<UInt8>, _ n: Int, value: UInt64) -> Bool {
+        let hash = hashBytes(p, n)
+        var i = Int(truncatingIfNeeded: hash) & mask
+        while true {
+            let slot = slots[i]
+            if slot.offset == .max { return false }
+            if slot.hash == hash && Int(slot.length) == n
+                && memcmp(keys + Int(slot.offset), p, n) == 0 {
+                slots[i].value = value
+                return true
+            }
+            i = (i &+ 1) & mask
+        }
+    }
+
+    /// Forgets all entries, keeping the allocations.
+    func removeAll() {
+        slots.update(repeating: Slot(hash: 0, offset: .max, length: 0, value: 0), count: mask + 1)
+        count = 0
+        keysCount = 0
+    }
+
+    var keyBytes: Int { keysCount }
+
+    private func grow() {
+        let oldCapacity = mask + 1
+        let old = slots
+        let capacity = oldCapacity * 2
+        slots = .allocate(capacity: capacity)
+        slots.initialize(repeating: Slot(hash: 0, offset: .max, length: 0, value: 0), count: capacity)
+        mask = capacity - 1
+        for j in 0..<oldCapacity where old[j].offset != .max {
+            var i = Int(truncatingIfNeeded: old[j].hash) & mask
+            while slots[i].offset != .max { i = (i &+ 1) & mask }
+            slots[i] = old[j]
+        }
+        old.deallocate()
+    }
+}
+
+/// Open-addressing hash map from a pair of token ids to a packed `rank << 32 | result id`.
+/// Built once, then read-only.
+final class PairTable {
+    struct Slot {
+        var key: UInt64  // UInt64.max marks an empty slot
+        var value: UInt64
+    }
+
+    private let slots: UnsafeMutablePointer<Slot>
+    private let shift: UInt64
+    private let mask: Int
+    private(set) var count = 0
+
+    init(expectedCount: Int) {
+        var bits: UInt64 = 4
+        while (1 << bits) < expectedCount * 2 { bits += 1 }
+        let capacity = 1 << Int(bits)
+        slots = .allocate(capacity: capacity)
+        slots.initialize(repeating: Slot(key: .max, value: 0), count: capacity)
+        shift = 64 - bits
+        mask = capacity - 1
+    }
+
+    deinit { slots.deallocate() }
+
+    /// Packed `rank << 32 | result`, or `UInt64.max` when the two tokens do not merge.
+    @inline(__always)
+    func get(_ left: UInt32, _ right: UInt32) -> UInt64 {
+        let key = UInt64(left) << 32 | UInt64(right)
+        var i = Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> shift)
+        while true {
+            let slot = slots[i]
+            if slot.key == key { return slot.value }
+            if slot.key == .max { return .max }
+            i = (i &+ 1) & mask
+        }
+    }
+
+    /// Inserts the pair unless present (the first insertion wins).
+    func insert(_ left: UInt32, _ right: UInt32, value: UInt64) {
+        precondition((count + 1) * 2 <= mask + 1, "PairTable sized too small")
+        let key = UInt64(left) << 32 | UInt64(right)
+        var i = Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> shift)
+        while true {
+            if slots[i].key == key { return }
+            if slots[i].key == .max {
+                slots[i] = Slot(key: key, value: value)
+                count += 1
+                return
+            }
+            i = (i &+ 1) & mask
+        }
+    }
+}

@@ -1,0 +1,263 @@
+import Foundation
+import G2WTokenizer
+import XCTest
+
+/// The 256 single-byte tokens in byte order.
+private func byteTokens() -> [String] { (0..<256).map { ByteLevel.string(forBytes: [UInt8($0)]) } }
+
+private func temporaryFile(_ name: String, _ contents: String) throws -> URL {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("g2w-tokenizer-tests-\(ProcessInfo.processInfo.processIdentifier)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    let url = dir.appendingPathComponent(name)
+    try contents.write(to: url, atomically: true, encoding: .utf8)
+    return url
+}
+
+private func expectError(_ expected: TokenizerError, file: StaticString = #filePath, line: UInt = #line,
+                         _ body: () throws -> Void) {
+    do {
+        try body()
+        XCTFail("expected \(expected)", file: file, line: line)
+    } catch let error as TokenizerError {
+        XCTAssertEqual(error, expected, file: file, line: line)
+        XCTAssertFalse(error.description.isEmpty)
+    } catch {
+        XCTFail("unexpected error type \(error)", file: file, line: line)
+    }
+}
+
+final class VocabularyTests: XCTestCase {
+    func testAccessors() throws {
+        XCTAssertEqual(gpt2.vocabularySize, 50257)
+        XCTAssertEqual(gpt2.endOfTextID, 50256)
+        XCTAssertEqual(gpt2.specialTokens, ["<|endoftext|>": 50256])
+        XCTAssertEqual(gpt2.vocabularyInIDOrder.count, 50257)
+        XCTAssertEqual(gpt2.vocabularyInIDOrder[262], "Ġthe")
+        XCTAssertEqual(gpt2.mergeStrings.count, 50000)
+        XCTAssertEqual(gpt2.mergeStrings[0], "Ġ t")
+        XCTAssertEqual(gpt2.tokenString(262), "Ġthe")
+        XCTAssertNil(gpt2.tokenString(50257))
+        XCTAssertEqual(gpt2.id(forToken: "Ġthe"), 262)
+        XCTAssertNil(gpt2.id(forToken: "no such token"))
+        XCTAssertEqual(try gpt2.tokenBytes(262), Array(" the".utf8))
+        XCTAssertEqual(ByteLevel.string(forBytes: [0x20, 0x0A, 0x41]), "ĠĊA")
+        XCTAssertEqual(ByteLevel.bytes(forString: "ĠĊA"), [0x20, 0x0A, 0x41])
+        XCTAssertNil(ByteLevel.bytes(forString: " "))
+    }
+
+    /// Rebuilding from the exported arrays (what a .g2w file stores) gives the same tokenizer.
+    func testRebuildFromArrays() throws {
+        let rebuilt = try GPT2Tokenizer(vocabulary: gpt2.vocabularyInIDOrder, merges: gpt2.mergeStrings)
+        let text = "Rebuilt from arrays: it's 2024, 東京 🚀\n\n  done"
+        XCTAssertEqual(rebuilt.encode(text), gpt2.encode(text))
+        XCTAssertEqual(rebuilt.endOfTextID, 50256)
+    }
+
+    /// Hugging Face tokenizer.json, with merges as "a b" strings and as ["a", "b"] pairs.
+    func testLoadTokenizerJSON() throws {
+        let vocab = try String(contentsOf: Fixtures.vocabJSON, encoding: .utf8)
+        let merges = gpt2.mergeStrings
+        func json(_ mergesJSON: String) -> String {
+            """
+            {"version": "1.0", "truncation": null, "padding": null,
+             "added_tokens": [{"id": 50256, "content": "<|endoftext|>", "single_word": false, "lstrip": false,
+                               "rstrip": false, "normalized": true, "special": true}],
+             "normalizer": null, "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true},
+             "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": "",
+                       "end_of_word_suffix": "", "fuse_unk": false, "byte_fallback": false,
+                       "vocab": \(vocab), "merges": \(mergesJSON)}}
+            """
+        }
+        func escape(_ s: String) -> String {
+            let data = try! JSONSerialization.data(withJSONObject: [s], options: [])
+            return String(decoding: data.dropFirst().dropLast(), as: UTF8.self)
+        }
+        let strings = "[" + merges.map(escape).joined(separator: ",") + "]"
+        let pairs = "[" + merges.map { m -> String in
+            let parts = m.split(separator: " ").map(String.init)
+            return "[\(escape(parts[0])),\(escape(parts[1]))]"
+        }.joined(separator: ",") + "]"
+        let text = "tokenizer.json: it's <|endoftext|> 👋🏽 ok"
+        for (label, mergesJSON) in [("strings", strings), ("pairs", pairs)] {
+            let url = try temporaryFile("tokenizer-\(label).json", json(mergesJSON))
+            let t = try GPT2Tokenizer.load(tokenizerJSON: url)
+            XCTAssertEqual(t.vocabularySize, 50257, label)
+            XCTAssertEqual(t.mergeStrings, merges, label)
+            XCTAssertEqual(t.vocabularyInIDOrder, gpt2.vocabularyInIDOrder, label)
+            XCTAssertEqual(t.encode(text), gpt2.encode(text), label)
+            XCTAssertEqual(t.encode(text, allowSpecialTokens: true), gpt2.encode(text, allowSpecialTokens: true), label)
+        }
+    }
+
+    func testLoadErrorsFromFiles() throws {
+        let merges = try temporaryFile("ok.bpe", "#version: 0.2\n")
+        let vocabObject = "{" + byteTokens().enumerated().map { "\"\(escapeJSON($0.element))\": \($0.offset)" }.joined(separator: ", ")
+
+        let badJSON = try temporaryFile("bad.json", "{\n  \"a\": 1,\n}")
+        expectError(.invalidJSON(source: "bad.json", line: 3, column: 1, reason: "unexpected character '}', expected a string key")) {
+            _ = try GPT2Tokenizer.load(encoderJSON: badJSON, vocabBPE: merges)
+        }
+        let gap = try temporaryFile("gap.json", vocabObject + ", \"ab\": 300}")
+        expectError(.invalidVocabulary(source: "gap.json", reason: "line 1, column \(vocabObject.utf8.count + 3): token \"ab\" has id 300, outside 0..<257 (ids must be 0...count-1 without gaps)")) {
+            _ = try GPT2Tokenizer.load(encoderJSON: gap, vocabBPE: merges)
+        }
+        let notInt = try temporaryFile("float.json", vocabObject + ", \"ab\": 1.5}")
+        XCTAssertThrowsError(try GPT2Tokenizer.load(encoderJSON: notInt, vocabBPE: merges)) { error in
+            XCTAssertTrue("\(error)".contains("has a number as id, expected an integer"), "\(error)")
+        }
+        let dupKey = try temporaryFile("dup.json", vocabObject + ", \"ab\": 256, \"ab\": 257}")
+        expectError(.duplicateToken(token: "ab", firstID: 256, secondID: 257)) {
+            _ = try GPT2Tokenizer.load(encoderJSON: dupKey, vocabBPE: merges)
+        }
+        let good = try temporaryFile("good.json", vocabObject + ", \"ab\": 256}")
+        let badMerges = try temporaryFile("bad.bpe", "#version: 0.2\na b\nab\n")
+        expectError(.malformedMerge(location: "bad.bpe line 3", text: "ab", reason: "no space between the two tokens")) {
+            _ = try GPT2Tokenizer.load(encoderJSON: good, vocabBPE: badMerges)
+        }
+        let unknown = try temporaryFile("unknown.bpe", "#version: 0.2\na b\nab zz\n")
+        expectError(.unknownMergeToken(location: "unknown.bpe line 3", merge: "ab zz", token: "zz")) {
+            _ = try GPT2Tokenizer.load(encoderJSON: good, vocabBPE: unknown)
+        }
+        let t = try GPT2Tokenizer.load(encoderJSON: good, vocabBPE: try temporaryFile("one.bpe", "#version: 0.2\na b\n"))
+        XCTAssertEqual(t.encode("abab xab"), [256, 256, 0x20, 0x78, 256])  // byte tokens have id = byte here
+        let missing = URL(fileURLWithPath: "/nonexistent/encoder.json")
+        XCTAssertThrowsError(try GPT2Tokenizer.load(encoderJSON: missing, vocabBPE: merges)) { error in
+            guard case TokenizerError.unreadableFile(let path, _) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(path, "/nonexistent/encoder.json")
+        }
+        let notObject = try temporaryFile("array.json", "[1, 2]")
+        XCTAssertThrowsError(try GPT2Tokenizer.load(encoderJSON: notObject, vocabBPE: merges))
+        let truncated = try temporaryFile("trunc.json", "{\"a\": \"b")
+        XCTAssertThrowsError(try GPT2Tokenizer.load(encoderJSON: truncated, vocabBPE: merges)) { error in
+            XCTAssertTrue("\(error)".contains("unterminated string"), "\(error)")
+        }
+        let noModel = try temporaryFile("nomodel.json", "{\"version\": \"1.0\"}")
+        expectError(.invalidVocabulary(source: "nomodel.json", reason: "missing \"model\" object")) {
+            _ = try GPT2Tokenizer.load(tokenizerJSON: noModel)
+        }
+    }
+
+    func testArrayBuildErrors() {
+        let bytes = byteTokens()
+        expectError(.duplicateToken(token: "a", firstID: bytes.firstIndex(of: "a")!, secondID: 256)) {
+            _ = try GPT2Tokenizer(vocabulary: bytes + ["a"], merges: [])
+        }
+        expectError(.missingByteToken(byte: 0x20, token: "Ġ")) {
+            _ = try GPT2Tokenizer(vocabulary: bytes.filter { $0 != "Ġ" }, merges: [])
+        }
+        expectError(.invalidTokenCharacter(id: 256, token: "a b", scalar: 0x20)) {
+            _ = try GPT2Tokenizer(vocabulary: bytes + ["a b"], merges: [])
+        }
+        expectError(.emptyToken(id: 256)) {
+            _ = try GPT2Tokenizer(vocabulary: bytes + [""], merges: [])
+        }
+        let vocab = bytes + ["ab", "abc"]
+        expectError(.malformedMerge(location: "merges[1]", text: "ab", reason: "no space between the two tokens")) {
+            _ = try GPT2Tokenizer(vocabulary: vocab, merges: ["a b", "ab"])
+        }
+        expectError(.malformedMerge(location: "merges[0]", text: "a b c", reason: "more than one space")) {
+            _ = try GPT2Tokenizer(vocabulary: vocab, merges: ["a b c"])
+        }
+        expectError(.malformedMerge(location: "merges[0]", text: "a ", reason: "empty token")) {
+            _ = try GPT2Tokenizer(vocabulary: vocab, merges: ["a "])
+        }
+        expectError(.unknownMergeToken(location: "merges[1]", merge: "ab cd", token: "cd")) {
+            _ = try GPT2Tokenizer(vocabulary: vocab, merges: ["a b", "ab cd"])
+        }
+        expectError(.mergeResultNotInVocabulary(location: "merges[1]", merge: "b c", result: "bc")) {
+            _ = try GPT2Tokenizer(vocabulary: vocab, merges: ["a b", "b c"])
+        }
+        expectError(.duplicateMerge(location: "merges[1]", merge: "a b", result: "ab", firstLocation: "merges[0]")) {
+            _ = try GPT2Tokenizer(vocabulary: vocab, merges: ["a b", "a b"])
+        }
+        XCTAssertNoThrow(try GPT2Tokenizer(vocabulary: vocab, merges: ["a b", "ab c"]))
+    }
+
+    func testSmallVocabularyMergeOrder() throws {
+        // "abc" via "b c" (rank 0) then "a bc" (rank 2); "ab" (rank 1) never forms in "abc".
+        let vocab = byteTokens() + ["bc", "ab", "abc"]
+        let t = try GPT2Tokenizer(vocabulary: vocab, merges: ["b c", "a b", "a bc"])
+        XCTAssertEqual(t.encode("abc"), [258])
+        XCTAssertEqual(t.encode("abab"), [257, 257])
+        XCTAssertEqual(t.encode("ab" + String(repeating: "bc", count: 40)), [257] + Array(repeating: 256, count: 40))
+        XCTAssertEqual(t.specialTokens, [:])
+        XCTAssertNil(t.endOfTextID)
+    }
+}
+
+final class DecodingTests: XCTestCase {
+    func testOutOfRangeIDsThrow() {
+        for bad in [-1, 50257, Int.max, Int.min] {
+            expectError(.tokenIDOutOfRange(id: bad, vocabularySize: 50257)) { _ = try gpt2.decode([15496, bad]) }
+            expectError(.tokenIDOutOfRange(id: bad, vocabularySize: 50257)) { _ = try gpt2.decodeText([bad]) }
+            expectError(.tokenIDOutOfRange(id: bad, vocabularySize: 50257)) { _ = try gpt2.tokenBytes(bad) }
+            var stream = gpt2.makeStreamingDecoder()
+            expectError(.tokenIDOutOfRange(id: bad, vocabularySize: 50257)) { _ = try stream.append(bad) }
+        }
+        XCTAssertEqual(try gpt2.decodeText([50256]), "<|endoftext|>")
+    }
+
+    func testDecodeKeepsPartialBytes() throws {
+        let ids = gpt2.encode("🚀")
+        XCTAssertGreaterThan(ids.count, 1)
+        XCTAssertEqual(try gpt2.decode(ids), Array("🚀".utf8))
+        XCTAssertEqual(try gpt2.decodeText(Array(ids.dropLast())), String(decoding: try gpt2.decode(Array(ids.dropLast())), as: UTF8.self))
+    }
+
+    func testStreamingHoldsSplitCharacters() throws {
+        let text = "A rocket 🚀, a family 👨‍👩‍👧‍👦, waving 👋🏽, flags 🇯🇵🇫🇷, 東京 and Ελλάδα, done."
+        let ids = gpt2.encode(text)
+        var stream = gpt2.makeStreamingDecoder()
+        var out = ""
+        var heldSomething = false
+        for id in ids {
+            let piece = try stream.append(id)
+            XCTAssertFalse(piece.unicodeScalars.contains("\u{FFFD}"), "printed U+FFFD after token \(id)")
+            if stream.pendingByteCount > 0 { heldSomething = true }
+            out += piece
+        }
+        XCTAssertTrue(heldSomething, "the test text should split a character across tokens")
+        out += stream.finish()
+        XCTAssertEqual(out, text)
+        XCTAssertEqual(stream.pendingByteCount, 0)
+
+        // The first byte tokens of a 4-byte emoji print nothing until it completes.
+        var emoji = gpt2.makeStreamingDecoder()
+        let rocket = gpt2.encode("🚀")
+        XCTAssertEqual(try emoji.append(rocket[0]), "")
+        XCTAssertEqual(try emoji.append(contentsOf: rocket.dropFirst()), "🚀")
+    }
+
+    func testStreamingEveryEdgeCase() throws {
+        for text in try EdgeCases.load().cases.map(\.text) {
+            var stream = gpt2.makeStreamingDecoder()
+            var out = ""
+            for id in gpt2.encode(text) { out += try stream.append(id) }
+            out += stream.finish()
+            XCTAssertEqual(out, text)
+        }
+    }
+
+    func testStreamingInvalidLeftoversBecomeReplacementOnFinish() throws {
+        // Token for the single byte 0xF0 (start of a 4-byte sequence) never completed.
+        let f0 = gpt2.id(forToken: ByteLevel.string(forBytes: [0xF0]))!
+        var stream = gpt2.makeStreamingDecoder()
+        XCTAssertEqual(try stream.append(gpt2.encode("ok ")[0]), "ok")
+        XCTAssertEqual(try stream.append(gpt2.encode(" ")[0]), " ")
+        XCTAssertEqual(try stream.append(f0), "")
+        XCTAssertEqual(stream.pendingByteCount, 1)
+        XCTAssertEqual(stream.finish(), "\u{FFFD}")
+        // A stray continuation byte is invalid at once: emitted as U+FFFD, not held.
+        let x80 = gpt2.id(forToken: ByteLevel.string(forBytes: [0x80]))!
+        XCTAssertEqual(try stream.append(x80), "\u{FFFD}")
+        // An impossible second byte (E0 80) is not held either.
+        let e0 = gpt2.id(forToken: ByteLevel.string(forBytes: [0xE0]))!
+        XCTAssertEqual(try stream.append(e0), "")
+        XCTAssertEqual(try stream.append(x80), "\u{FFFD}\u{FFFD}")
+    }
+}
+
+private func escapeJSON(_ s: String) -> String {
+    let data = try! JSONSerialization.data(withJSONObject: [s], options: [])
+    return String(decoding: data.dropFirst(2).dropLast(2), as: UTF8.self)
+}
