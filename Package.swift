@@ -31,7 +31,7 @@ let package = Package(
         .executableTarget(name: "g2w-inspect", dependencies: ["G2WCommandLine"]),
         .testTarget(name: "G2WFormatTests", dependencies: ["G2WFormat", "CG2W"]),
         .testTarget(name: "G2WTokenizerTests", dependencies: ["G2WTokenizer"]),
-        .testTarget(name: "G2WTests", dependencies: ["G2W"]),
+        .testTarget(name: "G2WTests", dependencies: ["G2W", "G2WFormat", "CG2W"]),
         .testTarget(name: "CLITests", dependencies: ["G2W"]),
     ]
 )

@@ -1,0 +1,136 @@
+import CG2W
+import Foundation
+import G2W
+import G2WFormat
+import XCTest
+
+/// The fast kernels against plain Double loops, on sizes that are not multiples of the vector
+/// width or the register tiles, for every dtype and both code paths (AVX2 and portable).
+final class KernelTests: XCTestCase {
+    var rng = SeededGenerator(seed: 7)
+    func rand(_ n: Int) -> [Float] { (0..<n).map { _ in Float(Double(rng.next() >> 11) * 0x1.0p-53 * 2 - 1) } }
+
+    func testMatmulAndMatvecAgainstReference() {
+        for generic in [false, true] {
+            g2w_force_generic(generic ? 1 : 0)
+            defer { g2w_force_generic(0) }
+            for rows in [1, 2, 3, 4, 5, 13, 50] {
+                for cols in [1, 7, 8, 15, 16, 17, 33, 100] {
+                    let w = rand(rows * cols), bias = rand(rows)
+                    let wh = w.map { Float16($0).bitPattern }
+                    let wf16 = wh.map { Float(Float16(bitPattern: $0)) }
+                    for T in [1, 2, 3, 4, 5, 9] {
+                        let x = rand(T * cols)
+                        for f16 in [false, true] {
+                            let weights = f16 ? wf16 : w
+                            var y = [Float](repeating: .nan, count: T * rows)
+                            // Split rows in two ranges to exercise row_begin/row_end.
+                            let mid = rows / 2
+                            for (r0, r1) in [(0, mid), (mid, rows)] where r0 < r1 {
+                                if T == 1 {
+                                    if f16 { g2w_matvec_f16(wh, x, bias, &y, cols, r0, r1) } else { g2w_matvec_f32(w, x, bias, &y, cols, r0, r1) }
+                                } else {
+                                    if f16 { g2w_matmul_f16(wh, x, bias, &y, T, cols, rows, r0, r1) } else { g2w_matmul_f32(w, x, bias, &y, T, cols, rows, r0, r1) }
+                                }
+                            }
+                            for t in 0..<T {
+                                for r in 0..<rows {
+                                    var s = Double(bias[r]), mag = abs(Double(bias[r]))
+                                    for k in 0..<cols { s += Double(weights[r * cols + k]) * Double(x[t * cols + k]); mag += abs(Double(weights[r * cols + k]) * Double(x[t * cols + k])) }
+                                    XCTAssertEqual(Double(y[t * rows + r]), s, accuracy: 1e-6 * mag + 1e-7,
+                                                   "rows \(rows) cols \(cols) T \(T) f16 \(f16) generic \(generic) at (\(t), \(r))")
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    func testLayerNormGeluAttendAgainstReference() {
+        for generic in [false, true] {
+            g2w_force_generic(generic ? 1 : 0)
+            defer { g2w_force_generic(0) }
+            for n in [1, 5, 8, 31, 64] {
+                let x = rand(n), g = rand(n), b = rand(n)
+                var y = [Float](repeating: 0, count: n)
+                g2w_layernorm(x, g, b, &y, n, 1e-5)
+                let mean = x.reduce(0.0) { $0 + Double($1) } / Double(n)
+                let v = x.reduce(0.0) { $0 + (Double($1) - mean) * (Double($1) - mean) } / Double(n)
+                for i in 0..<n { XCTAssertEqual(Double(y[i]), (Double(x[i]) - mean) / (v + 1e-5).squareRoot() * Double(g[i]) + Double(b[i]), accuracy: 1e-5) }
+                var gx = x.map { $0 * 4 }
+                let orig = gx
+                g2w_gelu(&gx, n)
+                for i in 0..<n {
+                    let z = Double(orig[i])
+                    XCTAssertEqual(Double(gx[i]), 0.5 * z * (1 + tanh((2 / Double.pi).squareRoot() * (z + 0.044715 * z * z * z))), accuracy: 1e-6)
+                }
+            }
+            for (n, d, stride) in [(1, 4, 4), (3, 5, 11), (17, 16, 48), (64, 64, 64)] {
+                let q = rand(d), K = rand(n * stride), V = rand(n * stride)
+                var scores = [Float](repeating: 0, count: n), out = [Float](repeating: 0, count: d)
+                g2w_attend(q, K, V, stride, n, d, 0.3, &scores, &out)
+                var s = (0..<n).map { j in (0..<d).reduce(0.0) { $0 + Double(q[$1]) * Double(K[j * stride + $1]) } * 0.3 }
+                let mx = s.max()!
+                s = s.map { exp($0 - mx) }
+                let sum = s.reduce(0, +)
+                for i in 0..<d {
+                    let e = (0..<n).reduce(0.0) { $0 + s[$1] / sum * Double(V[$1 * stride + i]) }
+                    XCTAssertEqual(Double(out[i]), e, accuracy: 1e-5)
+                }
+            }
+        }
+    }
+}
+
+/// The whole fast path (batched prompt, KV cache, threads) against the plain reference path, on
+/// a model with odd sizes, in f32 and f16.
+final class FastPathTests: XCTestCase {
+    func oddModel(dtype: G2WDType) throws -> GPT2Model {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("g2w-odd-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let b = SafetensorsBuilder.gpt2(layers: 2, embd: 12, ctx: 9, vocab: 37, seed: 11)
+        try Data(b.encode()).write(to: dir.appendingPathComponent("model.safetensors"))
+        try SafetensorsBuilder.config(layers: 2, heads: 3, embd: 12, ctx: 9, vocab: 37).write(to: dir.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
+        var o = HuggingFaceConverter.Options()
+        o.dtype = dtype
+        o.warn = { _ in }
+        return try GPT2Model(path: try HuggingFaceConverter(input: dir.appendingPathComponent("model.safetensors").path, options: o).run().output)
+    }
+
+    func testFastPathMatchesReference() throws {
+        for dtype in [G2WDType.f32, .f16] {
+            let m = try oddModel(dtype: dtype)
+            let tokens = [3, 36, 0, 17, 17, 5, 9, 22, 1]  // the full context of 9
+            let reference = try GPT2Reference.logits(model: m, tokens: tokens)
+            for threads in [1, 2, 3] {
+                let fast = try m.allLogits(for: tokens, threads: threads)
+                XCTAssertLessThan(maxAbsDiff(fast.flatMap { $0 }, reference.flatMap { $0 }), 1e-5, "\(dtype), \(threads) threads")
+                // One token at a time through the KV cache gives the same logits as the batch.
+                let s = try GPT2Session(model: m, threads: threads)
+                for (i, t) in tokens.enumerated() {
+                    let step = try s.append([t])
+                    XCTAssertLessThan(maxAbsDiff(step, reference[i]), 1e-5, "\(dtype), step \(i)")
+                }
+                // A prompt in two batches.
+                s.reset()
+                _ = try s.append(Array(tokens[0..<4]))
+                let rest = try s.append(Array(tokens[4...]), allPositions: true)
+                XCTAssertLessThan(maxAbsDiff(rest, reference[4...].flatMap { $0 }), 1e-5)
+                // Past the context: an error, not a crash.
+                XCTAssertThrowsError(try s.append([1])) { XCTAssertTrue("\($0)".contains("do not fit the model's context of 9"), "\($0)") }
+            }
+        }
+    }
+
+    func testBadTokensAreErrors() throws {
+        let m = try oddModel(dtype: .f32)
+        XCTAssertThrowsError(try m.logits(for: [37])) { XCTAssertEqual("\($0)", "token id 37 is out of range (vocabulary size 37)") }
+        XCTAssertThrowsError(try m.logits(for: [-1]))
+        XCTAssertThrowsError(try m.logits(for: []))
+        XCTAssertThrowsError(try m.logits(for: [Int](repeating: 1, count: 10)))
+        XCTAssertThrowsError(try m.encode("text")) { XCTAssertTrue("\($0)".contains("has no embedded tokenizer"), "\($0)") }
+    }
+}
