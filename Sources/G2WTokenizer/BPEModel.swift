@@ -5,18 +5,15 @@
 /// among equal ranks. For GPT-2's files this is the same as the original encoder.py.
 final class BPEModel: @unchecked Sendable {
     // @unchecked: every stored property is immutable after `init`; the raw buffers are only read.
-    let vocabulary: [String]
-    let mergeStrings: [String]
-    let tokenCount: Int
-    /// Concatenated raw bytes of all tokens; token i is `tokenBytes[tokenOffsets[i]..<tokenOffsets[i+1]]`.
-    let tokenBytes: UnsafeMutablePointer<UInt8>
-    let tokenOffsets: UnsafeMutablePointer<Int>
+    /// Raw bytes of every token and the bytes -> id index.
+    let store: TokenStore
+    var tokenCount: Int { store.count }
+    /// Merge i as (left id, right id).
+    let mergePairs: [(UInt32, UInt32)]
     /// Token id of each single byte.
     let byteToToken: UnsafeMutablePointer<UInt32>
     /// Whether each token can be produced by BPE (a single byte or a merge result).
     let mergeable: UnsafeMutablePointer<Bool>
-    /// Raw token bytes -> token id, for all tokens.
-    let tokenMap: ByteKeyMap
     /// (left id, right id) -> rank << 32 | result id, for every split of every merge result into two
     /// mergeable tokens (tiktoken compares the concatenated bytes, not the listed pair).
     let pairs: PairTable
@@ -25,107 +22,82 @@ final class BPEModel: @unchecked Sendable {
     let specialTokenIDs: [String: Int]
 
     /// - Parameters:
-    ///   - merges: entry i is merge rank i, as (left token, right token, original text).
-    ///   - location: describes merge entry i in error messages.
-    init(vocabulary: [String], merges: [(left: Substring, right: Substring, text: String)],
-         mergeStrings: [String], location: (Int) -> String) throws {
-        let count = vocabulary.count
-
-        // Raw bytes of every token.
-        var arena: [UInt8] = []
-        arena.reserveCapacity(count * 8)
-        var offsets = [Int](repeating: 0, count: count + 1)
-        let scalarToByte = ByteLevel.scalarToByte
-        for (id, token) in vocabulary.enumerated() {
-            if token.isEmpty { throw TokenizerError.emptyToken(id: id) }
-            for scalar in token.unicodeScalars {
-                let v = scalar.value
-                let b = v < ByteLevel.scalarLimit ? scalarToByte[Int(v)] : -1
-                if b < 0 { throw TokenizerError.invalidTokenCharacter(id: id, token: token, scalar: v) }
-                arena.append(UInt8(b))
-            }
-            offsets[id + 1] = arena.count
+    ///   - tokens: raw bytes of token i (byte-level strings already decoded, non-empty).
+    ///   - merges: entries 2i and 2i+1 are the raw bytes of the left and right token of merge rank i.
+    ///   - location: describes merge i in error messages.
+    init(tokens: ByteRanges, merges: ByteRanges, location: (Int) -> String) throws {
+        let store = TokenStore(tokens)
+        if let (first, second) = store.firstDuplicate {
+            throw TokenizerError.duplicateToken(token: tokens.string(second), firstID: first, secondID: second)
         }
-
-        let tokenMap = ByteKeyMap(expectedCount: count, expectedKeyBytes: arena.count)
+        let count = store.count
         var mergeable = [Bool](repeating: false, count: count)
         var byteToToken = [UInt32](repeating: 0, count: 256)
+        for b in 0..<256 {
+            var byte = UInt8(b)
+            let id = store.find(&byte, 1)
+            guard id >= 0 else {
+                throw TokenizerError.missingByteToken(byte: UInt8(b), token: ByteLevel.string(forBytes: [UInt8(b)]))
+            }
+            byteToToken[b] = UInt32(id)
+            mergeable[id] = true
+        }
+
+        // Resolve merges; the rank of a merge result is its entry index.
+        let mergeCount = merges.count / 2
+        func text(_ i: Int) -> String { merges.string(2 * i) + " " + merges.string(2 * i + 1) }
+        var rankOf = [Int32](repeating: -1, count: count)
+        var results: [Int32] = []
+        results.reserveCapacity(mergeCount)
+        var mergePairs: [(UInt32, UInt32)] = []
+        mergePairs.reserveCapacity(mergeCount)
+        var scratch: [UInt8] = []
+        try merges.bytes.withUnsafeBufferPointer { mb in
+            let base = mb.baseAddress ?? UnsafePointer(bitPattern: 1)!
+            for i in 0..<mergeCount {
+                let ls = merges.start(2 * i), le = merges.ends[2 * i], re = merges.ends[2 * i + 1]
+                let left = store.find(base + ls, le - ls)
+                guard left >= 0 else {
+                    throw TokenizerError.unknownMergeToken(location: location(i), merge: text(i), token: merges.string(2 * i))
+                }
+                let right = store.find(base + le, re - le)
+                guard right >= 0 else {
+                    throw TokenizerError.unknownMergeToken(location: location(i), merge: text(i), token: merges.string(2 * i + 1))
+                }
+                scratch.removeAll(keepingCapacity: true)
+                scratch.append(contentsOf: store.tokenBytes(left))
+                scratch.append(contentsOf: store.tokenBytes(right))
+                let result = scratch.withUnsafeBufferPointer { store.find($0.baseAddress!, $0.count) }
+                guard result >= 0 else {
+                    throw TokenizerError.mergeResultNotInVocabulary(location: location(i), merge: text(i),
+                                                                   result: ByteLevel.string(forBytes: scratch))
+                }
+                if rankOf[result] >= 0 {
+                    throw TokenizerError.duplicateMerge(location: location(i), merge: text(i),
+                                                        result: ByteLevel.string(forBytes: scratch),
+                                                        firstLocation: location(Int(rankOf[result])))
+                }
+                rankOf[result] = Int32(i)
+                mergeable[result] = true
+                results.append(Int32(result))
+                mergePairs.append((UInt32(left), UInt32(right)))
+            }
+        }
+
+        // Every split of every merge result into two mergeable tokens.
         var pairList: [(UInt32, UInt32, UInt64)] = []
-        try arena.withUnsafeBufferPointer { arenaBuffer in
-            let bytes = arenaBuffer.baseAddress!
-            func tokenSlice(_ id: Int) -> UnsafeBufferPointer<UInt8> {
-                UnsafeBufferPointer(start: bytes + offsets[id], count: offsets[id + 1] - offsets[id])
-            }
-            for id in 0..<count {
-                let p = bytes + offsets[id]
-                let n = offsets[id + 1] - offsets[id]
-                let h = hashBytes(p, n)
-                if let first = tokenMap.find(p, n, hash: h) {
-                    throw TokenizerError.duplicateToken(token: vocabulary[id], firstID: Int(first), secondID: id)
-                }
-                tokenMap.insert(p, n, hash: h, value: UInt64(id))
-            }
-            for b in 0..<256 {
-                var byte = UInt8(b)
-                guard let id = tokenMap.find(&byte, 1) else {
-                    throw TokenizerError.missingByteToken(byte: UInt8(b), token: ByteLevel.string(forBytes: [UInt8(b)]))
-                }
-                byteToToken[b] = UInt32(id)
-                mergeable[Int(id)] = true
-            }
-
-            // Resolve merges; the rank of a merge result is its entry index.
-            var rankOf = [Int32](repeating: -1, count: count)
-            var results = [Int32]()
-            results.reserveCapacity(merges.count)
-            var scratch: [UInt8] = []
-            func resolve(_ side: Substring, _ i: Int, _ text: String) throws -> Int {
-                scratch.removeAll(keepingCapacity: true)
-                for scalar in side.unicodeScalars {
-                    let v = scalar.value
-                    let b = v < ByteLevel.scalarLimit ? scalarToByte[Int(v)] : -1
-                    if b < 0 {
-                        throw TokenizerError.unknownMergeToken(location: location(i), merge: text, token: String(side))
-                    }
-                    scratch.append(UInt8(b))
-                }
-                guard let id = tokenMap.find(scratch) else {
-                    throw TokenizerError.unknownMergeToken(location: location(i), merge: text, token: String(side))
-                }
-                return Int(id)
-            }
-            for (i, merge) in merges.enumerated() {
-                let left = try resolve(merge.left, i, merge.text)
-                let right = try resolve(merge.right, i, merge.text)
-                scratch.removeAll(keepingCapacity: true)
-                scratch.append(contentsOf: tokenSlice(left))
-                scratch.append(contentsOf: tokenSlice(right))
-                guard let result = tokenMap.find(scratch) else {
-                    throw TokenizerError.mergeResultNotInVocabulary(location: location(i), merge: merge.text,
-                                                                   result: String(merge.left) + String(merge.right))
-                }
-                let r = Int(result)
-                if rankOf[r] >= 0 {
-                    throw TokenizerError.duplicateMerge(location: location(i), merge: merge.text,
-                                                        result: vocabulary[r], firstLocation: location(Int(rankOf[r])))
-                }
-                rankOf[r] = Int32(i)
-                mergeable[r] = true
-                results.append(Int32(r))
-            }
-
-            // Every split of every merge result into two mergeable tokens.
-            pairList.reserveCapacity(merges.count * 3)
-            for (rank, result) in results.enumerated() {
-                let c = Int(result)
-                let p = bytes + offsets[c]
-                let n = offsets[c + 1] - offsets[c]
-                let value = UInt64(rank) << 32 | UInt64(c)
-                for k in 1..<n {
-                    guard let a = tokenMap.find(p, k), mergeable[Int(a)] else { continue }
-                    guard let b = tokenMap.find(p + k, n - k), mergeable[Int(b)] else { continue }
-                    pairList.append((UInt32(a), UInt32(b), value))
-                }
+        pairList.reserveCapacity(mergeCount * 3)
+        for (rank, result) in results.enumerated() {
+            let c = Int(result)
+            let p = UnsafePointer(store.bytes + store.offsets[c])
+            let n = store.length(c)
+            let value = UInt64(rank) << 32 | UInt64(c)
+            for k in 1..<n {
+                let a = store.findInside(p, k)
+                guard a >= 0 && mergeable[a] else { continue }
+                let b = store.findInside(p + k, n - k)
+                guard b >= 0 && mergeable[b] else { continue }
+                pairList.append((UInt32(a), UInt32(b), value))
             }
         }
         let pairs = PairTable(expectedCount: pairList.count)
@@ -134,23 +106,18 @@ final class BPEModel: @unchecked Sendable {
         var specials: [(bytes: [UInt8], id: Int)] = []
         var specialIDs: [String: Int] = [:]
         for id in 0..<count where !mergeable[id] {
-            specials.append((Array(arena[offsets[id]..<offsets[id + 1]]), id))
-            specialIDs[vocabulary[id]] = id
+            let bytes = Array(store.tokenBytes(id))
+            specials.append((bytes, id))
+            specialIDs[ByteLevel.string(forBytes: bytes)] = id
         }
         specials.sort { $0.bytes.count != $1.bytes.count ? $0.bytes.count > $1.bytes.count : $0.id < $1.id }
 
         // Nothing throws from here on.
-        self.vocabulary = vocabulary
-        self.mergeStrings = mergeStrings
-        self.tokenCount = count
-        self.tokenMap = tokenMap
+        self.store = store
+        self.mergePairs = mergePairs
         self.pairs = pairs
         self.specials = specials
         self.specialTokenIDs = specialIDs
-        tokenBytes = .allocate(capacity: max(1, arena.count))
-        tokenBytes.initialize(from: arena, count: arena.count)
-        tokenOffsets = .allocate(capacity: count + 1)
-        tokenOffsets.initialize(from: offsets, count: count + 1)
         self.byteToToken = .allocate(capacity: 256)
         self.byteToToken.initialize(from: byteToToken, count: 256)
         self.mergeable = .allocate(capacity: max(1, count))
@@ -158,10 +125,16 @@ final class BPEModel: @unchecked Sendable {
     }
 
     deinit {
-        tokenBytes.deallocate()
-        tokenOffsets.deallocate()
         byteToToken.deallocate()
         mergeable.deallocate()
+    }
+
+    /// The byte-level strings of all tokens in id order.
+    var vocabulary: [String] { (0..<store.count).map { ByteLevel.string(forBytes: store.tokenBytes($0)) } }
+
+    /// The merges as "left right" strings in rank order.
+    var mergeStrings: [String] {
+        mergePairs.map { ByteLevel.string(forBytes: store.tokenBytes(Int($0.0))) + " " + ByteLevel.string(forBytes: store.tokenBytes(Int($0.1))) }
     }
 
     // MARK: Encoding
@@ -179,8 +152,9 @@ final class BPEModel: @unchecked Sendable {
                 continue
             }
             let h = hashBytes(p, n)
-            if let id = tokenMap.find(p, n, hash: h), mergeable[Int(truncatingIfNeeded: id)] {
-                out.append(Int(truncatingIfNeeded: id))
+            let id = store.find(p, n, hash: h)
+            if id >= 0 && mergeable[id] {
+                out.append(id)
                 continue
             }
             if let cache {
@@ -341,8 +315,7 @@ final class BPEModel: @unchecked Sendable {
         guard id >= 0 && id < tokenCount else {
             throw TokenizerError.tokenIDOutOfRange(id: id, vocabularySize: tokenCount)
         }
-        out.append(contentsOf: UnsafeBufferPointer(start: tokenBytes + tokenOffsets[id],
-                                                   count: tokenOffsets[id + 1] - tokenOffsets[id]))
+        out.append(contentsOf: store.tokenBytes(id))
     }
 }
 

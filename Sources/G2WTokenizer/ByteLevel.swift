@@ -47,3 +47,51 @@ public enum ByteLevel {
         return out
     }
 }
+
+extension ByteLevel {
+    /// Appends the raw bytes of the byte-level string whose UTF-8 is `p[0..<count]`.
+    /// Returns nil on success, or the first scalar value outside the alphabet (nothing appended
+    /// for it). The input must be valid UTF-8.
+    @inline(__always)
+    static func appendRawBytes(utf8 p: UnsafePointer<UInt8>, count: Int, to out: inout [UInt8],
+                               table: UnsafePointer<Int16>) -> UInt32? {
+        var i = 0
+        while i < count {
+            let b0 = p[i]
+            var scalar: UInt32
+            var length: Int
+            if b0 < 0x80 {
+                scalar = UInt32(b0); length = 1
+            } else if b0 < 0xE0 {
+                scalar = (UInt32(b0 & 0x1F) << 6) | UInt32(p[i + 1] & 0x3F); length = 2
+            } else if b0 < 0xF0 {
+                scalar = (UInt32(b0 & 0x0F) << 12) | (UInt32(p[i + 1] & 0x3F) << 6) | UInt32(p[i + 2] & 0x3F); length = 3
+            } else {
+                scalar = (UInt32(b0 & 0x07) << 18) | (UInt32(p[i + 1] & 0x3F) << 12)
+                    | (UInt32(p[i + 2] & 0x3F) << 6) | UInt32(p[i + 3] & 0x3F); length = 4
+            }
+            let b = scalar < scalarLimit ? table[Int(scalar)] : -1
+            if b < 0 { return scalar }
+            out.append(UInt8(truncatingIfNeeded: b))
+            i += length
+        }
+        return nil
+    }
+}
+
+/// Byte strings stored back to back: entry i is `bytes[ends[i-1]..<ends[i]]` (`ends[-1]` = 0).
+struct ByteRanges {
+    var bytes: [UInt8] = []
+    var ends: [Int] = []
+
+    var count: Int { ends.count }
+
+    @inline(__always) func start(_ i: Int) -> Int { i == 0 ? 0 : ends[i - 1] }
+
+    func entry(_ i: Int) -> ArraySlice<UInt8> { bytes[start(i)..<ends[i]] }
+
+    /// The byte-level string of entry i (for messages and accessors).
+    func string(_ i: Int) -> String { ByteLevel.string(forBytes: entry(i)) }
+
+    mutating func finishEntry() { ends.append(bytes.count) }
+}

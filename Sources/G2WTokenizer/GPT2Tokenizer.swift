@@ -26,46 +26,14 @@ public struct GPT2Tokenizer: Sendable {
     ///     (without the `#version` header). Both tokens and their concatenation must be in the vocabulary.
     /// - Throws: `TokenizerError` naming the offending entry.
     public init(vocabulary: [String], merges: [String]) throws {
-        try self.init(vocabulary: vocabulary, mergeLines: merges, location: { "merges[\($0)]" })
-    }
-
-    init(vocabulary: [String], mergeLines: [String], location: (Int) -> String) throws {
-        var parsed: [(left: Substring, right: Substring, text: String)] = []
-        parsed.reserveCapacity(mergeLines.count)
-        for (i, line) in mergeLines.enumerated() {
-            guard let space = line.firstIndex(of: " ") else {
-                throw TokenizerError.malformedMerge(location: location(i), text: line, reason: "no space between the two tokens")
-            }
-            let left = line[..<space]
-            let right = line[line.index(after: space)...]
-            if right.contains(" ") {
-                throw TokenizerError.malformedMerge(location: location(i), text: line, reason: "more than one space")
-            }
-            if left.isEmpty || right.isEmpty {
-                throw TokenizerError.malformedMerge(location: location(i), text: line, reason: "empty token")
-            }
-            parsed.append((left, right, line))
+        var builder = Builder()
+        for (id, token) in vocabulary.enumerated() {
+            try withUTF8(token) { try builder.addToken(utf8: $0, id: id) }
         }
-        model = try BPEModel(vocabulary: vocabulary, merges: parsed, mergeStrings: mergeLines, location: location)
-    }
-
-    init(vocabulary: [String], mergePairs: [(String, String)], location: (Int) -> String) throws {
-        var parsed: [(left: Substring, right: Substring, text: String)] = []
-        var lines: [String] = []
-        parsed.reserveCapacity(mergePairs.count)
-        lines.reserveCapacity(mergePairs.count)
-        for (i, (left, right)) in mergePairs.enumerated() {
-            let text = left + " " + right
-            if left.isEmpty || right.isEmpty {
-                throw TokenizerError.malformedMerge(location: location(i), text: text, reason: "empty token")
-            }
-            if left.contains(" ") || right.contains(" ") {
-                throw TokenizerError.malformedMerge(location: location(i), text: text, reason: "a token contains a space")
-            }
-            parsed.append((Substring(left), Substring(right), text))
-            lines.append(text)
+        for (i, merge) in merges.enumerated() {
+            try withUTF8(merge) { try builder.addMergeLine(utf8: $0, location: "merges[\(i)]") }
         }
-        model = try BPEModel(vocabulary: vocabulary, merges: parsed, mergeStrings: lines, location: location)
+        model = try BPEModel(tokens: builder.tokens, merges: builder.merges, location: { "merges[\($0)]" })
     }
 
     /// Loads OpenAI's `encoder.json` + `vocab.bpe` (or the identical Hugging Face `vocab.json` + `merges.txt`).
@@ -82,86 +50,97 @@ public struct GPT2Tokenizer: Sendable {
     /// Builds from the contents of `encoder.json` and `vocab.bpe`; the names are used in error messages.
     public init(encoderJSON: Data, vocabBPE: Data,
                 encoderName: String = "encoder.json", mergesName: String = "vocab.bpe") throws {
-        let vocabulary = try encoderJSON.withUnsafeBytes { raw -> [String] in
-            let bytes = raw.bindMemory(to: UInt8.self)
-            let json = try JSONReader.parse(bytes, source: encoderName)
-            guard case .object(let members) = json else {
-                throw TokenizerError.invalidVocabulary(source: encoderName, reason: "expected a JSON object of token -> id, found \(json.typeName)")
+        var builder = Builder()
+        try encoderJSON.withUnsafeBytes { raw in
+            let doc = try JSONDocument(raw.bindMemory(to: UInt8.self), source: encoderName)
+            guard case .object(let members) = doc.root else {
+                throw TokenizerError.invalidVocabulary(source: encoderName, reason: "expected a JSON object of token -> id, found \(doc.root.typeName)")
             }
-            return try orderedVocabulary(members, bytes: bytes, source: encoderName)
+            try builder.addVocabularyObject(members, doc: doc, source: encoderName)
         }
-        let (lines, lineNumbers) = try mergeLines(vocabBPE, source: mergesName)
-        try self.init(vocabulary: vocabulary, mergeLines: lines, location: { "\(mergesName) line \(lineNumbers[$0])" })
+        let lineNumbers = try vocabBPE.withUnsafeBytes { raw in
+            try builder.addMergesFile(raw.bindMemory(to: UInt8.self), source: mergesName)
+        }
+        model = try BPEModel(tokens: builder.tokens, merges: builder.merges,
+                             location: { "\(mergesName) line \(lineNumbers[$0])" })
     }
 
     /// Builds from the contents of a Hugging Face `tokenizer.json`; the name is used in error messages.
     ///
     /// Uses `model.vocab` and `model.merges`; `added_tokens` missing from `model.vocab` are added at their ids.
     public init(tokenizerJSON: Data, sourceName: String = "tokenizer.json") throws {
-        enum Merges { case lines([String]), pairs([(String, String)]) }
-        let (vocabulary, merges) = try tokenizerJSON.withUnsafeBytes { raw -> ([String], Merges) in
-            let bytes = raw.bindMemory(to: UInt8.self)
-            let json = try JSONReader.parse(bytes, source: sourceName)
+        var builder = Builder()
+        try tokenizerJSON.withUnsafeBytes { raw in
+            let doc = try JSONDocument(raw.bindMemory(to: UInt8.self), source: sourceName)
             func fail(_ reason: String) -> TokenizerError { .invalidVocabulary(source: sourceName, reason: reason) }
-            guard case .object = json else { throw fail("expected a JSON object, found \(json.typeName)") }
-            guard let model = json["model"], case .object = model else { throw fail("missing \"model\" object") }
-            if let type = model["type"] {
-                guard case .string("BPE") = type else { throw fail("model.type is not \"BPE\"") }
-            }
-            guard let vocab = model["vocab"], case .object(let members) = vocab else {
+            guard case .object = doc.root else { throw fail("expected a JSON object, found \(doc.root.typeName)") }
+            guard let model = doc.member(doc.root, "model"), case .object = model else { throw fail("missing \"model\" object") }
+            if let type = doc.member(model, "type"), !doc.isString(type, "BPE") { throw fail("model.type is not \"BPE\"") }
+            guard let vocab = doc.member(model, "vocab"), case .object(let members) = vocab else {
                 throw fail("missing \"model.vocab\" object")
             }
-            var added: [(String, Int)] = []
-            if let addedTokens = json["added_tokens"] {
+            var added: [(content: JSONString, id: Int)] = []
+            if let addedTokens = doc.member(doc.root, "added_tokens") {
                 guard case .array(let items) = addedTokens else { throw fail("\"added_tokens\" is not an array") }
                 for (k, item) in items.enumerated() {
-                    guard case .string(let content)? = item["content"], case .integer(let id)? = item["id"] else {
+                    guard case .string(let content)? = doc.member(item, "content"),
+                          case .integer(let id)? = doc.member(item, "id") else {
                         throw fail("added_tokens[\(k)] lacks a string \"content\" or an integer \"id\"")
                     }
                     added.append((content, id))
                 }
             }
-            var vocabulary = try orderedVocabulary(members, bytes: bytes, source: sourceName + " model.vocab")
-            for (content, id) in added.sorted(by: { $0.1 < $1.1 }) {
-                if id >= 0 && id < vocabulary.count {
-                    if vocabulary[id] != content {
-                        throw fail("added token \(quoted(content)) has id \(id), which model.vocab gives to \(quoted(vocabulary[id]))")
+            try builder.addVocabularyObject(members, doc: doc, source: sourceName + " model.vocab")
+            var scratch: [UInt8] = []
+            for (content, id) in added.sorted(by: { $0.id < $1.id }) {
+                scratch.removeAll(keepingCapacity: true)
+                doc.appendUTF8(content, to: &scratch)
+                let count = builder.tokens.count
+                if id >= 0 && id < count {
+                    var raw: [UInt8] = []
+                    let bad = scratch.withUnsafeBufferPointer { b in
+                        b.isEmpty ? 0 : ByteLevel.scalarToByte.withUnsafeBufferPointer {
+                            ByteLevel.appendRawBytes(utf8: b.baseAddress!, count: b.count, to: &raw, table: $0.baseAddress!)
+                        }
                     }
-                } else if id == vocabulary.count {
-                    vocabulary.append(content)
+                    if bad != nil || !builder.tokens.entry(id).elementsEqual(raw) {
+                        throw fail("added token \(quoted(doc.string(content))) has id \(id), which model.vocab gives to \(quoted(builder.tokens.string(id)))")
+                    }
+                } else if id == count {
+                    try scratch.withUnsafeBufferPointer { try builder.addToken(utf8: $0, id: id) }
                 } else {
-                    throw fail("added token \(quoted(content)) has id \(id), not adjacent to the vocabulary (size \(vocabulary.count))")
+                    throw fail("added token \(quoted(doc.string(content))) has id \(id), not adjacent to the vocabulary (size \(count))")
                 }
             }
-            guard let mergesValue = model["merges"], case .array(let items) = mergesValue else {
+            guard let mergesValue = doc.member(model, "merges"), case .array(let items) = mergesValue else {
                 throw fail("missing \"model.merges\" array")
             }
-            if items.isEmpty { return (vocabulary, .lines([])) }
-            if case .string = items[0] {
-                var lines: [String] = []
-                lines.reserveCapacity(items.count)
-                for (k, item) in items.enumerated() {
-                    guard case .string(let s) = item else { throw fail("model.merges[\(k)] is \(item.typeName), expected a string like the others") }
-                    lines.append(s)
-                }
-                return (vocabulary, .lines(lines))
-            }
-            var pairs: [(String, String)] = []
-            pairs.reserveCapacity(items.count)
             for (k, item) in items.enumerated() {
-                guard case .array(let pair) = item, pair.count == 2, case .string(let a) = pair[0], case .string(let b) = pair[1] else {
-                    throw fail("model.merges[\(k)] is not a string pair [\"left\", \"right\"]")
+                func location() -> String { "\(sourceName) model.merges[\(k)]" }
+                scratch.removeAll(keepingCapacity: true)
+                switch item {
+                case .string(let line):
+                    doc.appendUTF8(line, to: &scratch)
+                case .array(let pair):
+                    guard pair.count == 2, case .string(let left) = pair[0], case .string(let right) = pair[1] else {
+                        throw fail("model.merges[\(k)] is not a string pair [\"left\", \"right\"]")
+                    }
+                    doc.appendUTF8(left, to: &scratch)
+                    let leftCount = scratch.count
+                    doc.appendUTF8(right, to: &scratch)
+                    if scratch[..<leftCount].contains(0x20) || scratch[leftCount...].contains(0x20) {
+                        throw TokenizerError.malformedMerge(location: location(), text: doc.string(left) + " " + doc.string(right),
+                                                            reason: "a token contains a space")
+                    }
+                    scratch.insert(0x20, at: leftCount)
+                default:
+                    throw fail("model.merges[\(k)] is \(item.typeName), expected a string or a string pair")
                 }
-                pairs.append((a, b))
+                try scratch.withUnsafeBufferPointer { try builder.addMergeLine(utf8: $0, location: location()) }
             }
-            return (vocabulary, .pairs(pairs))
         }
-        switch merges {
-        case .lines(let lines):
-            try self.init(vocabulary: vocabulary, mergeLines: lines, location: { "\(sourceName) model.merges[\($0)]" })
-        case .pairs(let pairs):
-            try self.init(vocabulary: vocabulary, mergePairs: pairs, location: { "\(sourceName) model.merges[\($0)]" })
-        }
+        model = try BPEModel(tokens: builder.tokens, merges: builder.merges,
+                             location: { "\(sourceName) model.merges[\($0)]" })
     }
 
     // MARK: Vocabulary
@@ -170,9 +149,11 @@ public struct GPT2Tokenizer: Sendable {
     public var vocabularySize: Int { model.tokenCount }
 
     /// The byte-level token strings in id order, as loaded (for embedding in a .g2w file).
+    /// Built on each access.
     public var vocabularyInIDOrder: [String] { model.vocabulary }
 
     /// The merges in rank order as `"left right"` strings, as loaded (for embedding in a .g2w file).
+    /// Built on each access.
     public var mergeStrings: [String] { model.mergeStrings }
 
     /// Id of `"<|endoftext|>"`, if the vocabulary has it (50256 for GPT-2).
@@ -192,13 +173,14 @@ public struct GPT2Tokenizer: Sendable {
 
     /// The byte-level string of a token as in encoder.json (e.g. `"Ġthe"`), or nil if out of range.
     public func tokenString(_ id: Int) -> String? {
-        id >= 0 && id < model.tokenCount ? model.vocabulary[id] : nil
+        id >= 0 && id < model.tokenCount ? ByteLevel.string(forBytes: model.store.tokenBytes(id)) : nil
     }
 
     /// The id of a byte-level token string (e.g. `"Ġthe"`), or nil.
     public func id(forToken token: String) -> Int? {
-        guard let bytes = ByteLevel.bytes(forString: token), let id = model.tokenMap.find(bytes) else { return nil }
-        return Int(id)
+        guard let bytes = ByteLevel.bytes(forString: token) else { return nil }
+        let id = model.store.find(bytes)
+        return id >= 0 ? id : nil
     }
 
     // MARK: Encoding
@@ -286,7 +268,7 @@ public struct GPT2Tokenizer: Sendable {
     public func makeStreamingDecoder() -> StreamingDecoder { StreamingDecoder(tokenizer: self) }
 }
 
-// MARK: - File helpers
+// MARK: - Building helpers
 
 private func readFile(_ url: URL) throws -> Data {
     do {
@@ -296,59 +278,126 @@ private func readFile(_ url: URL) throws -> Data {
     }
 }
 
-/// Turns the members of a `{token: id}` object into the token strings in id order.
-private func orderedVocabulary(_ members: [JSONMember], bytes: UnsafeBufferPointer<UInt8>, source: String) throws -> [String] {
-    func at(_ member: JSONMember) -> String {
-        let (line, column) = JSONReader.lineAndColumn(bytes, member.offset)
-        return "line \(line), column \(column)"
-    }
-    let count = members.count
-    var vocabulary = [String?](repeating: nil, count: count)
-    var owner = [Int](repeating: -1, count: count)
-    for (k, member) in members.enumerated() {
-        guard case .integer(let id) = member.value else {
-            throw TokenizerError.invalidVocabulary(source: source, reason: "\(at(member)): token \(quoted(member.key)) has \(member.value.typeName) as id, expected an integer")
-        }
-        guard id >= 0 && id < count else {
-            throw TokenizerError.invalidVocabulary(source: source, reason: "\(at(member)): token \(quoted(member.key)) has id \(id), outside 0..<\(count) (ids must be 0...count-1 without gaps)")
-        }
-        if owner[id] >= 0 {
-            let first = members[owner[id]]
-            if first.key == member.key {
-                throw TokenizerError.invalidVocabulary(source: source, reason: "\(at(member)): duplicate token \(quoted(member.key)) (first at \(at(first)))")
-            }
-            throw TokenizerError.invalidVocabulary(source: source, reason: "\(at(member)): tokens \(quoted(first.key)) (\(at(first))) and \(quoted(member.key)) both have id \(id)")
-        }
-        owner[id] = k
-        vocabulary[id] = member.key
-    }
-    // With `count` members, distinct ids in 0..<count, there are no gaps; duplicate keys with
-    // different ids are reported by the model as duplicate tokens.
-    return vocabulary.map { $0! }
+private func withUTF8<R>(_ string: String, _ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R {
+    if let r = try string.utf8.withContiguousStorageIfAvailable(body) { return r }
+    return try Array(string.utf8).withUnsafeBufferPointer(body)
 }
 
-/// The merge lines of a vocab.bpe / merges.txt file, with their 1-based line numbers.
-private func mergeLines(_ data: Data, source: String) throws -> ([String], [Int]) {
-    guard let text = String(data: data, encoding: .utf8) else {
-        throw TokenizerError.invalidVocabulary(source: source, reason: "not valid UTF-8")
+/// Collects raw token and merge bytes from any source format, validating as it goes.
+private struct Builder {
+    var tokens = ByteRanges()
+    /// Entries 2i and 2i+1: left and right token of merge i.
+    var merges = ByteRanges()
+    private let table = ByteLevel.scalarToByte
+
+    init() {
+        tokens.bytes.reserveCapacity(1 << 19)
+        tokens.ends.reserveCapacity(50_257)
+        merges.bytes.reserveCapacity(1 << 19)
+        merges.ends.reserveCapacity(100_000)
     }
-    var lines: [String] = []
-    var numbers: [Int] = []
-    lines.reserveCapacity(50_001)
-    numbers.reserveCapacity(50_001)
-    var lineNumber = 0
-    var pendingBlank: [Int] = []
-    for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
-        lineNumber += 1
-        var line = raw
-        if line.hasSuffix("\r") { line = line.dropLast() }
-        if lineNumber == 1 && line.hasPrefix("#version") { continue }
-        if line.isEmpty { pendingBlank.append(lineNumber); continue }
-        if let blank = pendingBlank.first {
-            throw TokenizerError.malformedMerge(location: "\(source) line \(blank)", text: "", reason: "empty line")
+
+    /// Appends token `id` from the UTF-8 of its byte-level string.
+    mutating func addToken(utf8 b: UnsafeBufferPointer<UInt8>, id: Int) throws {
+        guard let p = b.baseAddress, b.count > 0 else { throw TokenizerError.emptyToken(id: id) }
+        let bad = table.withUnsafeBufferPointer {
+            ByteLevel.appendRawBytes(utf8: p, count: b.count, to: &tokens.bytes, table: $0.baseAddress!)
         }
-        lines.append(String(line))
-        numbers.append(lineNumber)
+        if let bad {
+            throw TokenizerError.invalidTokenCharacter(id: id, token: String(decoding: b, as: UTF8.self), scalar: bad)
+        }
+        tokens.finishEntry()
     }
-    return (lines, numbers)
+
+    /// Appends a merge from the UTF-8 of a `"left right"` line.
+    mutating func addMergeLine(utf8 b: UnsafeBufferPointer<UInt8>, location: @autoclosure () -> String) throws {
+        func malformed(_ reason: String) -> TokenizerError {
+            .malformedMerge(location: location(), text: String(decoding: b, as: UTF8.self), reason: reason)
+        }
+        guard let p = b.baseAddress, let space = b.firstIndex(of: 0x20) else {
+            throw malformed("no space between the two tokens")
+        }
+        if b[(space + 1)...].contains(0x20) { throw malformed("more than one space") }
+        if space == 0 || space == b.count - 1 { throw malformed("empty token") }
+        for (start, end) in [(0, space), (space + 1, b.count)] {
+            let bad = table.withUnsafeBufferPointer {
+                ByteLevel.appendRawBytes(utf8: p + start, count: end - start, to: &merges.bytes, table: $0.baseAddress!)
+            }
+            if bad != nil {
+                throw TokenizerError.unknownMergeToken(location: location(), merge: String(decoding: b, as: UTF8.self),
+                                                       token: String(decoding: UnsafeBufferPointer(rebasing: b[start..<end]), as: UTF8.self))
+            }
+            merges.finishEntry()
+        }
+    }
+
+    /// Appends the tokens of a `{token: id}` object in id order (ids must be 0..<count, each once).
+    mutating func addVocabularyObject(_ members: [JSONMember], doc: JSONDocument, source: String) throws {
+        let count = members.count
+        var owner = [Int](repeating: -1, count: count)
+        for (k, member) in members.enumerated() {
+            guard case .integer(let id) = member.value else {
+                throw TokenizerError.invalidVocabulary(source: source, reason: "\(doc.position(member.key)): token \(quoted(doc.string(member.key))) has \(member.value.typeName) as id, expected an integer")
+            }
+            guard id >= 0 && id < count else {
+                throw TokenizerError.invalidVocabulary(source: source, reason: "\(doc.position(member.key)): token \(quoted(doc.string(member.key))) has id \(id), outside 0..<\(count) (ids must be 0...count-1 without gaps)")
+            }
+            if owner[id] >= 0 {
+                let first = members[owner[id]]
+                let a = doc.string(first.key), b = doc.string(member.key)
+                if a == b {
+                    throw TokenizerError.invalidVocabulary(source: source, reason: "\(doc.position(member.key)): duplicate token \(quoted(b)) (first at \(doc.position(first.key)))")
+                }
+                throw TokenizerError.invalidVocabulary(source: source, reason: "\(doc.position(member.key)): tokens \(quoted(a)) (\(doc.position(first.key))) and \(quoted(b)) both have id \(id)")
+            }
+            owner[id] = k
+        }
+        // With `count` members and distinct ids in 0..<count there are no gaps. Duplicate keys with
+        // different ids are reported by the model as duplicate tokens.
+        var scratch: [UInt8] = []
+        for id in 0..<count {
+            let key = members[owner[id]].key
+            if key.escaped {
+                scratch.removeAll(keepingCapacity: true)
+                doc.appendUTF8(key, to: &scratch)
+                try scratch.withUnsafeBufferPointer { try addToken(utf8: $0, id: id) }
+            } else {
+                try addToken(utf8: UnsafeBufferPointer(rebasing: doc.bytes[key.start..<key.end]), id: id)
+            }
+        }
+    }
+
+    /// Appends the merges of a vocab.bpe / merges.txt file; returns the 1-based line number of each.
+    mutating func addMergesFile(_ b: UnsafeBufferPointer<UInt8>, source: String) throws -> [Int] {
+        if let bad = firstInvalidUTF8(b) {
+            let (line, column) = JSONDocument.lineAndColumn(b, bad)
+            throw TokenizerError.invalidVocabulary(source: source, reason: "line \(line), column \(column): invalid UTF-8")
+        }
+        var numbers: [Int] = []
+        numbers.reserveCapacity(50_000)
+        var lineNumber = 0
+        var firstBlank = 0
+        var start = 0
+        let n = b.count
+        while start < n {
+            var end = start
+            while end < n && b[end] != 0x0A { end += 1 }
+            let next = end + 1
+            if end > start && b[end - 1] == 0x0D { end -= 1 }
+            lineNumber += 1
+            let line = UnsafeBufferPointer(rebasing: b[start..<end])
+            start = next
+            if lineNumber == 1 && line.starts(with: "#version".utf8) { continue }
+            if line.isEmpty {
+                if firstBlank == 0 { firstBlank = lineNumber }
+                continue
+            }
+            if firstBlank != 0 {
+                throw TokenizerError.malformedMerge(location: "\(source) line \(firstBlank)", text: "", reason: "empty line")
+            }
+            try addMergeLine(utf8: line, location: "\(source) line \(lineNumber)")
+            numbers.append(lineNumber)
+        }
+        return numbers
+    }
 }

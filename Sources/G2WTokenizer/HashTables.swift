@@ -9,24 +9,37 @@ import ucrt
 #endif
 
 /// A well-mixed 64-bit hash of a byte string (not cryptographic, not stable across versions).
+/// Reads memory only inside `p[0..<n]`.
 @inline(__always)
 func hashBytes(_ p: UnsafePointer<UInt8>, _ n: Int) -> UInt64 {
+    hashBytes(p, n, readableEnd: p + n)
+}
+
+/// Same value as `hashBytes(p, n)`; may read (but ignores) bytes up to `readableEnd`, which lets the
+/// last partial word be one load instead of a byte loop.
+@inline(__always)
+func hashBytes(_ p: UnsafePointer<UInt8>, _ n: Int, readableEnd: UnsafePointer<UInt8>) -> UInt64 {
     var h: UInt64 = 0x243F_6A88_85A3_08D3 ^ (UInt64(truncatingIfNeeded: n) &* 0x9E37_79B9_7F4A_7C15)
     let raw = UnsafeRawPointer(p)
     var i = 0
     while i &+ 8 <= n {
-        let w = raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+        let w = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i, as: UInt64.self))
         h = (h ^ w) &* 0xBF58_476D_1CE4_E5B9
         h ^= h >> 29
         i &+= 8
     }
     if i < n {
         var w: UInt64 = 0
-        var shift: UInt64 = 0
-        while i < n {
-            w |= UInt64(p[i]) << shift
-            shift &+= 8
-            i &+= 1
+        if p + i + 8 <= readableEnd {
+            let shift = UInt64(truncatingIfNeeded: 8 &- (n &- i)) &* 8
+            w = (UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)) << shift) >> shift
+        } else {
+            var shift: UInt64 = 0
+            while i < n {
+                w |= UInt64(p[i]) << shift
+                shift &+= 8
+                i &+= 1
+            }
         }
         h = (h ^ w) &* 0x94D0_49BB_1331_11EB
     }
@@ -34,6 +47,20 @@ func hashBytes(_ p: UnsafePointer<UInt8>, _ n: Int) -> UInt64 {
     h = h &* 0xD6E8_FEB8_6659_FD93
     h ^= h >> 32
     return h
+}
+
+/// Whether two byte strings of length n are equal (short ones compared inline).
+@inline(__always)
+func bytesEqual(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>, _ n: Int) -> Bool {
+    if n <= 8 {
+        var i = 0
+        while i < n {
+            if a[i] != b[i] { return false }
+            i &+= 1
+        }
+        return true
+    }
+    return memcmp(a, b, n) == 0
 }
 
 /// Open-addressing hash map from byte strings to 64-bit values, keys copied into one arena.
@@ -76,7 +103,7 @@ final class ByteKeyMap {
             let slot = slots[i]
             if slot.offset == .max { return nil }
             if slot.hash == hash && Int(slot.length) == n
-                && memcmp(keys + Int(slot.offset), p, n) == 0 {
+                && bytesEqual(keys + Int(slot.offset), p, n) {
                 return slot.value
             }
             i = (i &+ 1) & mask
@@ -207,5 +234,95 @@ final class PairTable {
             }
             i = (i &+ 1) & mask
         }
+    }
+}
+
+/// The raw bytes of all tokens plus a compact hash index from bytes to id. Immutable after init.
+final class TokenStore {
+    let count: Int
+    /// Token i is `bytes[offsets[i]..<offsets[i+1]]`.
+    let bytes: UnsafeMutablePointer<UInt8>
+    let offsets: UnsafeMutablePointer<Int>
+    /// End of the readable (padded) token bytes.
+    let bytesEnd: UnsafePointer<UInt8>
+    /// Each slot is `hash >> 32 << 32 | (id + 1)`, 0 when empty.
+    private let slots: UnsafeMutablePointer<UInt64>
+    private let mask: Int
+    /// The first (earlier id, later id) with identical bytes, if any.
+    private(set) var firstDuplicate: (Int, Int)?
+
+    init(_ tokens: ByteRanges) {
+        count = tokens.count
+        // 8 zero bytes of padding let hashing load whole words (see `hashBytes(_:_:readableEnd:)`).
+        bytes = .allocate(capacity: tokens.bytes.count + 8)
+        bytes.initialize(from: tokens.bytes, count: tokens.bytes.count)
+        (bytes + tokens.bytes.count).initialize(repeating: 0, count: 8)
+        bytesEnd = UnsafePointer(bytes + tokens.bytes.count + 8)
+        offsets = .allocate(capacity: count + 1)
+        offsets[0] = 0
+        (offsets + 1).initialize(from: tokens.ends, count: count)
+        var capacity = 16
+        while capacity < count * 5 / 2 { capacity <<= 1 }
+        slots = .allocate(capacity: capacity)
+        slots.initialize(repeating: 0, count: capacity)
+        mask = capacity - 1
+        for id in 0..<count {
+            let p = UnsafePointer(bytes + offsets[id])
+            let n = offsets[id + 1] - offsets[id]
+            let h = hashBytes(p, n, readableEnd: bytesEnd)
+            var i = Int(truncatingIfNeeded: h) & mask
+            while slots[i] != 0 {
+                let other = Int(truncatingIfNeeded: slots[i] & 0xFFFF_FFFF) - 1
+                if slots[i] >> 32 == h >> 32 && offsets[other + 1] - offsets[other] == n
+                    && memcmp(bytes + offsets[other], p, n) == 0 {
+                    if firstDuplicate == nil { firstDuplicate = (other, id) }
+                    break
+                }
+                i = (i &+ 1) & mask
+            }
+            if slots[i] == 0 { slots[i] = (h >> 32) << 32 | UInt64(id + 1) }
+        }
+    }
+
+    deinit {
+        bytes.deallocate()
+        offsets.deallocate()
+        slots.deallocate()
+    }
+
+    /// The id of the token with these bytes, or -1. `hash` must be `hashBytes(p, n)`.
+    @inline(__always)
+    func find(_ p: UnsafePointer<UInt8>, _ n: Int, hash: UInt64) -> Int {
+        var i = Int(truncatingIfNeeded: hash) & mask
+        let tag = hash >> 32
+        while true {
+            let slot = slots[i]
+            if slot == 0 { return -1 }
+            if slot >> 32 == tag {
+                let id = Int(truncatingIfNeeded: slot & 0xFFFF_FFFF) &- 1
+                let start = offsets[id]
+                if offsets[id &+ 1] &- start == n && bytesEqual(bytes + start, p, n) { return id }
+            }
+            i = (i &+ 1) & mask
+        }
+    }
+
+    @inline(__always)
+    func find(_ p: UnsafePointer<UInt8>, _ n: Int) -> Int { find(p, n, hash: hashBytes(p, n)) }
+
+    func find(_ key: some Collection<UInt8>) -> Int {
+        let array = Array(key)
+        return array.withUnsafeBufferPointer { b in b.isEmpty ? -1 : find(b.baseAddress!, b.count) }
+    }
+
+    /// Lookup of a slice of the token bytes themselves (hashing may read the padding).
+    @inline(__always)
+    func findInside(_ p: UnsafePointer<UInt8>, _ n: Int) -> Int { find(p, n, hash: hashBytes(p, n, readableEnd: bytesEnd)) }
+
+    @inline(__always)
+    func length(_ id: Int) -> Int { offsets[id + 1] - offsets[id] }
+
+    func tokenBytes(_ id: Int) -> UnsafeBufferPointer<UInt8> {
+        UnsafeBufferPointer(start: bytes + offsets[id], count: offsets[id + 1] - offsets[id])
     }
 }

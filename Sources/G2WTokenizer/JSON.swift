@@ -1,9 +1,10 @@
-/// A minimal, strict JSON reader (RFC 8259) over UTF-8 bytes, keeping object members in file order
-/// (duplicates included) with their byte offsets, so errors can name a line and column.
+/// A minimal, strict JSON reader (RFC 8259) over UTF-8 bytes. Strings stay unresolved byte ranges
+/// of the input until asked for, object members keep file order and duplicates, and every error
+/// names a line and column. Values are only meaningful with the `JSONDocument` they came from.
 enum JSONValue {
     case object([JSONMember])
     case array([JSONValue])
-    case string(String)
+    case string(JSONString)
     case integer(Int)
     case double(Double)
     case bool(Bool)
@@ -19,44 +20,43 @@ enum JSONValue {
         case .null: return "null"
         }
     }
+}
 
-    /// The first member named `key` of an object.
-    subscript(key: String) -> JSONValue? {
-        guard case .object(let members) = self else { return nil }
-        return members.first { $0.key == key }?.value
-    }
+/// The content of a JSON string literal: input bytes `start..<end` (between the quotes).
+struct JSONString {
+    let start: Int
+    let end: Int
+    /// Whether the content contains backslash escapes.
+    let escaped: Bool
 }
 
 struct JSONMember {
-    let key: String
+    let key: JSONString
     let value: JSONValue
-    /// Byte offset of the key in the file.
-    let offset: Int
 }
 
-struct JSONReader {
-    struct Failure: Error {
-        let offset: Int
-        let reason: String
-    }
+/// A parsed document over borrowed bytes (valid only while they are).
+struct JSONDocument {
+    let bytes: UnsafeBufferPointer<UInt8>
+    let source: String
+    let root: JSONValue
 
-    private let p: UnsafeBufferPointer<UInt8>
-    private var i = 0
-    private var depth = 0
-
-    /// Parses a whole document; throws `TokenizerError.invalidJSON` naming `source`.
-    static func parse(_ bytes: UnsafeBufferPointer<UInt8>, source: String) throws -> JSONValue {
+    /// Parses `bytes` (UTF-8); throws `TokenizerError.invalidJSON` naming `source`.
+    init(_ bytes: UnsafeBufferPointer<UInt8>, source: String) throws {
+        self.bytes = bytes
+        self.source = source
         var reader = JSONReader(p: bytes)
         do {
+            if let bad = firstInvalidUTF8(bytes) { throw JSONReader.Failure(offset: bad, reason: "invalid UTF-8") }
             // Skip a UTF-8 byte order mark.
             if bytes.count >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF { reader.i = 3 }
             reader.skipWhitespace()
             let value = try reader.parseValue()
             reader.skipWhitespace()
-            if reader.i != bytes.count { throw Failure(offset: reader.i, reason: "unexpected data after the JSON value") }
-            return value
-        } catch let failure as Failure {
-            let (line, column) = lineAndColumn(bytes, failure.offset)
+            if reader.i != bytes.count { throw JSONReader.Failure(offset: reader.i, reason: "unexpected data after the JSON value") }
+            root = value
+        } catch let failure as JSONReader.Failure {
+            let (line, column) = JSONDocument.lineAndColumn(bytes, failure.offset)
             throw TokenizerError.invalidJSON(source: source, line: line, column: column, reason: failure.reason)
         }
     }
@@ -72,9 +72,125 @@ struct JSONReader {
         return (line, offset - lineStart + 1)
     }
 
-    private init(p: UnsafeBufferPointer<UInt8>) { self.p = p }
+    /// "line L, column C" of a string literal (its opening quote).
+    func position(_ s: JSONString) -> String {
+        let (line, column) = JSONDocument.lineAndColumn(bytes, s.start - 1)
+        return "line \(line), column \(column)"
+    }
 
-    private mutating func skipWhitespace() {
+    /// Appends the UTF-8 of a string's value (escapes resolved; they were validated by the parser).
+    func appendUTF8(_ s: JSONString, to out: inout [UInt8]) {
+        if !s.escaped {
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[s.start..<s.end]))
+            return
+        }
+        var i = s.start
+        func hex4(_ at: Int) -> UInt32 {
+            var v: UInt32 = 0
+            for k in at..<(at + 4) {
+                let b = bytes[k]
+                v = v << 4 | UInt32(b <= 0x39 ? b - 0x30 : (b | 0x20) - 0x61 + 10)
+            }
+            return v
+        }
+        while i < s.end {
+            let b = bytes[i]
+            if b != 0x5C { out.append(b); i += 1; continue }
+            let e = bytes[i + 1]
+            i += 2
+            switch e {
+            case UInt8(ascii: "b"): out.append(0x08)
+            case UInt8(ascii: "f"): out.append(0x0C)
+            case UInt8(ascii: "n"): out.append(0x0A)
+            case UInt8(ascii: "r"): out.append(0x0D)
+            case UInt8(ascii: "t"): out.append(0x09)
+            case UInt8(ascii: "u"):
+                var v = hex4(i)
+                i += 4
+                if v >= 0xD800 && v < 0xDC00 {
+                    v = 0x10000 + ((v - 0xD800) << 10) + (hex4(i + 2) - 0xDC00)
+                    i += 6
+                }
+                if v < 0x80 {
+                    out.append(UInt8(v))
+                } else if v < 0x800 {
+                    out.append(UInt8(0xC0 | v >> 6)); out.append(UInt8(0x80 | v & 0x3F))
+                } else if v < 0x10000 {
+                    out.append(UInt8(0xE0 | v >> 12)); out.append(UInt8(0x80 | v >> 6 & 0x3F)); out.append(UInt8(0x80 | v & 0x3F))
+                } else {
+                    out.append(UInt8(0xF0 | v >> 18)); out.append(UInt8(0x80 | v >> 12 & 0x3F))
+                    out.append(UInt8(0x80 | v >> 6 & 0x3F)); out.append(UInt8(0x80 | v & 0x3F))
+                }
+            default: out.append(e)  // " \ /
+            }
+        }
+    }
+
+    func string(_ s: JSONString) -> String {
+        var utf8: [UInt8] = []
+        appendUTF8(s, to: &utf8)
+        return String(decoding: utf8, as: UTF8.self)
+    }
+
+    /// The first member of an object named `key`.
+    func member(_ value: JSONValue?, _ key: String) -> JSONValue? {
+        guard case .object(let members)? = value else { return nil }
+        let want = Array(key.utf8)
+        var scratch: [UInt8] = []
+        for m in members {
+            scratch.removeAll(keepingCapacity: true)
+            appendUTF8(m.key, to: &scratch)
+            if scratch == want { return m.value }
+        }
+        return nil
+    }
+
+    func isString(_ value: JSONValue?, _ expected: String) -> Bool {
+        guard case .string(let s)? = value else { return false }
+        return string(s) == expected
+    }
+}
+
+/// Offset of the first byte that is not part of valid UTF-8, or nil.
+func firstInvalidUTF8(_ p: UnsafeBufferPointer<UInt8>) -> Int? {
+    if String(validating: p, as: UTF8.self) != nil { return nil }
+    var i = 0
+    let n = p.count
+    while i < n {
+        let b = p[i]
+        if b < 0x80 { i += 1; continue }
+        let length: Int
+        var lo: UInt8 = 0x80, hi: UInt8 = 0xBF
+        switch b {
+        case 0xC2...0xDF: length = 2
+        case 0xE0: length = 3; lo = 0xA0
+        case 0xE1...0xEC, 0xEE, 0xEF: length = 3
+        case 0xED: length = 3; hi = 0x9F
+        case 0xF0: length = 4; lo = 0x90
+        case 0xF1...0xF3: length = 4
+        case 0xF4: length = 4; hi = 0x8F
+        default: return i
+        }
+        guard i + length <= n, p[i + 1] >= lo, p[i + 1] <= hi else { return i }
+        for k in 2..<length where p[i + k] & 0xC0 != 0x80 { return i }
+        i += length
+    }
+    return nil
+}
+
+struct JSONReader {
+    struct Failure: Error {
+        let offset: Int
+        let reason: String
+    }
+
+    let p: UnsafeBufferPointer<UInt8>
+    var i = 0
+    private var depth = 0
+
+    init(p: UnsafeBufferPointer<UInt8>) { self.p = p }
+
+    mutating func skipWhitespace() {
         while i < p.count {
             let b = p[i]
             if b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09 { i += 1 } else { break }
@@ -88,7 +204,7 @@ struct JSONReader {
         return "unexpected byte 0x\(String(b, radix: 16, uppercase: true))"
     }
 
-    private mutating func parseValue() throws -> JSONValue {
+    mutating func parseValue() throws -> JSONValue {
         guard i < p.count else { throw Failure(offset: i, reason: "unexpected end of file, expected a value") }
         switch p[i] {
         case UInt8(ascii: "{"): return try parseObject()
@@ -128,7 +244,6 @@ struct JSONReader {
             guard i < p.count, p[i] == UInt8(ascii: "\"") else {
                 throw Failure(offset: i, reason: describe(i) + ", expected a string key")
             }
-            let keyOffset = i
             let key = try parseString()
             skipWhitespace()
             guard i < p.count, p[i] == UInt8(ascii: ":") else {
@@ -137,7 +252,7 @@ struct JSONReader {
             i += 1
             skipWhitespace()
             let value = try parseValue()
-            members.append(JSONMember(key: key, value: value, offset: keyOffset))
+            members.append(JSONMember(key: key, value: value))
             skipWhitespace()
             guard i < p.count else { throw Failure(offset: i, reason: "unexpected end of file, expected ',' or '}'") }
             if p[i] == UInt8(ascii: ",") { i += 1; continue }
@@ -167,14 +282,27 @@ struct JSONReader {
     private mutating func parseNumber() throws -> JSONValue {
         let start = i
         var isInteger = true
-        if p[i] == UInt8(ascii: "-") { i += 1 }
+        var negative = false
+        if p[i] == UInt8(ascii: "-") { negative = true; i += 1 }
+        guard i < p.count, p[i] >= 0x30, p[i] <= 0x39 else { throw Failure(offset: i, reason: describe(i) + " in a number") }
+        var magnitude: UInt64 = 0
+        var overflow = false
+        if p[i] == 0x30 {
+            i += 1
+        } else {
+            while i < p.count, p[i] >= 0x30, p[i] <= 0x39 {
+                let (m1, o1) = magnitude.multipliedReportingOverflow(by: 10)
+                let (m2, o2) = m1.addingReportingOverflow(UInt64(p[i] - 0x30))
+                magnitude = m2
+                overflow = overflow || o1 || o2
+                i += 1
+            }
+        }
         func digits(_ reader: inout JSONReader) -> Int {
             let s = reader.i
             while reader.i < reader.p.count, reader.p[reader.i] >= 0x30, reader.p[reader.i] <= 0x39 { reader.i += 1 }
             return reader.i - s
         }
-        guard i < p.count, p[i] >= 0x30, p[i] <= 0x39 else { throw Failure(offset: i, reason: describe(i) + " in a number") }
-        if p[i] == 0x30 { i += 1 } else { _ = digits(&self) }
         if i < p.count && p[i] == UInt8(ascii: ".") {
             isInteger = false
             i += 1
@@ -186,8 +314,10 @@ struct JSONReader {
             if i < p.count && (p[i] == UInt8(ascii: "+") || p[i] == UInt8(ascii: "-")) { i += 1 }
             if digits(&self) == 0 { throw Failure(offset: i, reason: describe(i) + " in a number") }
         }
+        if isInteger && !overflow && magnitude <= UInt64(Int.max) {
+            return .integer(negative ? -Int(magnitude) : Int(magnitude))
+        }
         let text = String(decoding: UnsafeBufferPointer(rebasing: p[start..<i]), as: UTF8.self)
-        if isInteger, let value = Int(text) { return .integer(value) }
         guard let value = Double(text) else { throw Failure(offset: start, reason: "number out of range") }
         return .double(value)
     }
@@ -210,68 +340,49 @@ struct JSONReader {
         return v
     }
 
-    private mutating func parseString() throws -> String {
+    /// Validates a string literal and returns its content range.
+    private mutating func parseString() throws -> JSONString {
         let open = i
         i += 1
         let start = i
-        // Fast path: no escapes.
-        while i < p.count {
-            let b = p[i]
-            if b == UInt8(ascii: "\"") {
-                let slice = UnsafeBufferPointer(rebasing: p[start..<i])
-                i += 1
-                guard let s = String(validating: slice, as: UTF8.self) else {
-                    throw Failure(offset: start, reason: "string is not valid UTF-8")
-                }
-                return s
-            }
-            if b == UInt8(ascii: "\\") || b < 0x20 { break }
-            i += 1
-        }
-        var bytes = Array(UnsafeBufferPointer(rebasing: p[start..<i]))
+        var escaped = false
         while true {
             guard i < p.count else { throw Failure(offset: open, reason: "unterminated string") }
             let b = p[i]
-            if b == UInt8(ascii: "\"") { i += 1; break }
-            if b < 0x20 { throw Failure(offset: i, reason: "unescaped control character 0x\(String(b, radix: 16, uppercase: true)) in a string") }
-            if b != UInt8(ascii: "\\") { bytes.append(b); i += 1; continue }
+            if b == UInt8(ascii: "\"") {
+                i += 1
+                return JSONString(start: start, end: i - 1, escaped: escaped)
+            }
+            if b < 0x20 {
+                throw Failure(offset: i, reason: "unescaped control character 0x\(String(b, radix: 16, uppercase: true)) in a string")
+            }
+            if b != UInt8(ascii: "\\") { i += 1; continue }
+            escaped = true
             i += 1
             guard i < p.count else { throw Failure(offset: open, reason: "unterminated string") }
             let e = p[i]
             i += 1
             switch e {
-            case UInt8(ascii: "\""): bytes.append(0x22)
-            case UInt8(ascii: "\\"): bytes.append(0x5C)
-            case UInt8(ascii: "/"): bytes.append(0x2F)
-            case UInt8(ascii: "b"): bytes.append(0x08)
-            case UInt8(ascii: "f"): bytes.append(0x0C)
-            case UInt8(ascii: "n"): bytes.append(0x0A)
-            case UInt8(ascii: "r"): bytes.append(0x0D)
-            case UInt8(ascii: "t"): bytes.append(0x09)
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"),
+                 UInt8(ascii: "f"), UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                break
             case UInt8(ascii: "u"):
                 let escapeOffset = i - 2
-                var v = try hex4()
+                let v = try hex4()
+                func lone() -> Failure {
+                    Failure(offset: escapeOffset, reason: "lone surrogate \\u\(String(v, radix: 16, uppercase: true)) in a string")
+                }
                 if v >= 0xD800 && v < 0xDC00 {
-                    guard i + 6 <= p.count, p[i] == UInt8(ascii: "\\"), p[i + 1] == UInt8(ascii: "u") else {
-                        throw Failure(offset: escapeOffset, reason: "lone surrogate \\u\(String(v, radix: 16, uppercase: true)) in a string")
-                    }
+                    guard i + 6 <= p.count, p[i] == UInt8(ascii: "\\"), p[i + 1] == UInt8(ascii: "u") else { throw lone() }
                     i += 2
                     let low = try hex4()
-                    guard low >= 0xDC00 && low < 0xE000 else {
-                        throw Failure(offset: escapeOffset, reason: "lone surrogate \\u\(String(v, radix: 16, uppercase: true)) in a string")
-                    }
-                    v = 0x10000 + ((v - 0xD800) << 10) + (low - 0xDC00)
+                    guard low >= 0xDC00 && low < 0xE000 else { throw lone() }
                 } else if v >= 0xDC00 && v < 0xE000 {
-                    throw Failure(offset: escapeOffset, reason: "lone surrogate \\u\(String(v, radix: 16, uppercase: true)) in a string")
+                    throw lone()
                 }
-                bytes.append(contentsOf: Array(String(Unicode.Scalar(v)!).utf8))
             default:
                 throw Failure(offset: i - 2, reason: "invalid escape '\\\(Character(Unicode.Scalar(e)))' in a string")
             }
         }
-        guard let s = String(validating: bytes, as: UTF8.self) else {
-            throw Failure(offset: start, reason: "string is not valid UTF-8")
-        }
-        return s
     }
 }
