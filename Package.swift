@@ -32,6 +32,6 @@ let package = Package(
         .testTarget(name: "G2WFormatTests", dependencies: ["G2WFormat", "CG2W"]),
         .testTarget(name: "G2WTokenizerTests", dependencies: ["G2WTokenizer"]),
         .testTarget(name: "G2WTests", dependencies: ["G2W", "G2WFormat", "CG2W"]),
-        .testTarget(name: "CLITests", dependencies: ["G2W"]),
+        .testTarget(name: "CLITests", dependencies: ["G2W", "G2WFormat"]),
     ]
 )

@@ -1,8 +1,42 @@
 import Foundation
 import G2W
 
+/// `g2w-run --bench`: machine limits and model speed in one run, printed like llama-bench.
 enum BenchCommand {
     static func run(model: GPT2Model, modelPath: String, options o: ParsedOptions, threads: Int?) throws -> Int32 {
-        throw ToolError("--bench is not implemented yet")
+        for flag in ["--ppl-method", "--ctx", "--stride"] where o.has(flag) { throw UsageError("\(flag) goes with --perplexity") }
+        let pp = try o.int("--pp", range: 1...1_000_000) ?? 512
+        let tg = try o.int("--tg", range: 1...1_000_000) ?? 128
+        let reps = try o.int("--reps", range: 1...1000) ?? 5
+        let n = threads ?? ProcessInfo.processInfo.activeProcessorCount
+        let json = o.has("--json")
+        let r = try Benchmark.run(path: modelPath, threads: n, promptTokens: pp, generatedTokens: tg, reps: reps) { if !json { Console.error("g2w-run: \($0)") } }
+        let c = model.configuration
+        let gb = 1e9
+        if json {
+            print("""
+            {"model": \(jsonString(modelPath)), "dtype": "\(model.weightDType)", "n_layer": \(c.layerCount), "n_embd": \(c.embeddingSize), "threads": \(n), "isa": "\(r.isa)", \
+            "bandwidth_gb_s": \(r.bandwidth / gb), "peak_gflops": \(r.peakFLOPS / 1e9), "open_ms": \(r.openMilliseconds), "model_init_ms": \(r.modelInitMilliseconds), \
+            "pp": {"tokens": \(r.promptTokens), "tok_s": \(r.promptSpeed.mean), "sd": \(r.promptSpeed.sd), "samples": \(r.promptSpeed.samples), "gflops": \(r.promptSpeed.mean * r.promptFLOPsPerToken / 1e9), "peak_fraction": \(r.promptPeakFraction)}, \
+            "tg": {"tokens": \(r.generatedTokens), "tok_s": \(r.generationSpeed.mean), "sd": \(r.generationSpeed.sd), "samples": \(r.generationSpeed.samples), "gb_s": \(r.generationSpeed.mean * Double(r.weightBytesPerToken) / gb), "bandwidth_fraction": \(r.generationBandwidthFraction), "ceiling_tok_s": \(r.bandwidth / Double(r.weightBytesPerToken))}, \
+            "weight_bytes_per_token": \(r.weightBytesPerToken), "rss_bytes": \(r.residentBytes), "rss_anon_bytes": \(r.residentAnonymousBytes), "rss_file_bytes": \(r.residentFileBytes), "kv_cache_bytes": \(r.kvCacheBytes)}
+            """)
+            return 0
+        }
+        print(String(format: "machine: %d threads, %@ kernels, read bandwidth %.1f GB/s, peak %.1f GFLOP/s (FMA)", n, r.isa, r.bandwidth / gb, r.peakFLOPS / 1e9))
+        print(String(format: "model:   %@ (%@, n_layer %d, n_embd %d), %.1f MB of weights read per token; open %.2f ms, model init %.1f ms",
+                     modelPath, model.weightDType.description, c.layerCount, c.embeddingSize, Double(r.weightBytesPerToken) / 1e6, r.openMilliseconds, r.modelInitMilliseconds))
+        print("")
+        print("| test   |            tok/s |   GB/s | % of bandwidth | GFLOP/s | % of peak FLOP/s |")
+        print("| ------ | ---------------: | -----: | -------------: | ------: | ---------------: |")
+        print(String(format: "| pp%-4d | %8.1f +- %5.1f |        |                | %7.1f | %15.1f%% |", r.promptTokens, r.promptSpeed.mean, r.promptSpeed.sd,
+                     r.promptSpeed.mean * r.promptFLOPsPerToken / 1e9, 100 * r.promptPeakFraction))
+        print(String(format: "| tg%-4d | %8.1f +- %5.1f | %6.1f | %13.1f%% |         |                  |", r.generatedTokens, r.generationSpeed.mean, r.generationSpeed.sd,
+                     r.generationSpeed.mean * Double(r.weightBytesPerToken) / gb, 100 * r.generationBandwidthFraction))
+        print("")
+        print(String(format: "tg ceiling at the measured bandwidth: %.1f tok/s. Resident memory: %.1f MB (anonymous %.1f MB, file-backed %.1f MB); KV cache %.1f MB.",
+                     r.bandwidth / Double(r.weightBytesPerToken), Double(r.residentBytes) / 1e6, Double(r.residentAnonymousBytes) / 1e6,
+                     Double(r.residentFileBytes) / 1e6, Double(r.kvCacheBytes) / 1e6))
+        return 0
     }
 }

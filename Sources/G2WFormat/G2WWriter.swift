@@ -64,8 +64,9 @@ public final class G2WWriter {
                 guard let p = elements.multiplyingChecked(UInt64(d)) else { throw G2WFormatError.invalidTensor(name: t.name, index: i, reason: "shape overflows") }
                 elements = p
             }
-            guard let bytes = elements.multiplyingChecked(UInt64(t.dtype.size)) else {
-                throw G2WFormatError.invalidTensor(name: t.name, index: i, reason: "shape overflows")
+            // Same bound as the reader: byte lengths must fit comfortably in Int.
+            guard elements <= UInt64(Int.max / 8), let bytes = elements.multiplyingChecked(UInt64(t.dtype.size)) else {
+                throw G2WFormatError.invalidTensor(name: t.name, index: i, reason: "shape \(t.shape) is too large")
             }
             infos.append(G2WTensorInfo(name: t.name, dtype: t.dtype, shape: t.shape, offset: 0, byteCount: bytes, checksum: 0))
         }
@@ -78,15 +79,16 @@ public final class G2WWriter {
         let tableSize = UInt64(HeaderRegion.encodeTable(infos).count)
         let metadataOffset = G2WLayout.headerSize
         let tableOffset = metadataOffset + UInt64(metadataBytes.count)
-        let dataOffset = alignUp(tableOffset + tableSize, G2WLayout.alignment)!
-        guard dataOffset <= G2WLayout.maxHeaderRegion else {
-            throw G2WFormatError.limitExceeded(section: "header", what: "header region", value: dataOffset, limit: G2WLayout.maxHeaderRegion)
+        guard let dataOffset = alignUp(tableOffset + tableSize, G2WLayout.alignment), dataOffset <= G2WLayout.maxHeaderRegion else {
+            throw G2WFormatError.limitExceeded(section: "header", what: "header region", value: tableOffset + tableSize, limit: G2WLayout.maxHeaderRegion)
         }
         var offset = dataOffset
         for i in infos.indices {
             infos[i].offset = offset
-            let end = offset + infos[i].byteCount
-            offset = i == infos.count - 1 ? end : alignUp(end, G2WLayout.alignment)!
+            guard let end = offset.addingChecked(infos[i].byteCount), let next = alignUp(end, G2WLayout.alignment) else {
+                throw G2WFormatError.invalidTensor(name: infos[i].name, index: i, reason: "the file would exceed 2^64 bytes")
+            }
+            offset = i == infos.count - 1 ? end : next
         }
         self.infos = infos
         header = G2WHeader(versionMajor: G2WLayout.versionMajor, versionMinor: G2WLayout.versionMinor, alignment: G2WLayout.alignment,
@@ -100,6 +102,7 @@ public final class G2WWriter {
         let dir = slash.map { String(path[..<$0]) } ?? "."
         let base = slash.map { String(path[path.index(after: $0)...]) } ?? path
         temporaryPath = (dir.isEmpty ? "" : dir + "/") + ".\(base).tmp-\(getpid())"
+        Self.removeStaleTemporaries(directory: dir.isEmpty ? "/" : dir, base: base)
         fd = open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw G2WFormatError.io(operation: "create", path: temporaryPath, reason: errnoText()) }
         g2w_cleanup_register(temporaryPath)
@@ -267,6 +270,19 @@ public final class G2WWriter {
             unlink(temporaryPath)
             g2w_cleanup_unregister()
             finished = true
+        }
+    }
+
+    /// Removes `.NAME.tmp-PID` files left by writers that were killed (SIGKILL cannot be caught)
+    /// and whose process no longer exists.
+    static func removeStaleTemporaries(directory: String, base: String) {
+        guard let d = opendir(directory) else { return }
+        defer { closedir(d) }
+        let prefix = ".\(base).tmp-"
+        while let entry = readdir(d) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            guard name.hasPrefix(prefix), let pid = Int32(name.dropFirst(prefix.count)), pid != getpid() else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH { unlink(directory + "/" + name) }
         }
     }
 

@@ -57,7 +57,7 @@ public enum G2WMetadataValue: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Ordered, uniquely keyed metadata.
-public struct G2WMetadata: Sendable, Equatable, Sequence {
+public struct G2WMetadata: Sendable, Equatable, Sequence, ExpressibleByDictionaryLiteral {
     public private(set) var entries: [(key: String, value: G2WMetadataValue)] = []
     private var index: [String: Int] = [:]
 
@@ -65,6 +65,10 @@ public struct G2WMetadata: Sendable, Equatable, Sequence {
 
     public init(_ pairs: KeyValuePairs<String, G2WMetadataValue>) {
         for (k, v) in pairs { self[k] = v }
+    }
+
+    public init(dictionaryLiteral elements: (String, G2WMetadataValue)...) {
+        for (k, v) in elements { self[k] = v }
     }
 
     public var count: Int { entries.count }

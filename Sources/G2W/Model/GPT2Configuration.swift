@@ -78,11 +78,17 @@ public struct GPT2Configuration: Sendable, Equatable, CustomStringConvertible {
             guard let u = v.uintValue, u <= UInt64(Int.max) else { throw ModelError.invalidMetadata(key, "expected u64, found \(v.typeName)") }
             return Int(u)
         }
-        guard let arch = m["g2w.architecture"]?.stringValue else { throw ModelError.missingMetadata("g2w.architecture") }
+        func string(_ key: String) throws -> String {
+            guard let v = m[key] else { throw ModelError.missingMetadata(key) }
+            guard let s = v.stringValue else { throw ModelError.invalidMetadata(key, "expected string, found \(v.typeName)") }
+            return s
+        }
+        let arch = try string("g2w.architecture")
         guard arch == "gpt2" else { throw ModelError.invalidMetadata("g2w.architecture", "is '\(arch)', this runtime runs 'gpt2'") }
-        guard let eps = m[Key.epsilon]?.floatValue else { throw ModelError.missingMetadata(Key.epsilon) }
-        guard let act = m[Key.activation]?.stringValue else { throw ModelError.missingMetadata(Key.activation) }
-        guard let layout = m[Key.layout]?.stringValue else { throw ModelError.missingMetadata(Key.layout) }
+        guard let epsValue = m[Key.epsilon] else { throw ModelError.missingMetadata(Key.epsilon) }
+        guard let eps = epsValue.floatValue else { throw ModelError.invalidMetadata(Key.epsilon, "expected f64, found \(epsValue.typeName)") }
+        let act = try string(Key.activation)
+        let layout = try string(Key.layout)
         guard layout == Self.matrixLayout else { throw ModelError.invalidMetadata(Key.layout, "is '\(layout)', expected '\(Self.matrixLayout)'") }
         self.init(layerCount: try uint(Key.layerCount), headCount: try uint(Key.headCount), embeddingSize: try uint(Key.embeddingSize),
                   innerSize: try uint(Key.innerSize), contextLength: try uint(Key.contextLength),

@@ -112,7 +112,8 @@ public final class GPT2Model: @unchecked Sendable {
     static func embeddedTokenizer(_ m: G2WMetadata, vocabularySize: Int) throws -> GPT2Tokenizer? {
         guard let vocab = m["tokenizer.vocab"] else { return nil }
         guard let v = vocab.stringArrayValue else { throw ModelError.invalidMetadata("tokenizer.vocab", "expected string[], found \(vocab.typeName)") }
-        guard let merges = m["tokenizer.merges"]?.stringArrayValue else { throw ModelError.missingMetadata("tokenizer.merges") }
+        guard let mergesValue = m["tokenizer.merges"] else { throw ModelError.missingMetadata("tokenizer.merges") }
+        guard let merges = mergesValue.stringArrayValue else { throw ModelError.invalidMetadata("tokenizer.merges", "expected string[], found \(mergesValue.typeName)") }
         let t: GPT2Tokenizer
         do { t = try GPT2Tokenizer(vocabulary: v, merges: merges) } catch { throw ModelError.invalidMetadata("tokenizer.vocab", "\(error)") }
         guard t.vocabularySize <= vocabularySize else {

@@ -60,6 +60,12 @@ public final class GPT2Session {
     /// Runs `tokens` through the model after the cached ones and returns the logits of the last
     /// position (`vocab_size` floats), or of every new position (`tokens.count x vocab_size`).
     public func append(_ tokens: [Int], allPositions: Bool = false) throws -> [Float] {
+        try append(tokens, logitRowsFrom: allPositions ? 0 : tokens.count - 1)
+    }
+
+    /// Like ``append(_:allPositions:)``, returning the logits of new positions `first..<tokens.count`
+    /// (`(tokens.count - first) x vocab_size` floats).
+    public func append(_ tokens: [Int], logitRowsFrom first: Int) throws -> [Float] {
         guard !tokens.isEmpty else { throw ModelError.emptyInput("no tokens to process") }
         for t in tokens where t < 0 || t >= c.vocabularySize { throw ModelError.tokenOutOfRange(id: t, vocabularySize: c.vocabularySize) }
         guard count + tokens.count <= c.contextLength else {
@@ -110,8 +116,8 @@ public final class GPT2Session {
         }
         count += T
         // Final LayerNorm and LM head, for the rows asked for.                logits: [rows, V]
-        let rows = allPositions ? T : 1
-        let first = T - rows
+        precondition(first >= 0 && first < T, "logit rows out of range")
+        let rows = T - first
         for r in 0..<rows { g2w_layernorm(x + (first + r) * E, m.finalNormWeight, m.finalNormBias, h + r * E, E, eps) }
         var logits = [Float](repeating: 0, count: rows * c.vocabularySize)
         logits.withUnsafeMutableBufferPointer { matmul(m.head, h, nil, $0.baseAddress!, rows) }

@@ -1,0 +1,155 @@
+import CG2W
+import Dispatch
+import Foundation
+import G2WFormat
+
+/// Measures the machine's limits and the model's speed against them, in one run.
+///
+/// Decoding is memory-bound: each generated token reads every weight once, so the ceiling is
+/// read bandwidth / weight bytes per token. Prompt processing is compute-bound: its ceiling is the
+/// cores' peak FMA rate.
+public enum Benchmark {
+    public struct Stat: Sendable {
+        public var mean: Double
+        public var sd: Double
+        public var samples: [Double]
+        init(_ xs: [Double]) {
+            samples = xs
+            let m = xs.reduce(0, +) / Double(max(xs.count, 1))
+            mean = m
+            sd = xs.count > 1 ? (xs.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(xs.count - 1)).squareRoot() : 0
+        }
+    }
+
+    public struct Report: Sendable {
+        public var threads: Int
+        public var isa: String
+        /// Bytes per second reading a buffer much larger than the last-level cache, all threads.
+        public var bandwidth: Double
+        /// Peak single-precision FLOP/s (register-only FMA loop, all threads).
+        public var peakFLOPS: Double
+        public var openMilliseconds: Double
+        public var modelInitMilliseconds: Double
+        public var promptTokens: Int
+        public var generatedTokens: Int
+        /// Tokens per second.
+        public var promptSpeed: Stat
+        public var generationSpeed: Stat
+        public var weightBytesPerToken: Int
+        public var promptFLOPsPerToken: Double
+        public var residentBytes: Int
+        public var residentAnonymousBytes: Int
+        public var residentFileBytes: Int
+        public var kvCacheBytes: Int
+
+        public var generationBandwidthFraction: Double { generationSpeed.mean * Double(weightBytesPerToken) / bandwidth }
+        public var promptPeakFraction: Double { promptSpeed.mean * promptFLOPsPerToken / peakFLOPS }
+    }
+
+    /// Read bandwidth with `threads` threads over a `bytes` buffer (best of `reps`).
+    public static func measureBandwidth(threads: Int, bytes: Int = 1 << 30, reps: Int = 5) -> Double {
+        let n = bytes / (128 * threads) * 128 * threads
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: 64)
+        defer { buf.deallocate() }
+        memset(buf, 1, n)
+        let per = n / threads
+        var best = 0.0
+        var sink: UInt64 = 0
+        let lock = NSLock()
+        for _ in 0..<reps {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            DispatchQueue.concurrentPerform(iterations: threads) { i in
+                let v = g2w_bench_read(buf + i * per, per)
+                lock.lock(); sink ^= v; lock.unlock()
+            }
+            let s = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            best = max(best, Double(n) / s)
+        }
+        if sink == 42 { print("") }  // keep the reads
+        return best
+    }
+
+    /// Peak FLOP/s with `threads` threads (best of `reps`).
+    public static func measurePeakFLOPS(threads: Int, reps: Int = 5) -> Double {
+        var best = 0.0
+        for _ in 0..<reps {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            var flops = [Double](repeating: 0, count: threads)
+            flops.withUnsafeMutableBufferPointer { f in
+                let fp = f.baseAddress!
+                DispatchQueue.concurrentPerform(iterations: threads) { i in
+                    var sink: Float = 0
+                    fp[i] = g2w_bench_fma(20_000_000, &sink)
+                    if sink == 42 { print("") }
+                }
+            }
+            let s = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            best = max(best, flops.reduce(0, +) / s)
+        }
+        return best
+    }
+
+    /// Resident memory of this process: (total, anonymous, file-backed) bytes, from /proc.
+    public static func residentMemory() -> (Int, Int, Int) {
+        guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return (0, 0, 0) }
+        func kb(_ key: String) -> Int {
+            for line in s.split(separator: "\n") where line.hasPrefix(key + ":") {
+                return (Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "0") ?? 0) * 1024
+            }
+            return 0
+        }
+        return (kb("VmRSS"), kb("RssAnon"), kb("RssFile"))
+    }
+
+    /// Runs the benchmark on the model at `path`: opens it (timed), then pp and tg, `reps` times.
+    public static func run(path: String, threads: Int, promptTokens pp: Int = 512, generatedTokens tg: Int = 128, reps: Int = 5,
+                           log: (String) -> Void = { _ in }) throws -> Report {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let file = try G2WFile(path: path)
+        let t1 = DispatchTime.now().uptimeNanoseconds
+        let model = try GPT2Model(file: file)
+        let t2 = DispatchTime.now().uptimeNanoseconds
+        let c = model.configuration
+        let pp = min(pp, c.contextLength)
+        let tg = min(tg, c.contextLength)
+        log("measuring memory bandwidth (\(threads) threads)...")
+        let bw = measureBandwidth(threads: threads)
+        log("measuring peak FMA throughput...")
+        let peak = measurePeakFLOPS(threads: threads)
+        var rng = SeededGenerator(seed: 1)
+        let prompt = (0..<pp).map { _ in Int(rng.next() % UInt64(c.vocabularySize)) }
+        let session = try GPT2Session(model: model, threads: threads)
+        var ppSpeeds: [Double] = [], tgSpeeds: [Double] = []
+        for r in 0...reps {  // the first round warms up (page cache, page faults) and is not counted
+            session.reset()
+            let a = DispatchTime.now().uptimeNanoseconds
+            _ = try session.append(prompt)
+            let b = DispatchTime.now().uptimeNanoseconds
+            session.reset()
+            var tok = 0
+            for _ in 0..<tg {
+                let logits = try session.append([tok])
+                tok = Sampler.argmax(logits)
+            }
+            let e = DispatchTime.now().uptimeNanoseconds
+            if r > 0 {
+                ppSpeeds.append(Double(pp) / (Double(b - a) / 1e9))
+                tgSpeeds.append(Double(tg) / (Double(e - b) / 1e9))
+                log("rep \(r): pp\(pp) \(String(format: "%.1f", ppSpeeds.last!)) tok/s, tg\(tg) \(String(format: "%.1f", tgSpeeds.last!)) tok/s")
+            }
+        }
+        let (rss, anon, fileRSS) = residentMemory()
+        // FLOPs per prompt token: 2 per weight of the layer matrices, attention (QK^T and PV over
+        // on average pp/2 positions), and the LM head for the last position only.
+        let layerWeights = Double(c.layerCount) * Double(c.embeddingSize) * Double(4 * c.embeddingSize + 2 * c.innerSize)
+        let attention = Double(c.layerCount) * 4 * Double(c.embeddingSize) * Double(pp) / 2
+        let head = 2 * Double(c.vocabularySize) * Double(c.embeddingSize) / Double(pp)
+        return Report(threads: threads, isa: String(cString: g2w_kernel_isa()), bandwidth: bw, peakFLOPS: peak,
+                      openMilliseconds: Double(t1 - t0) / 1e6, modelInitMilliseconds: Double(t2 - t1) / 1e6,
+                      promptTokens: pp, generatedTokens: tg, promptSpeed: Stat(ppSpeeds), generationSpeed: Stat(tgSpeeds),
+                      weightBytesPerToken: model.weightBytesPerToken, promptFLOPsPerToken: 2 * layerWeights + attention + head,
+                      residentBytes: rss, residentAnonymousBytes: anon, residentFileBytes: fileRSS,
+                      kvCacheBytes: 2 * c.layerCount * c.contextLength * c.embeddingSize * 4)
+    }
+}
+

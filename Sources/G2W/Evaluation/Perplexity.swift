@@ -1,0 +1,126 @@
+import Foundation
+
+/// How perplexity windows are laid over a token stream.
+public enum PerplexityMethod: Sendable, Equatable, CustomStringConvertible {
+    /// llama.cpp's `llama-perplexity`: consecutive, non-overlapping windows of `context` tokens
+    /// (a trailing partial window is dropped); in each, only the second half is scored: the logits
+    /// at positions `context/2 ..< context-1` predict the next token.
+    case chunks(context: Int)
+    /// Hugging Face's sliding window (the "Perplexity of fixed-length models" guide): windows of up
+    /// to `context` tokens starting every `stride` tokens; each window scores only the tokens not
+    /// scored by the previous one, so every token but the first is scored once, with up to
+    /// `context - 1` tokens of left context.
+    case sliding(context: Int, stride: Int)
+
+    public var description: String {
+        switch self {
+        case let .chunks(c): return "chunks, ctx \(c)"
+        case let .sliding(c, s): return "sliding, ctx \(c), stride \(s)"
+        }
+    }
+
+    /// The windows: token range, and the first position of the window whose logits are scored
+    /// (logits at positions first..<end-1 of the window predict the following token).
+    func windows(tokenCount n: Int) -> [(range: Range<Int>, firstScored: Int)] {
+        switch self {
+        case let .chunks(c):
+            return (0..<(n / c)).map { k in (k * c..<(k + 1) * c, c / 2) }
+        case let .sliding(c, s):
+            var out: [(Range<Int>, Int)] = []
+            var prevEnd = 0
+            var begin = 0
+            while begin < n {
+                let end = min(begin + c, n)
+                let targets = end - prevEnd           // the last `targets` tokens of the window
+                let firstTarget = max(end - begin - targets, 1)  // window index of the first scored token
+                out.append((begin..<end, firstTarget - 1))
+                prevEnd = end
+                if end == n { break }
+                begin += s
+            }
+            return out
+        }
+    }
+}
+
+/// A perplexity figure with llama.cpp's standard error.
+public struct PerplexityResult: Sendable {
+    public var method: PerplexityMethod
+    /// Tokens in the input and tokens scored.
+    public var tokenCount: Int
+    public var scoredCount: Int
+    public var windowCount: Int
+    /// exp(mean negative log-likelihood).
+    public var perplexity: Double
+    /// perplexity x sd(NLL) / sqrt(N - 1), as llama-perplexity reports it.
+    public var standardError: Double
+    public var meanNLL: Double
+    public var seconds: Double
+    /// Tokens run through the model per second.
+    public var tokensPerSecond: Double
+}
+
+extension GPT2Model {
+    /// Perplexity of the model on `tokens`, one batched forward pass per window.
+    /// - Parameter progress: called after each window with (windows done, total).
+    public func perplexity(tokens: [Int], method: PerplexityMethod, threads: Int? = nil,
+                           progress: ((Int, Int) -> Void)? = nil) throws -> PerplexityResult {
+        let nctx = configuration.contextLength
+        let context: Int
+        switch method {
+        case let .chunks(c): context = c
+        case let .sliding(c, s):
+            context = c
+            guard s >= 1, s <= c else { throw GenerationError.invalidOption("stride must be in 1...\(c) (the context), is \(s)") }
+        }
+        guard context >= 2 else { throw GenerationError.invalidOption("the perplexity context must be at least 2 tokens, is \(context)") }
+        guard context <= nctx else { throw GenerationError.invalidOption("the perplexity context \(context) exceeds the model's n_ctx \(nctx)") }
+        for t in tokens where t < 0 || t >= configuration.vocabularySize { throw ModelError.tokenOutOfRange(id: t, vocabularySize: configuration.vocabularySize) }
+        guard !tokens.isEmpty else { throw ModelError.emptyInput("the text is empty (no tokens)") }
+        if case .chunks = method, tokens.count < context {
+            throw ModelError.emptyInput("the text has \(tokens.count) tokens, fewer than one window of \(context) (use a smaller --ctx)")
+        }
+        guard tokens.count >= 2 else { throw ModelError.emptyInput("the text has \(tokens.count) token; perplexity needs at least 2") }
+
+        let windows = method.windows(tokenCount: tokens.count)
+        let session = try GPT2Session(model: self, threads: threads)
+        let v = configuration.vocabularySize
+        var sum = 0.0, sumSquares = 0.0, scored = 0, processed = 0
+        let start = Date()
+        for (i, w) in windows.enumerated() {
+            session.reset()
+            let window = Array(tokens[w.range])
+            let last = window.count - 1
+            guard w.firstScored < last else { progress?(i + 1, windows.count); continue }
+            // Logits at positions firstScored..<last predict tokens firstScored+1...last.
+            let logits = try session.append(Array(window[0..<last]), logitRowsFrom: w.firstScored)
+            processed += last
+            logits.withUnsafeBufferPointer { l in
+                for (row, p) in (w.firstScored..<last).enumerated() {
+                    let nll = Self.negativeLogLikelihood(l.baseAddress! + row * v, v, target: window[p + 1])
+                    sum += nll
+                    sumSquares += nll * nll
+                    scored += 1
+                }
+            }
+            progress?(i + 1, windows.count)
+        }
+        let seconds = Date().timeIntervalSince(start)
+        guard scored > 0 else { throw ModelError.emptyInput("no token could be scored") }
+        let mean = sum / Double(scored)
+        let ppl = exp(mean)
+        let variance = scored > 1 ? max(0, (sumSquares / Double(scored) - mean * mean) / Double(scored - 1)) : 0
+        return PerplexityResult(method: method, tokenCount: tokens.count, scoredCount: scored, windowCount: windows.count, perplexity: ppl,
+                                standardError: ppl * variance.squareRoot(), meanNLL: mean, seconds: seconds,
+                                tokensPerSecond: seconds > 0 ? Double(processed) / seconds : 0)
+    }
+
+    /// -log softmax(logits)[target], computed in Double.
+    static func negativeLogLikelihood(_ logits: UnsafePointer<Float>, _ n: Int, target: Int) -> Double {
+        var mx = -Double.infinity
+        for i in 0..<n { mx = max(mx, Double(logits[i])) }
+        var s = 0.0
+        for i in 0..<n { s += exp(Double(logits[i]) - mx) }
+        return -(Double(logits[target]) - mx - log(s))
+    }
+}

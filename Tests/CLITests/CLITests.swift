@@ -1,0 +1,179 @@
+import Foundation
+import G2W
+import G2WFormat
+import XCTest
+
+/// Runs the built executables as a user would.
+final class CLITests: XCTestCase {
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures")
+    /// The executables sit beside the test bundle in the build folder.
+    static let bin: URL = {
+        var u = Bundle.main.bundleURL
+        if u.pathExtension == "xctest" { u = u.deletingLastPathComponent() }
+        return u
+    }()
+    var dir: URL!
+
+    override func setUpWithError() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("g2w-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    struct Output { var status: Int32; var out: String; var err: String }
+
+    @discardableResult
+    func run(_ tool: String, _ args: [String], stdin: String? = nil) throws -> Output {
+        let p = Process()
+        p.executableURL = Self.bin.appendingPathComponent(tool)
+        p.arguments = args
+        let o = Pipe(), e = Pipe(), i = Pipe()
+        p.standardOutput = o
+        p.standardError = e
+        p.standardInput = i
+        try p.run()
+        if let s = stdin { i.fileHandleForWriting.write(s.data(using: .utf8)!) }
+        try i.fileHandleForWriting.close()
+        let out = o.fileHandleForReading.readDataToEndOfFile()
+        let err = e.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return Output(status: p.terminationStatus, out: String(decoding: out, as: UTF8.self), err: String(decoding: err, as: UTF8.self))
+    }
+
+    /// The tiny reference model converted with the CLI (f32).
+    func tinyModel() throws -> String {
+        let out = dir.appendingPathComponent("tiny.g2w").path
+        let r = try run("g2w-convert", [Self.fixtures.appendingPathComponent("tiny-f32/model.safetensors").path, "-o", out, "--dtype", "f32", "-q"])
+        XCTAssertEqual(r.status, 0, r.err)
+        return out
+    }
+
+    func testConvertInspectVerifyRoundTrip() throws {
+        let model = try tinyModel()
+        let r = try run("g2w-inspect", [model, "--verify"])
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertTrue(r.out.contains("verify: all 28 tensor checksums match"), r.out)
+        XCTAssertTrue(r.out.contains("totals: 28 tensors, 3,320,640 parameters"), r.out)
+        let j = try run("g2w-inspect", [model, "--json", "--verify"])
+        let obj = try JSONSerialization.jsonObject(with: Data(j.out.utf8)) as! [String: Any]
+        XCTAssertEqual((obj["tensors"] as! [Any]).count, 28)
+        XCTAssertEqual(obj["verified"] as? Bool, true)
+        // Flip one byte in a blob: --verify names the tensor, exit 1.
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: model))
+        let f = try G2WFile(path: model)
+        let t = f.info(named: "h.1.mlp.c_fc.weight")!
+        bytes[Int(t.offset) + 100] ^= 0x40
+        let bad = dir.appendingPathComponent("bad.g2w").path
+        try bytes.write(to: URL(fileURLWithPath: bad))
+        let v = try run("g2w-inspect", [bad, "--verify"])
+        XCTAssertEqual(v.status, 1)
+        XCTAssertTrue(v.err.contains("tensor 'h.1.mlp.c_fc.weight'") && v.err.contains("is corrupt"), v.err)
+    }
+
+    func testInspectEscapesControlCharacters() throws {
+        let path = dir.appendingPathComponent("ctl.g2w").path
+        let w = try G2WWriter(path: path, metadata: ["note": .string("line1\nline2\u{1B}[31m")], tensors: [.init(name: "evil\u{1B}[2J\nname", dtype: .f32, shape: [1])])
+        try w.write([Float(1)])
+        try w.finish()
+        let r = try run("g2w-inspect", [path])
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertFalse(r.out.contains("\u{1B}"), "raw escape character printed")
+        XCTAssertTrue(r.out.contains("evil\\u{1b}[2J\\nname"), r.out)
+        let j = try run("g2w-inspect", [path, "--json"])
+        XCTAssertTrue(j.out.contains("evil\\u001b[2J\\nname"), j.out)
+    }
+
+    func testRunGreedyMatchesTransformersAndTokenize() throws {
+        let model = try tinyModel()
+        let r = try run("g2w-run", ["--model", model, "--prompt", "Hello, world!", "-n", "3", "-t", "0", "--no-echo"])
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertEqual(r.out, " DM DM DM\n")  // transformers' greedy: 14848 x 3
+        XCTAssertTrue(r.err.contains("prompt") && r.err.contains("tok/s"), r.err)
+        let t = try run("g2w-run", ["--model", model, "--tokenize", "Hello, world!"])
+        XCTAssertEqual(t.out, "15496,11,995,0\n")
+        // Prompt from stdin, and as ids.
+        let s = try run("g2w-run", ["--model", model, "-n", "2", "-t", "0", "-q"], stdin: "Hello, world!")
+        XCTAssertEqual(s.out, "Hello, world! DM DM\n")
+        let ids = try run("g2w-run", ["--model", model, "--tokens", "15496,11,995,0", "-n", "2", "-t", "0", "-q", "--no-echo"])
+        XCTAssertEqual(ids.out, " DM DM\n")
+    }
+
+    func testBadFilesAreOneLineErrors() throws {
+        let notG2W = dir.appendingPathComponent("x.g2w").path
+        try Data("hello, I am not a model file at all, but long enough".utf8).write(to: URL(fileURLWithPath: notG2W))
+        for (path, fragment) in [("/nonexistent/m.g2w", "No such file"), (notG2W, "not a .g2w file")] {
+            let r = try run("g2w-run", ["--model", path, "--prompt", "hi"])
+            XCTAssertEqual(r.status, 1)
+            XCTAssertTrue(r.err.contains(fragment), r.err)
+            XCTAssertEqual(r.err.split(separator: "\n").count, 1, r.err)
+            XCTAssertEqual(r.out, "")
+        }
+        // A newer major version.
+        var b = try Data(contentsOf: URL(fileURLWithPath: try tinyModel()))
+        b[8] = 2
+        let v2 = dir.appendingPathComponent("v2.g2w").path
+        try b.write(to: URL(fileURLWithPath: v2))
+        let r = try run("g2w-run", ["--model", v2, "--prompt", "hi"])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.err.contains("unsupported .g2w version 2.0"), r.err)
+        // Text with a file that has no tokenizer.
+        let st = dir.appendingPathComponent("notok").path
+        try FileManager.default.createDirectory(atPath: st, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: Self.fixtures.appendingPathComponent("tiny-f32/model.safetensors").path, toPath: st + "/model.safetensors")
+        try FileManager.default.copyItem(atPath: Self.fixtures.appendingPathComponent("tiny-f32/config.json").path, toPath: st + "/config.json")
+        let c = try run("g2w-convert", [st + "/model.safetensors", "-q"])
+        XCTAssertEqual(c.status, 0)
+        XCTAssertTrue(c.err.contains("warning: no tokenizer found"), c.err)
+        let n = try run("g2w-run", ["--model", st + "/model.g2w", "--prompt", "hi"])
+        XCTAssertEqual(n.status, 1)
+        XCTAssertTrue(n.err.contains("has no embedded tokenizer"), n.err)
+    }
+
+    /// Every numeric flag with a missing, non-numeric, negative, NaN or out-of-range value,
+    /// unknown flags and contradictory flags: one-line error, the usage, exit status 2.
+    func testBadFlagsAreUsageErrors() throws {
+        let model = try tinyModel()
+        let cases: [[String]] = [
+            ["--top-p", "1.5"], ["--top-p", "0"], ["--top-p", "nan"], ["-n", "-1"], ["-n", "x"], ["--temperature", "nan"],
+            ["--temperature", "-1"], ["--temperature", "inf"], ["--top-k", "-3"], ["--min-p", "2"], ["--repeat-penalty", "0"],
+            ["--threads", "0"], ["--threads", "abc"], ["--seed", "-5"], ["--repeat-last-n", "-1"], ["--bogus"], ["-n"],
+            ["--prompt", "a", "--tokens", "1"], ["--tokenize", "a", "--bench"], ["--ctx", "8"], ["--json"], ["--tokens", "1,x"],
+            ["--stop", ""], ["--prompt", "a", "--prompt", "b"], ["stray"],
+        ]
+        for args in cases {
+            let r = try run("g2w-run", ["--model", model] + args)
+            XCTAssertEqual(r.status, 2, "\(args): \(r.err)")
+            XCTAssertTrue(r.err.hasPrefix("g2w-run: "), "\(args): \(r.err)")
+            XCTAssertTrue(r.err.contains("usage: g2w-run"), "\(args): \(r.err)")
+            XCTAssertEqual(r.out, "", "\(args)")
+        }
+        for args in [["--dtype", "f8", "x.safetensors"], [], ["a", "b"], ["--n-head", "0", "x"], ["--vocab", "v.json", "x"]] {
+            let r = try run("g2w-convert", args)
+            XCTAssertEqual(r.status, 2, "\(args): \(r.err)")
+        }
+        XCTAssertEqual(try run("g2w-inspect", []).status, 2)
+        for tool in ["g2w-run", "g2w-convert", "g2w-inspect"] {
+            let h = try run(tool, ["--help"])
+            XCTAssertEqual(h.status, 0)
+            XCTAssertTrue(h.out.contains("usage: \(tool)"), h.out)
+        }
+        // A prompt that does not fit: an error before any output.
+        let long = try run("g2w-run", ["--model", model, "--tokens", Array(repeating: "1", count: 60).joined(separator: ","), "-n", "10"])
+        XCTAssertEqual(long.status, 1)
+        XCTAssertTrue(long.err.contains("exceeds the model's context of 64 tokens"), long.err)
+        XCTAssertEqual(long.out, "")
+    }
+
+    func testConvertNeverOverwritesWithoutForce() throws {
+        let model = try tinyModel()
+        let before = try Data(contentsOf: URL(fileURLWithPath: model))
+        let r = try run("g2w-convert", [Self.fixtures.appendingPathComponent("tiny-f32/model.safetensors").path, "-o", model])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.err.contains("already exists (use --force to overwrite)"), r.err)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: model)), before)
+        let f = try run("g2w-convert", [Self.fixtures.appendingPathComponent("tiny-f32/model.safetensors").path, "-o", model, "--force", "--dtype", "f16", "-q"])
+        XCTAssertEqual(f.status, 0, f.err)
+        XCTAssertEqual(try G2WFile(path: model).info(named: "wte.weight")!.dtype, .f16)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix(".") }, [])
+    }
+}
