@@ -174,7 +174,13 @@ final class BPEModel: @unchecked Sendable {
     /// BPE of one pre-token of `n >= 2` bytes that is not itself a token.
     @inline(__always)
     func bytePairMerge(_ p: UnsafePointer<UInt8>, _ n: Int, into out: inout [Int]) {
-        if n <= 48 { mergeSmall(p, n, into: &out) } else { mergeLarge(p, n, into: &out) }
+        if n <= 48 {
+            mergeSmall(p, n, into: &out)
+        } else if n <= 1024 {
+            mergeLarge(p, n, into: &out)
+        } else {
+            mergeHuge(p, n, into: &out)
+        }
     }
 
     /// Quadratic scan like tiktoken's, for short pieces where it is fastest.
@@ -305,6 +311,179 @@ final class BPEModel: @unchecked Sendable {
         while k < n {
             out.append(Int(tok[k]))
             k = next[k]
+        }
+    }
+
+    /// Linear-time merge for very long pieces: a bucket queue indexed by rank (with a two-level
+    /// bitmap to find the lowest non-empty rank) instead of a heap. Within a rank, candidate
+    /// positions are taken in ascending order, which with stale-entry checks gives exactly the
+    /// (rank, position) order of `mergeLarge` and tiktoken. Buckets are lists of 14-entry chunks
+    /// so that taking a bucket reads memory mostly sequentially.
+    func mergeHuge(_ p: UnsafePointer<UInt8>, _ n: Int, into out: inout [Int]) {
+        precondition(n < 1 << 31, "pre-token longer than 2 GiB")
+        let rankCount = max(1, mergePairs.count)
+        let dead = UInt32.max
+        let words = (rankCount + 63) >> 6
+        let summaryWords = (words + 63) >> 6
+        let tok = UnsafeMutablePointer<UInt32>.allocate(capacity: n)
+        let next = UnsafeMutablePointer<Int32>.allocate(capacity: n)
+        let prev = UnsafeMutablePointer<Int32>.allocate(capacity: n)
+        // Per rank: newest chunk (-1 if empty) and number of entries.
+        let heads = UnsafeMutablePointer<Int32>.allocate(capacity: rankCount)
+        heads.initialize(repeating: -1, count: rankCount)
+        let sizes = UnsafeMutablePointer<Int32>.allocate(capacity: rankCount)
+        sizes.initialize(repeating: 0, count: rankCount)
+        // Chunk c is chunks[16c ..< 16c+16]: [0] next (older) chunk, [1] count, [2...15] positions.
+        let chunkEntries = 14
+        var chunkCapacity = max(64, n / 8)
+        var chunks = UnsafeMutablePointer<Int32>.allocate(capacity: chunkCapacity * 16)
+        var chunkCount = 0
+        var freeChunk: Int32 = -1
+        let bits = UnsafeMutablePointer<UInt64>.allocate(capacity: words)
+        bits.initialize(repeating: 0, count: words)
+        let summary = UnsafeMutablePointer<UInt64>.allocate(capacity: summaryWords)
+        summary.initialize(repeating: 0, count: summaryWords)
+        var run = UnsafeMutablePointer<Int32>.allocate(capacity: 1024)
+        var runCapacity = 1024
+        defer {
+            tok.deallocate(); next.deallocate(); prev.deallocate(); heads.deallocate(); sizes.deallocate()
+            chunks.deallocate(); bits.deallocate(); summary.deallocate(); run.deallocate()
+        }
+
+        @inline(__always) func newChunk() -> Int {
+            if freeChunk >= 0 {
+                let c = Int(freeChunk)
+                freeChunk = chunks[c &* 16]
+                return c
+            }
+            if chunkCount == chunkCapacity {
+                let bigger = UnsafeMutablePointer<Int32>.allocate(capacity: chunkCapacity * 32)
+                bigger.update(from: chunks, count: chunkCount * 16)
+                chunks.deallocate()
+                chunks = bigger
+                chunkCapacity *= 2
+            }
+            chunkCount &+= 1
+            return chunkCount &- 1
+        }
+        @inline(__always) func insert(_ rank: Int, _ pos: Int32) {
+            var c = Int(heads[rank])
+            if c < 0 || chunks[c &* 16 &+ 1] == Int32(chunkEntries) {
+                let fresh = newChunk()
+                chunks[fresh &* 16] = Int32(truncatingIfNeeded: c)
+                chunks[fresh &* 16 &+ 1] = 0
+                heads[rank] = Int32(truncatingIfNeeded: fresh)
+                if c < 0 {
+                    bits[rank >> 6] |= 1 << UInt64(rank & 63)
+                    summary[rank >> 12] |= 1 << UInt64((rank >> 6) & 63)
+                }
+                c = fresh
+            }
+            let base = c &* 16
+            let k = Int(chunks[base &+ 1])
+            chunks[base &+ 2 &+ k] = pos
+            chunks[base &+ 1] = Int32(truncatingIfNeeded: k &+ 1)
+            sizes[rank] &+= 1
+        }
+        @inline(__always) func lowestRank() -> Int {
+            for s in 0..<summaryWords where summary[s] != 0 {
+                let w = s << 6 | summary[s].trailingZeroBitCount
+                return w << 6 | bits[w].trailingZeroBitCount
+            }
+            return -1
+        }
+
+        for k in 0..<n {
+            tok[k] = byteToToken[Int(p[k])]
+            next[k] = Int32(truncatingIfNeeded: k &+ 1)
+            prev[k] = Int32(truncatingIfNeeded: k &- 1)
+        }
+        for k in 0..<(n - 1) {
+            let v = pairs.get(tok[k], tok[k &+ 1])
+            if v != .max { insert(Int(truncatingIfNeeded: v >> 32), Int32(truncatingIfNeeded: k)) }
+        }
+
+        while true {
+            let r = lowestRank()
+            if r < 0 { break }
+            // Take the whole bucket, in insertion order (chunks are newest first: fill from the end).
+            let count = Int(sizes[r])
+            if count > runCapacity {
+                run.deallocate()
+                while runCapacity < count { runCapacity *= 2 }
+                run = .allocate(capacity: runCapacity)
+            }
+            var end = count
+            var c = Int(heads[r])
+            while c >= 0 {
+                let base = c &* 16
+                let k = Int(chunks[base &+ 1])
+                end &-= k
+                (run + end).update(from: chunks + (base &+ 2), count: k)
+                let older = Int(chunks[base])
+                chunks[base] = freeChunk
+                freeChunk = Int32(truncatingIfNeeded: c)
+                c = older
+            }
+            heads[r] = -1
+            sizes[r] = 0
+            bits[r >> 6] &= ~(1 << UInt64(r & 63))
+            if bits[r >> 6] == 0 { summary[r >> 12] &= ~(1 << UInt64((r >> 6) & 63)) }
+            var buffer = UnsafeMutableBufferPointer(start: run, count: count)
+            var sorted = true
+            var k = 1
+            while k < count {
+                if buffer[k] < buffer[k &- 1] { sorted = false; break }
+                k &+= 1
+            }
+            if !sorted { buffer.sort() }
+
+            var i = 0
+            while i < count {
+                let pos = Int(buffer[i])
+                i &+= 1
+                let left = tok[pos]
+                if left == dead { continue }
+                let j = Int(next[pos])
+                if j >= n { continue }
+                let v = pairs.get(left, tok[j])
+                if v == .max || Int(truncatingIfNeeded: v >> 32) != r { continue }
+                tok[pos] = UInt32(truncatingIfNeeded: v)
+                tok[j] = dead
+                let after = Int(next[j])
+                next[pos] = Int32(truncatingIfNeeded: after)
+                if after < n { prev[after] = Int32(truncatingIfNeeded: pos) }
+                var interrupted = false
+                let before = Int(prev[pos])
+                if before >= 0 {
+                    let w = pairs.get(tok[before], tok[pos])
+                    if w != .max {
+                        let r2 = Int(truncatingIfNeeded: w >> 32)
+                        insert(r2, Int32(truncatingIfNeeded: before))
+                        if r2 <= r { interrupted = true }
+                    }
+                }
+                if after < n {
+                    let w = pairs.get(tok[pos], tok[after])
+                    if w != .max {
+                        let r2 = Int(truncatingIfNeeded: w >> 32)
+                        insert(r2, Int32(truncatingIfNeeded: pos))
+                        if r2 <= r { interrupted = true }
+                    }
+                }
+                if interrupted {
+                    // A pair of lower (or equal) rank appeared: requeue the rest of this rank.
+                    while i < count {
+                        insert(r, buffer[i])
+                        i &+= 1
+                    }
+                }
+            }
+        }
+        var k = 0
+        while k < n {
+            out.append(Int(tok[k]))
+            k = Int(next[k])
         }
     }
 

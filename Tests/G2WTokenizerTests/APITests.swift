@@ -183,6 +183,22 @@ final class VocabularyTests: XCTestCase {
         XCTAssertEqual(t.specialTokens, [:])
         XCTAssertNil(t.endOfTextID)
     }
+
+    /// A merge that creates a pair of *lower* rank must be applied before the remaining pairs of
+    /// the current rank. Checked at lengths that take each of the three merge paths (short scan,
+    /// heap, rank buckets).
+    func testLowerRankPairCreatedByMerge() throws {
+        // rank 0: "cd c" -> "cdc" (id 257); rank 1: "c d" -> "cd" (id 256).
+        // "cdcd": c d c d -> cd c d (rank 1 at 0) -> cdc d (rank 0 appears and goes first);
+        // finishing rank 1 first would give cd cd instead.
+        let t = try GPT2Tokenizer(vocabulary: byteTokens() + ["cd", "cdc"], merges: ["cd c", "c d"])
+        for repeats in [1, 2, 30, 300, 3000] {
+            let text = String(repeating: "cdcd", count: repeats)
+            if let mismatch = firstMismatch(t.encode(text), [257, Int(UInt8(ascii: "d"))].repeated(repeats), tokenizer: t) {
+                XCTFail("\(repeats) repeats: \(mismatch)")
+            }
+        }
+    }
 }
 
 final class DecodingTests: XCTestCase {
@@ -255,6 +271,10 @@ final class DecodingTests: XCTestCase {
         XCTAssertEqual(try stream.append(e0), "")
         XCTAssertEqual(try stream.append(x80), "\u{FFFD}\u{FFFD}")
     }
+}
+
+private extension Array {
+    func repeated(_ count: Int) -> [Element] { Array(repeatElement(self, count: count).joined()) }
 }
 
 private func escapeJSON(_ s: String) -> String {

@@ -116,7 +116,7 @@ func firstMismatch(_ actual: [Int], _ expected: [Int], tokenizer: GPT2Tokenizer 
         let lo = max(0, i - 8)
         let hi = min(ids.count, i + 8)
         let parts = ids[lo..<hi].map { id -> String in
-            let text = (try? gpt2.decodeText([id])) ?? "?"
+            let text = (try? tokenizer.decodeText([id])) ?? "?"
             return "\(id)\(String(reflecting: text))"
         }
         return parts.joined(separator: " ")
