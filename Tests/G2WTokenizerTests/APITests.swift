@@ -5,11 +5,17 @@ import XCTest
 /// The 256 single-byte tokens in byte order.
 private func byteTokens() -> [String] { (0..<256).map { ByteLevel.string(forBytes: [UInt8($0)]) } }
 
+private let temporaryDirectory = FileManager.default.temporaryDirectory
+    .appendingPathComponent("g2w-tokenizer-tests-\(ProcessInfo.processInfo.processIdentifier)")
+
 private func temporaryFile(_ name: String, _ contents: String) throws -> URL {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("g2w-tokenizer-tests-\(ProcessInfo.processInfo.processIdentifier)")
-    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-    let url = dir.appendingPathComponent(name)
-    try contents.write(to: url, atomically: true, encoding: .utf8)
+    try temporaryFile(name, Data(contents.utf8))
+}
+
+private func temporaryFile(_ name: String, _ contents: Data) throws -> URL {
+    try FileManager.default.createDirectory(at: temporaryDirectory, withIntermediateDirectories: true)
+    let url = temporaryDirectory.appendingPathComponent(name)
+    try contents.write(to: url)
     return url
 }
 
@@ -27,6 +33,11 @@ private func expectError(_ expected: TokenizerError, file: StaticString = #fileP
 }
 
 final class VocabularyTests: XCTestCase {
+    override class func tearDown() {
+        try? FileManager.default.removeItem(at: temporaryDirectory)
+        super.tearDown()
+    }
+
     func testAccessors() throws {
         XCTAssertEqual(gpt2.vocabularySize, 50257)
         XCTAssertEqual(gpt2.endOfTextID, 50256)
@@ -134,6 +145,50 @@ final class VocabularyTests: XCTestCase {
         let noModel = try temporaryFile("nomodel.json", "{\"version\": \"1.0\"}")
         expectError(.invalidVocabulary(source: "nomodel.json", reason: "missing \"model\" object")) {
             _ = try GPT2Tokenizer.load(tokenizerJSON: noModel)
+        }
+    }
+
+    func testMergesFileVariants() throws {
+        let vocabObject = "{" + byteTokens().enumerated().map { "\"\(escapeJSON($0.element))\": \($0.offset)" }.joined(separator: ", ")
+        let vocab = try temporaryFile("v.json", vocabObject + ", \"ab\": 256, \"abc\": 257}")
+        // CRLF line ends, no #version header, trailing blank lines: accepted.
+        let crlf = try temporaryFile("crlf.bpe", "a b\r\nab c\r\n\r\n\n")
+        let t = try GPT2Tokenizer.load(encoderJSON: vocab, vocabBPE: crlf)
+        XCTAssertEqual(t.mergeStrings, ["a b", "ab c"])
+        XCTAssertEqual(t.encode("abc"), [257])
+        let blank = try temporaryFile("blank.bpe", "#version: 0.2\na b\n\nab c\n")
+        expectError(.malformedMerge(location: "blank.bpe line 3", text: "", reason: "empty line")) {
+            _ = try GPT2Tokenizer.load(encoderJSON: vocab, vocabBPE: blank)
+        }
+        let badUTF8 = try temporaryFile("bad-utf8.bpe", Data([0x61, 0x20, 0x62, 0x0A, 0x61, 0x62, 0xFF, 0x20, 0x63, 0x0A]))
+        expectError(.invalidVocabulary(source: "bad-utf8.bpe", reason: "line 2, column 3: invalid UTF-8")) {
+            _ = try GPT2Tokenizer.load(encoderJSON: vocab, vocabBPE: badUTF8)
+        }
+        let surrogate = try temporaryFile("surrogate.json", "{\"\\ud800\": 0}")
+        expectError(.invalidJSON(source: "surrogate.json", line: 1, column: 3, reason: "lone surrogate \\uD800 in a string")) {
+            _ = try GPT2Tokenizer.load(encoderJSON: surrogate, vocabBPE: crlf)
+        }
+    }
+
+    func testTokenizerJSONErrors() throws {
+        let vocabObject = "{" + byteTokens().enumerated().map { "\"\(escapeJSON($0.element))\": \($0.offset)" }.joined(separator: ", ") + "}"
+        func load(_ name: String, _ json: String) throws -> GPT2Tokenizer {
+            try GPT2Tokenizer.load(tokenizerJSON: try temporaryFile(name, json))
+        }
+        let ok = try load("ok.json", "{\"added_tokens\": [{\"id\": 256, \"content\": \"<|endoftext|>\"}], \"model\": {\"type\": \"BPE\", \"vocab\": \(vocabObject), \"merges\": []}}")
+        XCTAssertEqual(ok.endOfTextID, 256)
+        XCTAssertEqual(ok.vocabularySize, 256 + 1)
+        expectError(.mergeResultNotInVocabulary(location: "bad-merge.json model.merges[0]", merge: "a b", result: "ab")) {
+            _ = try load("bad-merge.json", "{\"model\": {\"vocab\": \(vocabObject), \"merges\": [\"a b\"]}}")
+        }
+        expectError(.invalidVocabulary(source: "conflict.json", reason: "added token \"<|x|>\" has id 36, which model.vocab gives to \"$\"")) {
+            _ = try load("conflict.json", "{\"added_tokens\": [{\"id\": 36, \"content\": \"<|x|>\"}], \"model\": {\"vocab\": \(vocabObject), \"merges\": []}}")
+        }
+        expectError(.invalidVocabulary(source: "type.json", reason: "model.type is not \"BPE\"")) {
+            _ = try load("type.json", "{\"model\": {\"type\": \"WordPiece\", \"vocab\": \(vocabObject), \"merges\": []}}")
+        }
+        expectError(.invalidVocabulary(source: "pair.json", reason: "model.merges[0] is not a string pair [\"left\", \"right\"]")) {
+            _ = try load("pair.json", "{\"model\": {\"vocab\": \(vocabObject), \"merges\": [[\"a\"]]}}")
         }
     }
 
