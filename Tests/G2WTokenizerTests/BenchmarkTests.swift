@@ -24,6 +24,15 @@ final class BenchmarkTests: XCTestCase {
             })
         }
         report.append(String(format: "load encoder.json + vocab.bpe: %.1f ms (best of 5)", loadTimes.min()! * 1000))
+        var vocabulary: [String] = []
+        var merges: [String] = []
+        let exportTime = seconds { vocabulary = gpt2.vocabularyInIDOrder; merges = gpt2.mergeStrings }
+        var buildTimes: [Double] = []
+        for _ in 0..<5 {
+            buildTimes.append(try seconds { _ = try GPT2Tokenizer(vocabulary: vocabulary, merges: merges) })
+        }
+        report.append(String(format: "build from [String] arrays (as from .g2w metadata): %.1f ms (best of 5); exporting them: %.1f ms",
+                             buildTimes.min()! * 1000, exportTime * 1000))
 
         for (name, file) in [("tinyshakespeare", "tinyshakespeare.txt"), ("wiki.test", "wiki.test.raw")] {
             let url = Fixtures.corpusDir.appendingPathComponent(file)
