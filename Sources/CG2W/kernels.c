@@ -319,10 +319,86 @@ static inline void gelu_body(float *x, size_t n) {
 }
 
 #if G2W_X86
-AVX2 static void attend_avx2(const float *q, const float *K, const float *V, size_t st, size_t n, size_t hd, float sc, float *s, float *o) {
-    attend_body(q, K, V, st, n, hd, sc, s, o);
+// exp(x) for x <= 0 (Cephes expf: x = k ln2 + r, |r| <= ln2/2, degree-6 polynomial; ~1 ulp).
+AVX2 static inline __m256 exp_avx2(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+    __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500E-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507E-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073E-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894E-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459E-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201E-1f));
+    __m256 r2 = _mm256_mul_ps(r, r);
+    p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
-AVX2 static void layernorm_avx2(const float *x, const float *g, const float *b, float *y, size_t n, float eps) { layernorm_body(x, g, b, y, n, eps); }
+
+// GELU (tanh form) with tanh(z) = sign(z) (1 - e) / (1 + e), e = exp(-2|z|): no overflow, ~1e-7 absolute error.
+AVX2 static void gelu_avx2(float *x, size_t n) {
+    const __m256 c = _mm256_set1_ps(0.7978845608028654f), k = _mm256_set1_ps(0.044715f), half = _mm256_set1_ps(0.5f);
+    const __m256 one = _mm256_set1_ps(1.0f), signbit = _mm256_set1_ps(-0.0f);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256 z = _mm256_mul_ps(c, _mm256_fmadd_ps(_mm256_mul_ps(k, v), _mm256_mul_ps(v, v), v));
+        __m256 az = _mm256_andnot_ps(signbit, z);
+        __m256 e = exp_avx2(_mm256_mul_ps(_mm256_set1_ps(-2.0f), az));
+        __m256 t = _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e));
+        t = _mm256_or_ps(t, _mm256_and_ps(signbit, z));
+        _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, t)));
+    }
+    gelu_body(x + i, n - i);
+}
+AVX2 static void attend_avx2(const float *q, const float *K, const float *V, size_t st, size_t n, size_t hd, float sc, float *s, float *o) {
+    if (hd % 8 != 0 || hd > 256) { attend_body(q, K, V, st, n, hd, sc, s, o); return; }
+    size_t nv = hd / 8;
+    __m256 qv[32];
+    for (size_t i = 0; i < nv; i++) qv[i] = _mm256_loadu_ps(q + 8 * i);
+    float mx = -INFINITY;
+    for (size_t j = 0; j < n; j++) {
+        const float *k = K + j * st;
+        __m256 a = _mm256_mul_ps(qv[0], _mm256_loadu_ps(k));
+        for (size_t i = 1; i < nv; i++) a = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k + 8 * i), a);
+        float d = hsum(a) * sc;
+        s[j] = d;
+        if (d > mx) mx = d;
+    }
+    float sum = 0;
+    for (size_t j = 0; j < n; j++) { s[j] = expf(s[j] - mx); sum += s[j]; }
+    __m256 acc[32];
+    for (size_t i = 0; i < nv; i++) acc[i] = _mm256_setzero_ps();
+    for (size_t j = 0; j < n; j++) {
+        const float *v = V + j * st;
+        __m256 p = _mm256_set1_ps(s[j]);
+        for (size_t i = 0; i < nv; i++) acc[i] = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 8 * i), acc[i]);
+    }
+    __m256 inv = _mm256_set1_ps(1.0f / sum);
+    for (size_t i = 0; i < nv; i++) _mm256_storeu_ps(o + 8 * i, _mm256_mul_ps(acc[i], inv));
+}
+AVX2 static void layernorm_avx2(const float *x, const float *g, const float *b, float *y, size_t n, float eps) {
+    size_t n8 = n & ~(size_t)7, i;
+    __m256 a = _mm256_setzero_ps();
+    for (i = 0; i < n8; i += 8) a = _mm256_add_ps(a, _mm256_loadu_ps(x + i));
+    float mean = hsum(a);
+    for (; i < n; i++) mean += x[i];
+    mean /= (float)n;
+    __m256 m = _mm256_set1_ps(mean), v = _mm256_setzero_ps();
+    for (i = 0; i < n8; i += 8) { __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + i), m); v = _mm256_fmadd_ps(d, d, v); }
+    float var = hsum(v);
+    for (; i < n; i++) { float d = x[i] - mean; var += d * d; }
+    var /= (float)n;
+    float rs = 1.0f / sqrtf(var + eps);
+    __m256 r = _mm256_set1_ps(rs);
+    for (i = 0; i < n8; i += 8) {
+        __m256 d = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), m), r);
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(d, _mm256_loadu_ps(g + i), _mm256_loadu_ps(b + i)));
+    }
+    for (; i < n; i++) y[i] = (x[i] - mean) * rs * g[i] + b[i];
+}
 AVX2 static void add_avx2(float *y, const float *a, size_t n) { add_body(y, a, n); }
 #endif
 
@@ -344,4 +420,51 @@ void g2w_add(float *y, const float *a, size_t n) {
 #endif
     add_body(y, a, n);
 }
-void g2w_gelu(float *x, size_t n) { gelu_body(x, n); }
+void g2w_gelu(float *x, size_t n) {
+#if G2W_X86
+    if (use_avx2()) { gelu_avx2(x, n); return; }
+#endif
+    gelu_body(x, n);
+}
+
+// ---------------------------------------------------------------------------------------------
+// log-sum-exp for perplexity.
+static double logsumexp_generic(const float *x, size_t n) {
+    float mx = -INFINITY;
+    for (size_t i = 0; i < n; i++) if (x[i] > mx) mx = x[i];
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += exp((double)x[i] - mx);
+    return mx + log(s);
+}
+
+#if G2W_X86
+AVX2 static double logsumexp_avx2(const float *x, size_t n) {
+    size_t i = 0;
+    __m256 vm = _mm256_set1_ps(-INFINITY);
+    for (; i + 8 <= n; i += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(x + i));
+    float m8[8];
+    _mm256_storeu_ps(m8, vm);
+    float mx = m8[0];
+    for (int k = 1; k < 8; k++) if (m8[k] > mx) mx = m8[k];
+    for (size_t j = i; j < n; j++) if (x[j] > mx) mx = x[j];
+    __m256 vmx = _mm256_set1_ps(mx);
+    __m256d acc0 = _mm256_setzero_pd(), acc1 = acc0;
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmx));
+        acc0 = _mm256_add_pd(acc0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        acc1 = _mm256_add_pd(acc1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    double a[4];
+    _mm256_storeu_pd(a, _mm256_add_pd(acc0, acc1));
+    double s = a[0] + a[1] + a[2] + a[3];
+    for (; i < n; i++) s += exp((double)x[i] - mx);
+    return mx + log(s);
+}
+#endif
+
+double g2w_logsumexp(const float *x, size_t n) {
+#if G2W_X86
+    if (use_avx2()) return logsumexp_avx2(x, n);
+#endif
+    return logsumexp_generic(x, n);
+}

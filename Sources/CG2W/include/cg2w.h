@@ -84,3 +84,13 @@ double g2w_bench_fma(size_t iterations, float *sink);
 #ifdef __cplusplus
 }
 #endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/// log(sum_i exp(x[i])), computed stably (max subtracted); vectorized exp with ~1e-7 relative
+/// error, sums in double. For perplexity over large vocabularies.
+double g2w_logsumexp(const float *x, size_t n);
+#ifdef __cplusplus
+}
+#endif

@@ -1,3 +1,4 @@
+import CG2W
 import Foundation
 
 /// How perplexity windows are laid over a token stream.
@@ -95,14 +96,24 @@ extension GPT2Model {
             // Logits at positions firstScored..<last predict tokens firstScored+1...last.
             let logits = try session.append(Array(window[0..<last]), logitRowsFrom: w.firstScored)
             processed += last
+            let rows = last - w.firstScored
+            var nlls = [Double](repeating: 0, count: rows)
             logits.withUnsafeBufferPointer { l in
-                for (row, p) in (w.firstScored..<last).enumerated() {
-                    let nll = Self.negativeLogLikelihood(l.baseAddress! + row * v, v, target: window[p + 1])
-                    sum += nll
-                    sumSquares += nll * nll
-                    scored += 1
+                nlls.withUnsafeMutableBufferPointer { out in
+                    let lp = l.baseAddress!, op = out.baseAddress!
+                    session.parallel(rows) { range, _ in
+                        for row in range {
+                            let target = window[w.firstScored + row + 1]
+                            op[row] = g2w_logsumexp(lp + row * v, v) - Double(lp[row * v + target])
+                        }
+                    }
                 }
             }
+            for nll in nlls {
+                sum += nll
+                sumSquares += nll * nll
+            }
+            scored += rows
             progress?(i + 1, windows.count)
         }
         let seconds = Date().timeIntervalSince(start)
@@ -115,12 +126,4 @@ extension GPT2Model {
                                 tokensPerSecond: seconds > 0 ? Double(processed) / seconds : 0)
     }
 
-    /// -log softmax(logits)[target], computed in Double.
-    static func negativeLogLikelihood(_ logits: UnsafePointer<Float>, _ n: Int, target: Int) -> Double {
-        var mx = -Double.infinity
-        for i in 0..<n { mx = max(mx, Double(logits[i])) }
-        var s = 0.0
-        for i in 0..<n { s += exp(Double(logits[i]) - mx) }
-        return -(Double(logits[target]) - mx - log(s))
-    }
 }
