@@ -130,11 +130,14 @@ final class BPEModel: @unchecked Sendable {
     }
 
     /// The byte-level strings of all tokens in id order.
-    var vocabulary: [String] { (0..<store.count).map { ByteLevel.string(forBytes: store.tokenBytes($0)) } }
+    var vocabulary: [String] { (0..<store.count).map { ByteLevel.string(forRaw: store.tokenBytes($0)) } }
 
     /// The merges as "left right" strings in rank order.
     var mergeStrings: [String] {
-        mergePairs.map { ByteLevel.string(forBytes: store.tokenBytes(Int($0.0))) + " " + ByteLevel.string(forBytes: store.tokenBytes(Int($0.1))) }
+        mergePairs.map { pair -> String in
+            let left = store.tokenBytes(Int(pair.0)), right = store.tokenBytes(Int(pair.1))
+            return ByteLevel.string(forRaw: left) + " " + ByteLevel.string(forRaw: right)
+        }
     }
 
     // MARK: Encoding

@@ -29,9 +29,28 @@ public enum ByteLevel {
 
     /// The byte-level string for raw bytes, e.g. `[0x20, 0x74]` -> `"Ġt"`.
     public static func string(forBytes bytes: some Sequence<UInt8>) -> String {
-        var s = String.UnicodeScalarView()
-        for b in bytes { s.append(Unicode.Scalar(byteToScalar[Int(b)])!) }
-        return String(s)
+        if let s = bytes.withContiguousStorageIfAvailable({ string(forRaw: $0) }) { return s }
+        return Array(bytes).withUnsafeBufferPointer { string(forRaw: $0) }
+    }
+
+    static func string(forRaw bytes: UnsafeBufferPointer<UInt8>) -> String {
+        if bytes.isEmpty { return "" }
+        let table = byteToScalar
+        return String(unsafeUninitializedCapacity: bytes.count * 2) { out in
+            var k = 0
+            for b in bytes {
+                let s = table[Int(b)]
+                if s < 0x80 {
+                    out[k] = UInt8(s)
+                    k += 1
+                } else {
+                    out[k] = UInt8(0xC0 | s >> 6)
+                    out[k + 1] = UInt8(0x80 | s & 0x3F)
+                    k += 2
+                }
+            }
+            return k
+        }
     }
 
     /// The raw bytes of a byte-level string, or nil if it contains a character outside the alphabet.
