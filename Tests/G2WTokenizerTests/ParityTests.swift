@@ -87,6 +87,23 @@ final class ParityTests: XCTestCase {
         }
     }
 
+    /// One shared tokenizer used from several threads at once gives the same ids.
+    func testConcurrentEncoding() throws {
+        let (cases, _, _) = try edgeCases()
+        let texts = cases.map(\.0)
+        let long = texts.joined(separator: "\n")
+        let expectedLong = gpt2.encode(long)
+        let failures = Failures()
+        DispatchQueue.concurrentPerform(iterations: 8) { worker in
+            let t = gpt2
+            for (k, (text, expected)) in cases.enumerated() where k % 8 == worker {
+                if t.encode(text) != expected { failures.add() }
+            }
+            if t.encode(long) != expectedLong { failures.add() }
+        }
+        XCTAssertEqual(failures.count, 0)
+    }
+
     func testKnownIDs() {
         XCTAssertEqual(gpt2.encode("Hello world"), [15496, 995])
         XCTAssertEqual(gpt2.encode(" the"), [262])
@@ -96,4 +113,11 @@ final class ParityTests: XCTestCase {
         XCTAssertEqual(gpt2.preTokenize("IT'S"), ["IT", "'", "S"])
         XCTAssertEqual(gpt2.preTokenize("a \t\nb  "), ["a", " \t", "\n", "b", "  "])
     }
+}
+
+private final class Failures: @unchecked Sendable {
+    private let lock = NSLock()
+    private var n = 0
+    func add() { lock.lock(); n += 1; lock.unlock() }
+    var count: Int { lock.lock(); defer { lock.unlock() }; return n }
 }
