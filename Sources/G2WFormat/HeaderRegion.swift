@@ -243,10 +243,13 @@ enum HeaderRegion {
                     let n = Int(u(at, 4))
                     at += 4
                     guard n <= buf.count - at else { throw bad("string[] element \(i): \(n) bytes run past the value") }
-                    guard let str = String(validating: UnsafeBufferPointer(rebasing: buf[at..<(at + n)]), as: UTF8.self) else {
+                    // Validate with a plain C loop, then build the String on the stdlib's fast
+                    // (specialized) path: 100,000 strings in a few milliseconds.
+                    let element = UnsafeBufferPointer(rebasing: buf[at..<(at + n)])
+                    guard n == 0 || g2w_utf8_valid(element.baseAddress!, n) == 1 else {
                         throw G2WFormatError.invalidField(section: "metadata '\(key)'", field: "element \(i)", offset: offset + UInt64(at), reason: "not valid UTF-8")
                     }
-                    out.append(str)
+                    out.append(String(decoding: element, as: UTF8.self))
                     at += n
                 }
                 guard at == buf.count else { throw bad("\(buf.count - at) bytes left after \(count) strings") }

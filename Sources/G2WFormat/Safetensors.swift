@@ -141,6 +141,19 @@ public final class SafetensorsFile: @unchecked Sendable {
 
     public func entry(named name: String) -> Entry? { index[name].map { entries[$0] } }
 
+    /// Tells the kernel the pages of `entry` are no longer needed (they are re-read from the file
+    /// if touched again), so reading a large file does not grow the resident set.
+    public func release(_ entry: Entry) { release(entry, bytes: 0..<entry.dataRange.count) }
+
+    /// Like ``release(_:)`` for the pages wholly inside `bytes` (relative to the entry's data).
+    public func release(_ entry: Entry, bytes: Range<Int>) {
+        guard let base, !bytes.isEmpty else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (dataStart + entry.dataRange.lowerBound + bytes.lowerBound + page - 1) / page * page
+        let end = (dataStart + entry.dataRange.lowerBound + bytes.upperBound) / page * page
+        if end > start { madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED) }
+    }
+
     /// The raw little-endian bytes of `entry` (a view into the mapping).
     public func bytes(of entry: Entry) -> UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(start: base! + dataStart + entry.dataRange.lowerBound, count: entry.dataRange.count)

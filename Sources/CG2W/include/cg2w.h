@@ -94,3 +94,12 @@ double g2w_logsumexp(const float *x, size_t n);
 #ifdef __cplusplus
 }
 #endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/// 1 if the `n` bytes are well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF), else 0.
+int g2w_utf8_valid(const uint8_t *p, size_t n);
+#ifdef __cplusplus
+}
+#endif

@@ -159,16 +159,29 @@ public struct HuggingFaceConverter {
         do {
             for (i, d) in descriptors.enumerated() {
                 let e = sources[d.name]!
-                let floats = Self.readFloats(st, e, transpose: Self.isTransposed(d.name))
-                parameters += floats.count
-                switch d.dtype {
-                case .f32: try writer.write(floats)
-                case .f16:
-                    var halves = [UInt16](repeating: 0, count: floats.count)
-                    g2w_f32_to_f16(floats, &halves, floats.count)
-                    try writer.write(halves)
+                let transpose = Self.isTransposed(d.name)
+                // Stream each tensor in slices of output rows (about 4 MB), so memory stays
+                // bounded by a slice, not a tensor, whatever the model size.
+                let rows = d.shape.count == 2 ? d.shape[0] : 1
+                let cols = d.shape.count == 2 ? d.shape[1] : d.shape[0]
+                let step = max(1, (1 << 20) / max(cols, 1))
+                var r0 = 0
+                while r0 < rows {
+                    let r1 = min(rows, r0 + step)
+                    let floats = Self.readFloats(st, e, transpose: transpose, outputRows: r0..<r1)
+                    switch d.dtype {
+                    case .f32: try writer.write(floats)
+                    case .f16:
+                        var halves = [UInt16](repeating: 0, count: floats.count)
+                        g2w_f32_to_f16(floats, &halves, floats.count)
+                        try writer.write(halves)
+                    }
+                    if !transpose { st.release(e, bytes: (r0 * cols * e.dtype.size)..<(r1 * cols * e.dtype.size)) }
+                    r0 = r1
                 }
-                written += UInt64(floats.count * d.dtype.size)
+                st.release(e)
+                parameters += d.shape.reduce(1, *)
+                written += UInt64(d.shape.reduce(1, *) * d.dtype.size)
                 options.progress?(i + 1, descriptors.count, written, writer.fileSize)
             }
             try writer.finish()
@@ -193,42 +206,46 @@ public struct HuggingFaceConverter {
         return parts.count == 3 && parts[0] == "h" && Int(parts[1]) != nil && GPT2Tensors.layerSuffixes.contains(String(parts[2]))
     }
 
-    /// Reads a tensor as Float32 (exact for F32, F16 and BF16), transposing a 2-D [in, out] to [out, in].
-    static func readFloats(_ st: SafetensorsFile, _ e: SafetensorsFile.Entry, transpose: Bool) -> [Float] {
+    /// Rows `outputRows` of a tensor in `.g2w` layout, as Float32 (exact for F32, F16 and BF16).
+    /// For a transposed (Conv1D) weight, source [in, out] -> output [out, in]: output row r is
+    /// source column r. 1-D tensors are one row.
+    static func readFloats(_ st: SafetensorsFile, _ e: SafetensorsFile.Entry, transpose: Bool, outputRows: Range<Int>) -> [Float] {
         let raw = st.bytes(of: e)
-        let n = e.elementCount
-        var src = [Float](repeating: 0, count: n)
-        src.withUnsafeMutableBufferPointer { dst in
+        @inline(__always) func element(_ i: Int) -> Float {
             switch e.dtype {
-            case .f32:
-                _ = memcpy(dst.baseAddress!, raw.baseAddress!, n * 4)
-            case .f16:
-                // The mapping is only 8-byte aligned relative to the data start; load unaligned.
-                var tmp = [UInt16](repeating: 0, count: n)
-                tmp.withUnsafeMutableBytes { _ = memcpy($0.baseAddress!, raw.baseAddress!, n * 2) }
-                g2w_f16_to_f32(tmp, dst.baseAddress!, n)
-            case .bf16:
-                for i in 0..<n {
-                    let bits = UInt32(raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
-                    dst[i] = Float(bitPattern: bits << 16)
-                }
-            default:
-                preconditionFailure("dtype checked before conversion")
+            case .f32: return raw.loadUnaligned(fromByteOffset: 4 * i, as: Float.self)
+            case .f16: return Float(Float16(bitPattern: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
+            case .bf16: return Float(bitPattern: UInt32(raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) << 16)
+            default: preconditionFailure("dtype checked before conversion")
             }
         }
-        guard transpose, e.shape.count == 2 else { return src }
-        let rows = e.shape[0], cols = e.shape[1]  // source [in, out]
-        var out = [Float](repeating: 0, count: n)
-        let block = 32
-        src.withUnsafeBufferPointer { s in
+        if transpose && e.shape.count == 2 {
+            let inRows = e.shape[0], outCols = e.shape[1]  // source [in, out]
+            var out = [Float](repeating: 0, count: outputRows.count * inRows)
             out.withUnsafeMutableBufferPointer { d in
-                for r0 in stride(from: 0, to: rows, by: block) {
-                    for c0 in stride(from: 0, to: cols, by: block) {
-                        for r in r0..<min(r0 + block, rows) {
-                            for c in c0..<min(c0 + block, cols) { d[c * rows + r] = s[r * cols + c] }
-                        }
+                // Blocked so both sides stay in cache.
+                let block = 64
+                for k0 in stride(from: 0, to: inRows, by: block) {
+                    for r in outputRows {
+                        let base = (r - outputRows.lowerBound) * inRows
+                        for k in k0..<min(k0 + block, inRows) { d[base + k] = element(k * outCols + r) }
                     }
                 }
+            }
+            return out
+        }
+        let cols = e.shape.count == 2 ? e.shape[1] : e.elementCount
+        let start = outputRows.lowerBound * cols, n = outputRows.count * cols
+        var out = [Float](repeating: 0, count: n)
+        out.withUnsafeMutableBufferPointer { d in
+            switch e.dtype {
+            case .f32: _ = memcpy(d.baseAddress!, raw.baseAddress! + 4 * start, 4 * n)
+            case .f16:
+                var tmp = [UInt16](repeating: 0, count: n)
+                tmp.withUnsafeMutableBytes { _ = memcpy($0.baseAddress!, raw.baseAddress! + 2 * start, 2 * n) }
+                g2w_f16_to_f32(tmp, d.baseAddress!, n)
+            default:
+                for i in 0..<n { d[i] = element(start + i) }
             }
         }
         return out
