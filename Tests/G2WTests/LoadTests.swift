@@ -1,0 +1,48 @@
+import Foundation
+import G2W
+import XCTest
+
+/// Long generations and repeated runs through the library API: identical greedy output every
+/// time, and resident memory flat (no leak).
+final class LoadTests: XCTestCase {
+    func anonymousResidentBytes() -> Int { Benchmark.residentMemory().1 }
+
+    func testRepeatedFullContextGenerationsAreIdenticalAndDoNotLeak() throws {
+        let model = try GPT2Model(path: Fixtures.path("shakespeare.g2w"))
+        let prompt = try model.encode("ROMEO:")
+        var o = GenerationOptions()
+        o.sampling = .greedy
+        o.stopAtEndOfText = false
+        o.maxTokens = model.configuration.contextLength - prompt.count  // to the full context
+        let first = try model.generate(prompt: prompt, options: o)
+        XCTAssertEqual(first.tokens.count, o.maxTokens)
+        let baseline = anonymousResidentBytes()
+        for run in 1..<10 {
+            let r = try model.generate(prompt: prompt, options: o)
+            XCTAssertEqual(r.tokens, first.tokens, "run \(run)")
+            XCTAssertEqual(r.text, first.text)
+        }
+        let growth = anonymousResidentBytes() - baseline
+        print("load: anonymous RSS growth over 9 full-context runs: \(growth / 1024) KiB")
+        XCTAssertLessThan(growth, 4 << 20, "resident memory grew by \(growth) bytes over 9 runs")
+        // Sampling with a seed is reproducible across runs too.
+        var s = o
+        s.sampling = SamplingOptions()
+        s.sampling.seed = 7
+        s.maxTokens = 50
+        XCTAssertEqual(try model.generate(prompt: prompt, options: s).tokens, try model.generate(prompt: prompt, options: s).tokens)
+    }
+
+    /// Opening the model copies no weights: the anonymous memory added by opening is a small
+    /// fraction of the weight bytes (the rest of the open cost is the tokenizer).
+    func testOpeningDoesNotCopyWeights() throws {
+        let before = anonymousResidentBytes()
+        let model = try GPT2Model(path: Fixtures.path("shakespeare.g2w"))
+        let s = try GPT2Session(model: model, threads: 1)
+        _ = try s.append([1, 2, 3])
+        let added = anonymousResidentBytes() - before
+        let weights = Int(model.file.fileSize)
+        print("open: anonymous RSS added \(added / 1024) KiB for \(weights / 1024) KiB of file")
+        XCTAssertLessThan(added, weights / 2)
+    }
+}
