@@ -507,7 +507,7 @@ final class PieceCache {
     private var ids: [UInt32] = []
     /// Entries beyond this are not added (keeps memory bounded on huge, varied inputs).
     static let maxEntries = 1 << 18
-    static let maxPieceBytes = 256
+    static let maxPieceBytes = 64
 
     @inline(__always)
     func appendCached(_ packed: UInt64, to out: inout [Int]) {

@@ -115,12 +115,6 @@ final class ByteKeyMap {
         find(p, n, hash: hashBytes(p, n))
     }
 
-    func find(_ bytes: [UInt8]) -> UInt64? {
-        bytes.withUnsafeBufferPointer { b in
-            b.count == 0 ? nil : find(b.baseAddress!, b.count)
-        }
-    }
-
     /// Inserts a key that is not present yet.
     func insert(_ p: UnsafePointer<UInt8>, _ n: Int, hash: UInt64, value: UInt64) {
         if (count + 1) * 2 > mask + 1 { grow() }
@@ -140,31 +134,6 @@ final class ByteKeyMap {
         keysCount += n
         count += 1
     }
-
-    /// Replaces the value of a present key; returns false if the key is absent.
-    func update(_ p: UnsafePointer<UInt8>, _ n: Int, value: UInt64) -> Bool {
-        let hash = hashBytes(p, n)
-        var i = Int(truncatingIfNeeded: hash) & mask
-        while true {
-            let slot = slots[i]
-            if slot.offset == .max { return false }
-            if slot.hash == hash && Int(slot.length) == n
-                && memcmp(keys + Int(slot.offset), p, n) == 0 {
-                slots[i].value = value
-                return true
-            }
-            i = (i &+ 1) & mask
-        }
-    }
-
-    /// Forgets all entries, keeping the allocations.
-    func removeAll() {
-        slots.update(repeating: Slot(hash: 0, offset: .max, length: 0, value: 0), count: mask + 1)
-        count = 0
-        keysCount = 0
-    }
-
-    var keyBytes: Int { keysCount }
 
     private func grow() {
         let oldCapacity = mask + 1
