@@ -8,7 +8,10 @@ Tests, in the spirit of llama-bench:
   tg<N>  generation: model.generate, greedy, min_new_tokens = max_new_tokens = N, KV cache, from
          a 1-token prompt, so the N forward passes are N single-token decode steps and no prompt
          is processed besides that one token; tok/s = N / time.
-Each test: one untimed warm-up, then --reps timed runs; mean ± sample sd of tok/s.
+Each test: one untimed warm-up, then --reps timed runs; mean ± sample sd, median and best of
+tok/s. The machine must be quiet: with 2 threads on 2 cores, any other busy process (a swift
+build) slows decode steps several-fold (OpenMP threads wait on each other), so compare
+the "best" column when the load average was not ~0.
 dtypes: f32, and f16 (model.half(), torch float16 on CPU) if the forward pass runs; otherwise
 the row says "unsupported". bf16 can be added with --dtypes f32,f16,bf16.
 torch.set_num_threads(--threads), eval mode, torch.inference_mode.
@@ -109,6 +112,8 @@ def main():
                 fn()  # warm-up
                 rates = [n / fn() for _ in range(a.reps)]
                 row["tok_s_mean"], row["tok_s_sd"] = stats(rates)
+                row["tok_s_median"] = statistics.median(rates)
+                row["tok_s_best"] = max(rates)
                 row["tok_s_runs"] = rates
             except (RuntimeError, NotImplementedError) as e:
                 row["unsupported"] = str(e).splitlines()[0][:120]
@@ -123,11 +128,14 @@ def main():
     print(f"transformers {meta['transformers']}, torch {meta['torch']}, {meta['cpu']}, "
           f"{a.threads} threads, {a.reps} reps, {meta['date']}")
     print()
-    print("| model | params | dtype | test | t/s |")
-    print("| --- | ---: | --- | --- | ---: |")
+    print("| model | params | dtype | test | t/s mean ± sd | median | best |")
+    print("| --- | ---: | --- | --- | ---: | ---: | ---: |")
     for r in rows:
-        val = (f"{r['tok_s_mean']:.2f} ± {r['tok_s_sd']:.2f}" if "tok_s_mean" in r
-               else f"unsupported ({r['unsupported']})")
+        if "tok_s_mean" in r:
+            val = (f"{r['tok_s_mean']:.2f} ± {r['tok_s_sd']:.2f} | {r['tok_s_median']:.2f} | "
+                   f"{r['tok_s_best']:.2f}")
+        else:
+            val = f"unsupported ({r['unsupported']}) | | "
         print(f"| {r['model']} | {r['params'] / 1e6:.1f}M | {r['dtype']} | {r['test']} | {val} |")
     if a.json:
         with open(a.json, "w") as f:

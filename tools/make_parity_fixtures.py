@@ -48,6 +48,7 @@ torch.set_num_threads(1)
 
 MAX_NEW_SYNTH = 16
 MAX_NEW_SHAKESPEARE = 24
+MIN_MARGIN = 0.01
 
 # name, description, shape, source dtype, key layout, seed, init std
 CASES = [
@@ -209,17 +210,25 @@ def make_case(cfg, out_root):
     tied_loaded = ref_model.lm_head.weight.data_ptr() == ref_model.transformer.wte.weight.data_ptr()
     assert tied_loaded == cfg["tied"], (name, tied_loaded)
 
-    g = torch.Generator().manual_seed(cfg["seed"] + 7)
-    prompts = [torch.randint(0, V, (n,), generator=g).tolist() for n in cfg["prompt_lens"]]
-    rows, greedy_ids, margins, n_new = [], [], [], []
-    for p in prompts:
-        lg = logits_of(ref_model, p)
-        rows.append(lg[-1])
-        k = min(MAX_NEW_SYNTH, cfg["n_positions"] - len(p))
-        new, margin = greedy(ref_model, p, k)
-        greedy_ids.append(new)
-        margins.append(margin)
-        n_new.append(k)
+    # Random prompts; the first draw whose greedy paths keep a top-1/top-2 logit margin of at
+    # least MIN_MARGIN, so exact greedy matches are robust to float rounding.
+    for attempt in range(50):
+        prompt_seed = cfg["seed"] + 7 + 1000 * attempt
+        g = torch.Generator().manual_seed(prompt_seed)
+        prompts = [torch.randint(0, V, (n,), generator=g).tolist() for n in cfg["prompt_lens"]]
+        rows, greedy_ids, margins, n_new = [], [], [], []
+        for p in prompts:
+            lg = logits_of(ref_model, p)
+            rows.append(lg[-1])
+            k = min(MAX_NEW_SYNTH, cfg["n_positions"] - len(p))
+            new, margin = greedy(ref_model, p, k)
+            greedy_ids.append(new)
+            margins.append(margin)
+            n_new.append(k)
+        if min(m for m in margins if m is not None) >= MIN_MARGIN:
+            break
+    else:
+        raise SystemExit(f"{name}: no prompt draw with greedy margin >= {MIN_MARGIN}")
     logits_all = logits_of(ref_model, prompts[0])
     assert np.allclose(logits_all[-1], rows[0], atol=1e-5)
     write_f32(os.path.join(d, "logits_last.f32"), np.stack(rows))
@@ -240,7 +249,8 @@ def make_case(cfg, out_root):
         "logits_all_file": "logits_all.f32",
         "logits_all_prompt_index": 0,
         "generator": f"tools/make_parity_fixtures.py, transformers {transformers_version()}, "
-                     f"torch {torch.__version__.split('+')[0]}, seed {cfg['seed']}",
+                     f"torch {torch.__version__.split('+')[0]}, weight seed {cfg['seed']}, "
+                     f"prompt seed {prompt_seed}",
     }
     write_json(os.path.join(d, "ref.json"), ref)
     return summary_row(name, d, ref, np.stack(rows), logits_all)
