@@ -5,9 +5,11 @@ import XCTest
 /// Perplexity against tools/perplexity_reference.py (transformers), both methods, two models,
 /// two texts; within 0.01 % for f32 files.
 final class PerplexityTests: XCTestCase {
-    func ids(_ file: String) throws -> [Int] {
+    /// The first `count` ids of a uint16 file (relative to Fixtures/perplexity).
+    func ids(_ file: String, count: Int) throws -> [Int] {
         let d = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("perplexity/" + file)))
-        return d.withUnsafeBytes { raw in (0..<(d.count / 2)).map { Int(raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self)) } }
+        XCTAssertGreaterThanOrEqual(d.count / 2, count)
+        return d.withUnsafeBytes { raw in (0..<min(count, d.count / 2)).map { Int(raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self)) } }
     }
 
     func check(model: GPT2Model, name: String, label: String, tolerance: Double = 1e-4) throws -> Double {
@@ -16,7 +18,8 @@ final class PerplexityTests: XCTestCase {
         var worst = 0.0
         var checked = 0
         for r in ref["results"] as! [[String: Any]] where r["model"] as! String == name {
-            let tokens = try ids(texts[r["text"] as! String]!["file"] as! String)
+            let text = texts[r["text"] as! String]!
+            let tokens = try ids(text["file"] as! String, count: text["n_tokens"] as! Int)
             let p = r["params"] as! [String: Int]
             let method: PerplexityMethod = r["method"] as! String == "chunks" ? .chunks(context: p["C"]!) : .sliding(context: p["L"]!, stride: p["S"]!)
             let got = try model.perplexity(tokens: tokens, method: method)
