@@ -19,7 +19,8 @@ sliding (Hugging Face "perplexity of fixed-length models"), max_length L, stride
 Both: mean_nll = total NLL / N, ppl = exp(mean_nll), and llama.cpp's standard error
         sd_mean = sqrt((mean(NLL^2) - mean_nll^2) / (N - 1)), ppl_se = ppl * sd_mean.
 
-Writes reference.json, wiki16k.u16 and shakespeare-tail16k.u16 (uint16 LE token ids).
+Writes reference.json and shakespeare-tail16k.u16 (uint16 LE token ids); the wiki ids are the
+first 16,384 of ../tokenizer/wiki.test.ids.u16 (checked, not written twice).
 Cases: models tiny-f32 (n_ctx 64) and shakespeare (n_ctx 256) x texts wiki (first 16384 ids
 of wiki.test.raw) and shakespeare-tail (first 16384 ids of tinyshakespeare.txt[1003854:]) x
 methods chunks (C = n_ctx) and sliding (L = n_ctx, S = n_ctx / 2). Plus, for the README, the
@@ -179,7 +180,7 @@ def main():
     wiki_all = enc.encode_ordinary(wiki_raw.decode("utf-8"))
     tail_all = enc.encode_ordinary(shk_raw[TAIL_OFFSET:].decode("utf-8"))
     texts = {
-        "wiki": {"ids": wiki_all[:N_TOKENS], "file": "wiki16k.u16",
+        "wiki": {"ids": wiki_all[:N_TOKENS], "file": "../tokenizer/wiki.test.ids.u16",
                  "source": "corpus/wiki.test.raw", "byte_offset": 0,
                  "source_token_count": len(wiki_all)},
         "shakespeare-tail": {"ids": tail_all[:N_TOKENS], "file": "shakespeare-tail16k.u16",
@@ -189,7 +190,12 @@ def main():
     texts_json = {}
     for name, t in texts.items():
         assert max(t["ids"]) < 65536
-        np.asarray(t["ids"], dtype="<u2").tofile(os.path.join(a.out, t["file"]))
+        if t["file"].startswith("../"):
+            # Shared with the tokenizer fixture (fixture budget): check it holds these ids first.
+            have = np.fromfile(os.path.join(a.out, t["file"]), dtype="<u2")[:len(t["ids"])]
+            assert list(have) == list(t["ids"]), t["file"]
+        else:
+            np.asarray(t["ids"], dtype="<u2").tofile(os.path.join(a.out, t["file"]))
         texts_json[name] = {
             "file": t["file"], "dtype": "uint16 LE", "n_tokens": len(t["ids"]),
             "source": t["source"], "byte_offset": t["byte_offset"],
