@@ -75,7 +75,7 @@ void g2w_gelu(float *x, size_t n);
 #ifdef __cplusplus
 extern "C" {
 #endif
-/// Benchmark helper: streams `n` bytes (a multiple of 128, 32-byte aligned) and returns a value
+/// Benchmark helper: streams `n` bytes (a multiple of 128, 32-byte aligned; four concurrent streams) and returns a value
 /// depending on all of them, so the reads cannot be optimized away.
 uint64_t g2w_bench_read(const void *p, size_t n);
 /// Benchmark helper: `iterations` rounds of register-only FMAs; returns the floating-point
