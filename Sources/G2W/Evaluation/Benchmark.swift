@@ -30,6 +30,8 @@ public enum Benchmark {
         public var peakFLOPS: Double
         public var openMilliseconds: Double
         public var modelInitMilliseconds: Double
+        /// Building the embedded tokenizer (done lazily, on first use), 0 without one.
+        public var tokenizerMilliseconds: Double
         public var promptTokens: Int
         public var generatedTokens: Int
         /// Tokens per second.
@@ -109,6 +111,8 @@ public enum Benchmark {
         let t1 = DispatchTime.now().uptimeNanoseconds
         let model = try GPT2Model(file: file)
         let t2 = DispatchTime.now().uptimeNanoseconds
+        if model.hasTokenizer { _ = try model.requireTokenizer() }
+        let t3 = DispatchTime.now().uptimeNanoseconds
         let c = model.configuration
         let pp = min(pp, c.contextLength)
         let tg = min(tg, c.contextLength)
@@ -145,7 +149,7 @@ public enum Benchmark {
         let attention = Double(c.layerCount) * 4 * Double(c.embeddingSize) * Double(pp) / 2
         let head = 2 * Double(c.vocabularySize) * Double(c.embeddingSize) / Double(pp)
         return Report(threads: threads, isa: String(cString: g2w_kernel_isa()), bandwidth: bw, peakFLOPS: peak,
-                      openMilliseconds: Double(t1 - t0) / 1e6, modelInitMilliseconds: Double(t2 - t1) / 1e6,
+                      openMilliseconds: Double(t1 - t0) / 1e6, modelInitMilliseconds: Double(t2 - t1) / 1e6, tokenizerMilliseconds: Double(t3 - t2) / 1e6,
                       promptTokens: pp, generatedTokens: tg, promptSpeed: Stat(ppSpeeds), generationSpeed: Stat(tgSpeeds),
                       weightBytesPerToken: model.weightBytesPerToken, promptFLOPsPerToken: 2 * layerWeights + attention + head,
                       residentBytes: rss, residentAnonymousBytes: anon, residentFileBytes: fileRSS,

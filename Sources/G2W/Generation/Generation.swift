@@ -81,6 +81,7 @@ extension GPT2Model {
         try options.sampling.validate()
         try validate(tokens: prompt)
         let budget = try options.tokenBudget(promptCount: prompt.count, contextLength: configuration.contextLength)
+        let tokenizer = self.tokenizer
         if !options.stopStrings.isEmpty && tokenizer == nil {
             throw GenerationError.invalidOption("stop strings need a tokenizer; this model file has none")
         }

@@ -51,8 +51,14 @@ public final class GPT2Model: @unchecked Sendable {
 
     public let file: G2WFile
     public let configuration: GPT2Configuration
-    /// The tokenizer embedded in the file, if any.
-    public let tokenizer: GPT2Tokenizer?
+    /// The tokenizer embedded in the file, if any. Built on first use (about 30 ms for GPT-2's
+    /// 50,257 tokens), so opening a model stays O(header) and token-id workloads never pay for it.
+    /// nil if the file has none or it is invalid (``requireTokenizer()`` says why).
+    public var tokenizer: GPT2Tokenizer? { try? requireTokenizer() }
+    /// Whether the file embeds a tokenizer.
+    public let hasTokenizer: Bool
+    private let tokenizerLock = NSLock()
+    private var tokenizerCache: Result<GPT2Tokenizer, Error>?
     let tokenEmbedding: WeightMatrix      // [V, E]
     let positionEmbedding: WeightMatrix   // [n_ctx, E]
     let layers: [Layer]
@@ -106,11 +112,18 @@ public final class GPT2Model: @unchecked Sendable {
             head = tokenEmbedding
             hasSeparateHead = false
         }
-        tokenizer = try Self.embeddedTokenizer(file.metadata, vocabularySize: c.vocabularySize)
+        // Check the tokenizer keys' presence and types now; build it lazily.
+        hasTokenizer = file.metadata["tokenizer.vocab"] != nil
+        if hasTokenizer {
+            for key in ["tokenizer.vocab", "tokenizer.merges"] {
+                guard let v = file.metadata[key] else { throw ModelError.missingMetadata(key) }
+                guard v.stringArrayValue != nil else { throw ModelError.invalidMetadata(key, "expected string[], found \(v.typeName)") }
+            }
+        }
     }
 
-    static func embeddedTokenizer(_ m: G2WMetadata, vocabularySize: Int) throws -> GPT2Tokenizer? {
-        guard let vocab = m["tokenizer.vocab"] else { return nil }
+    static func embeddedTokenizer(_ m: G2WMetadata, vocabularySize: Int) throws -> GPT2Tokenizer {
+        guard let vocab = m["tokenizer.vocab"] else { throw ModelError.missingMetadata("tokenizer.vocab") }
         guard let v = vocab.stringArrayValue else { throw ModelError.invalidMetadata("tokenizer.vocab", "expected string[], found \(vocab.typeName)") }
         guard let mergesValue = m["tokenizer.merges"] else { throw ModelError.missingMetadata("tokenizer.merges") }
         guard let merges = mergesValue.stringArrayValue else { throw ModelError.invalidMetadata("tokenizer.merges", "expected string[], found \(mergesValue.typeName)") }
@@ -134,12 +147,18 @@ public final class GPT2Model: @unchecked Sendable {
     /// Dtype of the weight matrices.
     public var weightDType: G2WDType { tokenEmbedding.dtype }
 
-    /// The embedded tokenizer, or an error saying the file has none.
+    /// The embedded tokenizer (built on first use), or an error saying the file has none or why
+    /// it is invalid.
     public func requireTokenizer() throws -> GPT2Tokenizer {
-        guard let t = tokenizer else {
+        guard hasTokenizer else {
             throw ModelError.noTokenizer("\(file.path) has no embedded tokenizer: give token ids, or re-convert with vocab.json + merges.txt beside the model")
         }
-        return t
+        tokenizerLock.lock()
+        defer { tokenizerLock.unlock() }
+        if tokenizerCache == nil {
+            tokenizerCache = Result { try Self.embeddedTokenizer(file.metadata, vocabularySize: configuration.vocabularySize) }
+        }
+        return try tokenizerCache!.get()
     }
 
     /// Encodes text with the embedded tokenizer (special tokens as plain text).
