@@ -69,7 +69,10 @@ public enum RunCommand {
 
             let t0 = Date()
             let model: GPT2Model
-            do { model = try GPT2Model(path: modelPath) } catch { throw ToolError("\(modelPath): \(error)") }
+            do { model = try GPT2Model(path: modelPath) } catch {
+                let text = "\(error)"
+                throw ToolError(text.hasPrefix(modelPath) ? text : "\(modelPath): \(text)")
+            }
             let loadSeconds = Date().timeIntervalSince(t0)
 
             if let text = o.string("--tokenize") {

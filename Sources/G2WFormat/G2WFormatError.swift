@@ -43,7 +43,9 @@ public enum G2WFormatError: Error, Equatable, Sendable, CustomStringConvertible 
         case let .unsupportedVersion(major, minor):
             return "unsupported .g2w version \(major).\(minor): this reader handles major version \(G2WLayout.versionMajor)"
         case let .wrongByteOrder(found):
-            return "wrong byte order: the byte-order mark reads 0x\(String(found, radix: 16)), expected 0x1020304 (little-endian)"
+            let hex = "0x" + String(found, radix: 16).leftPadded(8)
+            if found == 0x0403_0201 { return "wrong byte order: the file is byte-swapped (byte-order mark reads \(hex), expected 0x01020304); .g2w is little-endian" }
+            return "wrong byte order: the byte-order mark reads \(hex), expected 0x01020304 (little-endian)"
         case let .headerChecksumMismatch(stored, computed):
             return "header region corrupt: CRC-32C is 0x\(String(computed, radix: 16)), the header says 0x\(String(stored, radix: 16))"
         case let .invalidField(section, field, offset, reason):
@@ -57,7 +59,7 @@ public enum G2WFormatError: Error, Equatable, Sendable, CustomStringConvertible 
         case let .tensorChecksumMismatch(name, offset, stored, computed):
             return "tensor '\(escapedForDisplay(name))' (blob at byte \(offset)) is corrupt: CRC-32C 0x\(String(computed, radix: 16)), table says 0x\(String(stored, radix: 16))"
         case let .nonZeroPadding(offset):
-            return "data section: non-zero padding byte at \(offset)"
+            return "padding: non-zero byte at offset \(offset) (padding must be zero)"
         case let .writerMisuse(message): return "writer: \(message)"
         case let .outputExists(path): return "\(path) already exists (use --force to overwrite)"
         }

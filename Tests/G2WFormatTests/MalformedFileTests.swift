@@ -166,7 +166,7 @@ final class MalformedFileTests: XCTestCase {
         var p = try validFile()
         let endA = Int(u64(p, e[0] + 40)) + 12
         p[endA + 1] = 7
-        assertFormatError("non-zero padding byte at \(endA + 1)") { try self.open(p).verify() }
+        assertFormatError("padding: non-zero byte at offset \(endA + 1)") { try self.open(p).verify() }
     }
 
     func testNotARegularFile() {
