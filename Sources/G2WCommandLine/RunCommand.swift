@@ -126,7 +126,8 @@ public enum RunCommand {
                 opts.sampling.seed &+= seedOffset
                 seedOffset += 1
                 do {
-                    try generateOnce(model, prompt: try model.encode(line), promptText: line, options: opts, echo: echo, quiet: quiet, loadSeconds: loadSeconds)
+                    // The prompt is already on the screen: print only the continuation.
+                    try generateOnce(model, prompt: try model.encode(line), promptText: line, options: opts, echo: false, quiet: quiet, loadSeconds: loadSeconds)
                 } catch {
                     Console.error("g2w-run: error: \(error)")
                 }
