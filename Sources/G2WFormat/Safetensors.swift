@@ -40,7 +40,11 @@ public final class SafetensorsFile: @unchecked Sendable {
         public var shape: [Int]
         /// Byte range relative to the start of the data buffer.
         public var dataRange: Range<Int>
-        public var elementCount: Int { shape.reduce(1, *) }
+        /// The number of elements: the product of `shape`, 0 when a dimension is 0. (The reader
+        /// accepts a zero-element tensor such as [2^62, 3, 0], as the reference implementation does,
+        /// whose other dimensions multiply past Int.max; a nonzero product always fits, since it
+        /// equals the checked byte count over the dtype size.)
+        public var elementCount: Int { shape.contains(0) ? 0 : shape.reduce(1, *) }
     }
 
     public static let maxHeaderLength: UInt64 = 100_000_000
