@@ -366,8 +366,27 @@ AVX2 static void attend_avx2(const float *q, const float *K, const float *V, siz
     size_t nv = hd / 8;
     __m256 qv[32];
     for (size_t i = 0; i < nv; i++) qv[i] = _mm256_loadu_ps(q + 8 * i);
-    float mx = -INFINITY;
-    for (size_t j = 0; j < n; j++) {
+    // Scores, four keys at a time: four independent FMA chains, reduced together.
+    const __m128 sc4 = _mm_set1_ps(sc);
+    __m128 mx4 = _mm_set1_ps(-INFINITY);
+    size_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        const float *k0 = K + j * st, *k1 = k0 + st, *k2 = k1 + st, *k3 = k2 + st;
+        __m256 a0 = _mm256_mul_ps(qv[0], _mm256_loadu_ps(k0)), a1 = _mm256_mul_ps(qv[0], _mm256_loadu_ps(k1));
+        __m256 a2 = _mm256_mul_ps(qv[0], _mm256_loadu_ps(k2)), a3 = _mm256_mul_ps(qv[0], _mm256_loadu_ps(k3));
+        for (size_t i = 1; i < nv; i++) {
+            a0 = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k0 + 8 * i), a0); a1 = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k1 + 8 * i), a1);
+            a2 = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k2 + 8 * i), a2); a3 = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k3 + 8 * i), a3);
+        }
+        __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+        __m128 d = _mm_mul_ps(_mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)), sc4);
+        _mm_storeu_ps(s + j, d);
+        mx4 = _mm_max_ps(mx4, d);
+    }
+    mx4 = _mm_max_ps(mx4, _mm_movehl_ps(mx4, mx4));
+    mx4 = _mm_max_ss(mx4, _mm_movehdup_ps(mx4));
+    float mx = _mm_cvtss_f32(mx4);
+    for (; j < n; j++) {
         const float *k = K + j * st;
         __m256 a = _mm256_mul_ps(qv[0], _mm256_loadu_ps(k));
         for (size_t i = 1; i < nv; i++) a = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k + 8 * i), a);
@@ -375,8 +394,15 @@ AVX2 static void attend_avx2(const float *q, const float *K, const float *V, siz
         s[j] = d;
         if (d > mx) mx = d;
     }
-    float sum = 0;
-    for (size_t j = 0; j < n; j++) { s[j] = expf(s[j] - mx); sum += s[j]; }
+    // Softmax numerators, eight at a time (exp_avx2: ~1 ulp on x <= 0).
+    __m256 mxv = _mm256_set1_ps(mx), sumv = _mm256_setzero_ps();
+    for (j = 0; j + 8 <= n; j += 8) {
+        __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(s + j), mxv));
+        _mm256_storeu_ps(s + j, e);
+        sumv = _mm256_add_ps(sumv, e);
+    }
+    float sum = hsum(sumv);
+    for (; j < n; j++) { s[j] = expf(s[j] - mx); sum += s[j]; }
     __m256 acc[32];
     for (size_t i = 0; i < nv; i++) acc[i] = _mm256_setzero_ps();
     for (size_t j = 0; j < n; j++) {

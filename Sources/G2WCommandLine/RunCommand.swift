@@ -180,7 +180,7 @@ public enum RunCommand {
         Console.out("\n")
         if !quiet {
             let pt = result.promptTokens.count, gt = result.tokens.count
-            func rate(_ n: Int, _ s: Double) -> String { s > 0 ? String(format: "%.2f tok/s", Double(n) / s) : "-" }
+            func rate(_ n: Int, _ s: Double) -> String { n > 0 && s > 0 ? String(format: "%.2f tok/s", Double(n) / s) : "-" }
             Console.error(String(format: "g2w-run: load      %9.2f ms", loadSeconds * 1000))
             Console.error(String(format: "g2w-run: prompt    %9.2f ms / %5d tokens (%@)", result.promptSeconds * 1000, pt, rate(pt, result.promptSeconds)))
             Console.error(String(format: "g2w-run: generate  %9.2f ms / %5d tokens (%@)", result.generationSeconds * 1000, gt, rate(result.evaluatedTokens, result.generationSeconds)))

@@ -19,7 +19,7 @@ final class KernelTests: XCTestCase {
                     let w = rand(rows * cols), bias = rand(rows)
                     let wh = w.map { Float16($0).bitPattern }
                     let wf16 = wh.map { Float(Float16(bitPattern: $0)) }
-                    for T in [1, 2, 3, 4, 5, 9] {
+                    for T in [1, 2, 3, 4, 5, 9, 16, 21] {
                         let x = rand(T * cols)
                         for f16 in [false, true] {
                             let weights = f16 ? wf16 : w
@@ -67,7 +67,7 @@ final class KernelTests: XCTestCase {
                     XCTAssertEqual(Double(gx[i]), 0.5 * z * (1 + tanh((2 / Double.pi).squareRoot() * (z + 0.044715 * z * z * z))), accuracy: 1e-6)
                 }
             }
-            for (n, d, stride) in [(1, 4, 4), (3, 5, 11), (17, 16, 48), (64, 64, 64)] {
+            for (n, d, stride) in [(1, 4, 4), (3, 5, 11), (3, 8, 9), (13, 24, 24), (17, 16, 48), (64, 64, 64), (203, 64, 80)] {
                 let q = rand(d), K = rand(n * stride), V = rand(n * stride)
                 var scores = [Float](repeating: 0, count: n), out = [Float](repeating: 0, count: d)
                 g2w_attend(q, K, V, stride, n, d, 0.3, &scores, &out)

@@ -96,12 +96,12 @@ public final class GPT2Session {
             // Causal attention per (position, head): att[t, head] over positions 0...start+t.
             let scale = 1 / Float(D).squareRoot()
             let q = qkv, a = att, sc = scores, ctx = c.contextLength
-            parallel(T * H) { range, worker in
-                for job in range {
-                    let t = job / H, hd = job % H
-                    g2w_attend(q + t * 3 * E + hd * D, kCache + hd * D, vCache + hd * D, E, start + t + 1, D, scale,
-                               sc + worker * ctx, a + t * E + hd * D)
-                }
+            // Jobs run head by head (one head's keys and values stay in cache) and are dealt
+            // round-robin, so the workers get equal shares of the causal triangle.
+            interleaved(T * H) { job, worker in
+                let hd = job / T, t = job % T
+                g2w_attend(q + t * 3 * E + hd * D, kCache + hd * D, vCache + hd * D, E, start + t + 1, D, scale,
+                           sc + worker * ctx, a + t * E + hd * D)
             }
             // x += att W_proj^T + b
             matmul(layer.projection, att, layer.projectionBias, h, T)
@@ -142,6 +142,15 @@ public final class GPT2Session {
             }
         }
         if pieces == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: pieces, execute: run) }
+    }
+
+    /// Runs `body(job, worker)` for jobs 0..<n, worker w taking jobs w, w + workers, w + 2 workers...
+    func interleaved(_ n: Int, _ body: (Int, Int) -> Void) {
+        let workers = min(threads, n)
+        if workers <= 1 { for j in 0..<n { body(j, 0) }; return }
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            for j in stride(from: w, to: n, by: workers) { body(j, w) }
+        }
     }
 
     /// Runs `body(range, worker)` over 0..<n split into one contiguous range per worker.
