@@ -42,9 +42,12 @@ enum HeaderRegion {
             case let .bytes(b): v.append(b)
             case let .stringArray(a):
                 v.u64(UInt64(a.count))
-                for s in a {
-                    v.u32(UInt32(s.utf8.count))
-                    v.append(s.utf8)
+                for e in a.utf8Elements {
+                    guard e.count <= Int(UInt32.max) else {
+                        throw G2WFormatError.invalidField(section: "metadata", field: "'\(key)' element", offset: 0, reason: "\(e.count) bytes is over the 4 GiB element limit")
+                    }
+                    v.u32(UInt32(e.count))
+                    v.append(e)
                 }
             case let .unknown(_, b): v.append(b)
             }
@@ -235,25 +238,27 @@ enum HeaderRegion {
                 let count = u(0, 8)
                 // Each element takes at least 4 bytes: reject absurd counts before allocating.
                 guard count <= UInt64((buf.count - 8) / 4) else { throw bad("string[] count \(count) cannot fit in \(buf.count) bytes") }
-                var out: [String] = []
-                out.reserveCapacity(Int(count))
+                var utf8: [UInt8] = []
+                utf8.reserveCapacity(buf.count - 8 - 4 * Int(count))
+                var ends: [Int] = []
+                ends.reserveCapacity(Int(count))
                 var at = 8
                 for i in 0..<Int(count) {
                     guard buf.count - at >= 4 else { throw bad("string[] element \(i): length runs past the value") }
                     let n = Int(u(at, 4))
                     at += 4
                     guard n <= buf.count - at else { throw bad("string[] element \(i): \(n) bytes run past the value") }
-                    // Validate with a plain C loop, then build the String on the stdlib's fast
-                    // (specialized) path: 100,000 strings in a few milliseconds.
+                    // Validate with a plain C loop and keep the bytes; no String is built here.
                     let element = UnsafeBufferPointer(rebasing: buf[at..<(at + n)])
                     guard n == 0 || g2w_utf8_valid(element.baseAddress!, n) == 1 else {
                         throw G2WFormatError.invalidField(section: "metadata '\(key)'", field: "element \(i)", offset: offset + UInt64(at), reason: "not valid UTF-8")
                     }
-                    out.append(String(decoding: element, as: UTF8.self))
+                    utf8.append(contentsOf: element)
+                    ends.append(utf8.count)
                     at += n
                 }
                 guard at == buf.count else { throw bad("\(buf.count - at) bytes left after \(count) strings") }
-                return .stringArray(out)
+                return .stringArray(G2WStringArray(validatedUTF8: utf8, ends: ends))
             }
         default:
             return .unknown(type: type, bytes: bytes)

@@ -6,7 +6,7 @@ public enum G2WMetadataValue: Sendable, Equatable, CustomStringConvertible {
     case bool(Bool)
     case string(String)
     case bytes([UInt8])
-    case stringArray([String])
+    case stringArray(G2WStringArray)
     /// A value of a type code this reader does not know, kept as raw bytes.
     case unknown(type: UInt16, bytes: [UInt8])
 
@@ -53,7 +53,7 @@ public enum G2WMetadataValue: Sendable, Equatable, CustomStringConvertible {
     public var uintValue: UInt64? { if case let .uint(v) = self { return v } else { return nil } }
     public var floatValue: Double? { if case let .float(v) = self { return v } else { return nil } }
     public var stringValue: String? { if case let .string(v) = self { return v } else { return nil } }
-    public var stringArrayValue: [String]? { if case let .stringArray(v) = self { return v } else { return nil } }
+    public var stringArrayValue: G2WStringArray? { if case let .stringArray(v) = self { return v } else { return nil } }
 }
 
 /// Ordered, uniquely keyed metadata.
@@ -104,4 +104,48 @@ public struct G2WMetadata: Sendable, Equatable, Sequence, ExpressibleByDictionar
             ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x2E || $0 == 0x5F || $0 == 0x2D
         }
     }
+}
+
+/// The value of a `string[]` metadata entry: strings stored as one UTF-8 buffer.
+///
+/// Opening a file validates every element (UTF-8, lengths) but creates no `String`: a tokenizer's
+/// 100,000 strings cost one copy of their bytes. Elements are decoded when accessed, and
+/// ``utf8(at:)`` gives an element's bytes without decoding. Two arrays are equal when their
+/// elements are byte for byte equal.
+public struct G2WStringArray: RandomAccessCollection, Sendable, Equatable, ExpressibleByArrayLiteral {
+    /// The elements' UTF-8 bytes, concatenated.
+    public let utf8: [UInt8]
+    /// `ends[i]` is where element `i` ends in ``utf8`` (element `i` starts where `i - 1` ends).
+    public let ends: [Int]
+
+    /// An array holding `strings`.
+    public init<S: Sequence>(_ strings: S) where S.Element == String {
+        var bytes: [UInt8] = [], ends: [Int] = []
+        for s in strings {
+            bytes.append(contentsOf: s.utf8)
+            ends.append(bytes.count)
+        }
+        utf8 = bytes
+        self.ends = ends
+    }
+
+    public init(arrayLiteral elements: String...) { self.init(elements) }
+
+    /// Elements already checked to be valid UTF-8 (by the reader).
+    init(validatedUTF8 bytes: [UInt8], ends: [Int]) {
+        utf8 = bytes
+        self.ends = ends
+    }
+
+    public var startIndex: Int { 0 }
+    public var endIndex: Int { ends.count }
+
+    /// The UTF-8 bytes of element `i`.
+    public func utf8(at i: Int) -> ArraySlice<UInt8> { utf8[(i == 0 ? 0 : ends[i - 1])..<ends[i]] }
+
+    /// Element `i`, decoded.
+    public subscript(i: Int) -> String { String(decoding: utf8(at: i), as: UTF8.self) }
+
+    /// The elements' bytes in order, without decoding.
+    public var utf8Elements: LazyMapSequence<Range<Int>, ArraySlice<UInt8>> { (0..<count).lazy.map { utf8(at: $0) } }
 }

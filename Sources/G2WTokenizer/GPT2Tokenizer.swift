@@ -36,6 +36,30 @@ public struct GPT2Tokenizer: Sendable {
         model = try BPEModel(tokens: builder.tokens, merges: builder.merges, location: { "merges[\($0)]" })
     }
 
+    /// Builds from UTF-8 token strings and `"left right"` merge lines stored as a `.g2w` file
+    /// stores them (each list's elements concatenated, `ends[i]` the end of element `i`), without
+    /// creating a `String` per entry. Each element must be valid UTF-8.
+    public init(vocabularyUTF8: [UInt8], vocabularyEnds: [Int], mergesUTF8: [UInt8], mergesEnds: [Int]) throws {
+        var builder = Builder()
+        try vocabularyUTF8.withUnsafeBufferPointer { v in
+            var start = 0
+            for (id, end) in vocabularyEnds.enumerated() {
+                guard start <= end, end <= v.count else { throw TokenizerError.emptyToken(id: id) }
+                try builder.addToken(utf8: UnsafeBufferPointer(rebasing: v[start..<end]), id: id)
+                start = end
+            }
+        }
+        try mergesUTF8.withUnsafeBufferPointer { m in
+            var start = 0
+            for (i, end) in mergesEnds.enumerated() {
+                guard start <= end, end <= m.count else { throw TokenizerError.malformedMerge(location: "merges[\(i)]", text: "", reason: "bad bounds") }
+                try builder.addMergeLine(utf8: UnsafeBufferPointer(rebasing: m[start..<end]), location: "merges[\(i)]")
+                start = end
+            }
+        }
+        model = try BPEModel(tokens: builder.tokens, merges: builder.merges, location: { "merges[\($0)]" })
+    }
+
     /// Loads OpenAI's `encoder.json` + `vocab.bpe` (or the identical Hugging Face `vocab.json` + `merges.txt`).
     public static func load(encoderJSON: URL, vocabBPE: URL) throws -> GPT2Tokenizer {
         try GPT2Tokenizer(encoderJSON: readFile(encoderJSON), vocabBPE: readFile(vocabBPE),

@@ -143,8 +143,8 @@ public struct HuggingFaceConverter {
         config.write(to: &meta)
         if let t = tokenizer {
             meta["tokenizer.model"] = .string("gpt2-bpe")
-            meta["tokenizer.vocab"] = .stringArray(t.vocabularyInIDOrder)
-            meta["tokenizer.merges"] = .stringArray(t.mergeStrings)
+            meta["tokenizer.vocab"] = .stringArray(G2WStringArray(t.vocabularyInIDOrder))
+            meta["tokenizer.merges"] = .stringArray(G2WStringArray(t.mergeStrings))
             if let eos = t.endOfTextID { meta["tokenizer.eos_id"] = .uint(UInt64(eos)) }
         }
 

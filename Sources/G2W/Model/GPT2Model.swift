@@ -128,7 +128,7 @@ public final class GPT2Model: @unchecked Sendable {
         guard let mergesValue = m["tokenizer.merges"] else { throw ModelError.missingMetadata("tokenizer.merges") }
         guard let merges = mergesValue.stringArrayValue else { throw ModelError.invalidMetadata("tokenizer.merges", "expected string[], found \(mergesValue.typeName)") }
         let t: GPT2Tokenizer
-        do { t = try GPT2Tokenizer(vocabulary: v, merges: merges) } catch { throw ModelError.invalidMetadata("tokenizer.vocab", "\(error)") }
+        do { t = try GPT2Tokenizer(vocabularyUTF8: v.utf8, vocabularyEnds: v.ends, mergesUTF8: merges.utf8, mergesEnds: merges.ends) } catch { throw ModelError.invalidMetadata("tokenizer.vocab", "\(error)") }
         guard t.vocabularySize <= vocabularySize else {
             throw ModelError.invalidMetadata("tokenizer.vocab", "has \(t.vocabularySize) tokens, more than vocab_size \(vocabularySize)")
         }

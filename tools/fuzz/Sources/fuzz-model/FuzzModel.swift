@@ -141,7 +141,7 @@ func makeBase(tokenizer withTokenizer: Bool) -> [UInt8] {
     if withTokenizer {
         let vocabulary = (0..<256).map { ByteLevel.string(forBytes: [UInt8($0)]) } + ["Ġt", "he", "Ġthe", "<|endoftext|>"]
         meta["tokenizer.model"] = .string("gpt2-bpe")
-        meta["tokenizer.vocab"] = .stringArray(vocabulary)
+        meta["tokenizer.vocab"] = .stringArray(G2WStringArray(vocabulary))
         meta["tokenizer.merges"] = .stringArray(["Ġ t", "h e", "Ġt he"])
         meta["tokenizer.eos_id"] = .uint(259)
     }
