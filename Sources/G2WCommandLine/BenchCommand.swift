@@ -3,19 +3,26 @@ import G2W
 
 /// `g2w-run --bench`: machine limits and model speed in one run, printed like llama-bench.
 enum BenchCommand {
-    static func run(model: GPT2Model, modelPath: String, options o: ParsedOptions, threads: Int?) throws -> Int32 {
+    /// Opens the model itself (timed), so the process maps it once.
+    static func run(modelPath: String, options o: ParsedOptions, threads: Int?) throws -> Int32 {
         for flag in ["--ppl-method", "--ctx", "--stride"] where o.has(flag) { throw UsageError("\(flag) goes with --perplexity") }
         let pp = try o.int("--pp", range: 1...1_000_000) ?? 512
         let tg = try o.int("--tg", range: 1...1_000_000) ?? 128
         let reps = try o.int("--reps", range: 1...1000) ?? 5
         let n = threads ?? ProcessInfo.processInfo.activeProcessorCount
         let json = o.has("--json")
-        let r = try Benchmark.run(path: modelPath, threads: n, promptTokens: pp, generatedTokens: tg, reps: reps) { if !json { Console.error("g2w-run: \($0)") } }
-        let c = model.configuration
+        let r: Benchmark.Report
+        do {
+            r = try Benchmark.run(path: modelPath, threads: n, promptTokens: pp, generatedTokens: tg, reps: reps) { if !json { Console.error("g2w-run: \($0)") } }
+        } catch {
+            let text = "\(error)"
+            throw ToolError(text.hasPrefix(modelPath) ? text : "\(modelPath): \(text)")
+        }
+        let c = r.configuration
         let gb = 1e9
         if json {
             print("""
-            {"model": \(jsonString(modelPath)), "dtype": "\(model.weightDType)", "n_layer": \(c.layerCount), "n_embd": \(c.embeddingSize), "threads": \(n), "isa": "\(r.isa)", \
+            {"model": \(jsonString(modelPath)), "dtype": "\(r.weightDType)", "n_layer": \(c.layerCount), "n_embd": \(c.embeddingSize), "threads": \(n), "isa": "\(r.isa)", \
             "bandwidth_gb_s": \(r.bandwidth / gb), "peak_gflops": \(r.peakFLOPS / 1e9), "open_ms": \(r.openMilliseconds), "model_init_ms": \(r.modelInitMilliseconds), "tokenizer_ms": \(r.tokenizerMilliseconds), \
             "pp": {"tokens": \(r.promptTokens), "tok_s": \(r.promptSpeed.mean), "sd": \(r.promptSpeed.sd), "samples": \(r.promptSpeed.samples), "gflops": \(r.promptSpeed.mean * r.promptFLOPsPerToken / 1e9), "peak_fraction": \(r.promptPeakFraction)}, \
             "tg": {"tokens": \(r.generatedTokens), "tok_s": \(r.generationSpeed.mean), "sd": \(r.generationSpeed.sd), "samples": \(r.generationSpeed.samples), "gb_s": \(r.generationSpeed.mean * Double(r.weightBytesPerToken) / gb), "bandwidth_fraction": \(r.generationBandwidthFraction), "ceiling_tok_s": \(r.bandwidth / Double(r.weightBytesPerToken))}, \
@@ -25,7 +32,7 @@ enum BenchCommand {
         }
         print(String(format: "machine: %d threads, %@ kernels, read bandwidth %.1f GB/s, peak %.1f GFLOP/s (FMA)", n, r.isa, r.bandwidth / gb, r.peakFLOPS / 1e9))
         print(String(format: "model:   %@ (%@, n_layer %d, n_embd %d), %.1f MB of weights read per token; open %.2f ms (map + validate), model %.2f ms, tokenizer %.1f ms",
-                     modelPath, model.weightDType.description, c.layerCount, c.embeddingSize, Double(r.weightBytesPerToken) / 1e6, r.openMilliseconds, r.modelInitMilliseconds, r.tokenizerMilliseconds))
+                     modelPath, r.weightDType.description, c.layerCount, c.embeddingSize, Double(r.weightBytesPerToken) / 1e6, r.openMilliseconds, r.modelInitMilliseconds, r.tokenizerMilliseconds))
         print("")
         print("| test   |            tok/s |   GB/s | % of bandwidth | GFLOP/s | % of peak FLOP/s |")
         print("| ------ | ---------------: | -----: | -------------: | ------: | ---------------: |")

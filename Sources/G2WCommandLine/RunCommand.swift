@@ -67,6 +67,9 @@ public enum RunCommand {
             let json = o.has("--json")
             if json && specials.isEmpty { throw UsageError("--json goes with --tokenize, --perplexity or --bench") }
 
+            if o.has("--bench") {
+                return try BenchCommand.run(modelPath: modelPath, options: o, threads: threads)
+            }
             let t0 = Date()
             let model: GPT2Model
             do { model = try GPT2Model(path: modelPath) } catch {
@@ -82,9 +85,6 @@ public enum RunCommand {
             }
             if let file = o.string("--perplexity") {
                 return try PerplexityCommand.run(model: model, file: file, options: o, threads: threads)
-            }
-            if o.has("--bench") {
-                return try BenchCommand.run(model: model, modelPath: modelPath, options: o, threads: threads)
             }
             for flag in ["--ppl-method", "--ctx", "--stride", "--pp", "--tg", "--reps"] where o.has(flag) {
                 throw UsageError("\(flag) goes with --perplexity or --bench")

@@ -22,6 +22,8 @@ public enum Benchmark {
     }
 
     public struct Report: Sendable {
+        public var configuration: GPT2Configuration
+        public var weightDType: G2WDType
         public var threads: Int
         public var isa: String
         /// Bytes per second reading a buffer much larger than the last-level cache, all threads.
@@ -148,7 +150,7 @@ public enum Benchmark {
         let layerWeights = Double(c.layerCount) * Double(c.embeddingSize) * Double(4 * c.embeddingSize + 2 * c.innerSize)
         let attention = Double(c.layerCount) * 4 * Double(c.embeddingSize) * Double(pp) / 2
         let head = 2 * Double(c.vocabularySize) * Double(c.embeddingSize) / Double(pp)
-        return Report(threads: threads, isa: String(cString: g2w_kernel_isa()), bandwidth: bw, peakFLOPS: peak,
+        return Report(configuration: c, weightDType: model.weightDType, threads: threads, isa: String(cString: g2w_kernel_isa()), bandwidth: bw, peakFLOPS: peak,
                       openMilliseconds: Double(t1 - t0) / 1e6, modelInitMilliseconds: Double(t2 - t1) / 1e6, tokenizerMilliseconds: Double(t3 - t2) / 1e6,
                       promptTokens: pp, generatedTokens: tg, promptSpeed: Stat(ppSpeeds), generationSpeed: Stat(tgSpeeds),
                       weightBytesPerToken: model.weightBytesPerToken, promptFLOPsPerToken: 2 * layerWeights + attention + head,

@@ -68,7 +68,7 @@ public final class GPT2Model: @unchecked Sendable {
     public let hasSeparateHead: Bool
 
     /// Opens `path`, validates it as a `.g2w` file and as a GPT-2 model (every tensor present
-    /// with the shape the hyperparameters imply), and builds the embedded tokenizer.
+    /// with the shape the hyperparameters imply). The embedded tokenizer is built on first use.
     public convenience init(path: String) throws {
         try self.init(file: G2WFile(path: path))
     }
