@@ -4,7 +4,8 @@
 // files are needed:
 //   0: GPT2Tokenizer(encoderJSON:vocabBPE:)   encoder.json NUL vocab.bpe
 //   1: GPT2Tokenizer(tokenizerJSON:)          tokenizer.json
-//   2: GPT2Tokenizer(vocabulary:merges:)      vocabulary lines NUL merge lines (as in .g2w metadata)
+//   2: GPT2Tokenizer(vocabulary:merges:)      vocabulary lines NUL merge lines (as in .g2w metadata);
+//      the same lines as raw bytes also go to GPT2Tokenizer(vocabularyUTF8:...), which must agree
 // Building must throw TokenizerError or give a tokenizer that works: every id decodes, token
 // strings map back to their ids, rebuilding from vocabularyInIDOrder + mergeStrings gives the same
 // encodings, and decode(encode(text)) == text for a text taken from the input.
@@ -24,6 +25,7 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     let rest = bytes.dropFirst()
     let nul = rest.firstIndex(of: 0) ?? rest.endIndex
     let first = rest[..<nul], second = nul < rest.endIndex ? rest[(nul + 1)...] : []
+    if mode % 3 == 2 { checkUTF8Initializer(first, second) }
     let tokenizer: GPT2Tokenizer
     do {
         switch mode % 3 {
@@ -41,6 +43,32 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     fuzzNote("mode \(mode % 3): \(tokenizer.vocabularySize) tokens, \(tokenizer.mergeStrings.count) merges, specials \(tokenizer.specialTokens)")
     exercise(tokenizer, text: String(decoding: second.isEmpty ? rest.prefix(256) : second.prefix(256), as: UTF8.self))
     return 0
+}
+
+/// The .g2w path, GPT2Tokenizer(vocabularyUTF8:...), on the raw lines (not repaired): it throws
+/// only TokenizerError, and on valid UTF-8 agrees with the String initializer.
+func checkUTF8Initializer(_ first: ArraySlice<UInt8>, _ second: ArraySlice<UInt8>) {
+    func raw(_ b: ArraySlice<UInt8>) -> (bytes: [UInt8], ends: [Int]) {
+        var bytes: [UInt8] = [], ends: [Int] = []
+        if !b.isEmpty {
+            for line in b.split(separator: 0x0A, omittingEmptySubsequences: false) { bytes += line; ends.append(bytes.count) }
+        }
+        return (bytes, ends)
+    }
+    let v = raw(first), m = raw(second)
+    var viaBytes: GPT2Tokenizer?
+    do {
+        viaBytes = try GPT2Tokenizer(vocabularyUTF8: v.bytes, vocabularyEnds: v.ends, mergesUTF8: m.bytes, mergesEnds: m.ends)
+    } catch is TokenizerError {
+    } catch {
+        fuzzCheck(false, "the UTF-8 initializer threw a non-TokenizerError: \(error)")
+    }
+    guard String(validating: Array(first), as: UTF8.self) != nil, String(validating: Array(second), as: UTF8.self) != nil else { return }
+    let viaStrings = try? GPT2Tokenizer(vocabulary: lines(first), merges: lines(second))
+    fuzzCheck((viaBytes == nil) == (viaStrings == nil), "the UTF-8 and String initializers disagree on whether the input is valid")
+    if let a = viaBytes, let b = viaStrings {
+        fuzzCheck(a.vocabularyInIDOrder == b.vocabularyInIDOrder && a.mergeStrings == b.mergeStrings, "the UTF-8 and String initializers build different tokenizers")
+    }
 }
 
 func lines(_ b: ArraySlice<UInt8>) -> [String] {
