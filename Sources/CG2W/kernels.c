@@ -153,8 +153,8 @@ AVX2 static inline __m256 load8_f32(const float *p) { return _mm256_loadu_ps(p);
 AVX2 static inline __m256 load8_f16(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
 
 // Four rows at a time share each load of x; two accumulators per row hide FMA latency. Software
-// prefetch PF elements ahead on each row keeps enough cache lines in flight for DRAM streaming
-// (it matters most for f16, whose loads are half as wide).
+// prefetch PF elements ahead on each row keeps enough cache lines in flight for DRAM streaming.
+// (Used for f32; f16 has its own single-row kernel below, which streams faster.)
 #define MATVEC_AVX2(NAME, WT, LOAD, DOT_TAIL)                                                                      \
     AVX2 static void NAME(const WT *W, const float *x, const float *bias, float *y, size_t cols, size_t r0, size_t r1) { \
         size_t r = r0;                                                                                               \
@@ -200,9 +200,30 @@ AVX2 static inline __m256 load8_f16(const uint16_t *p) { return _mm256_cvtph_ps(
 #define PF 384
 MATVEC_AVX2(matvec_f32_avx2, float, load8_f32, dot_f32)
 #undef PF
-#define PF 768
-MATVEC_AVX2(matvec_f16_avx2, uint16_t, load8_f16, dot_f16)
-#undef PF
+
+// f16 rows: one row at a time, four accumulators over a cache line (32 halves) per step, with a
+// software prefetch 4 KB ahead on the single sequential stream. Per byte, f16 takes twice the
+// instructions of f32, so the out-of-order window alone keeps fewer lines in flight; measured on
+// the 124M layer shapes, one prefetched stream streams ~15 % faster than four interleaved rows.
+AVX2 static void matvec_f16_avx2(const uint16_t *W, const float *x, const float *bias, float *y, size_t cols, size_t r0, size_t r1) {
+    size_t n32 = cols & ~(size_t)31, n8 = cols & ~(size_t)7;
+    for (size_t r = r0; r < r1; r++) {
+        const uint16_t *w = W + r * cols;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        size_t k = 0;
+        for (; k < n32; k += 32) {
+            _mm_prefetch((const char *)(w + k) + 4096, _MM_HINT_T0);
+            a0 = _mm256_fmadd_ps(load8_f16(w + k), _mm256_loadu_ps(x + k), a0);
+            a1 = _mm256_fmadd_ps(load8_f16(w + k + 8), _mm256_loadu_ps(x + k + 8), a1);
+            a2 = _mm256_fmadd_ps(load8_f16(w + k + 16), _mm256_loadu_ps(x + k + 16), a2);
+            a3 = _mm256_fmadd_ps(load8_f16(w + k + 24), _mm256_loadu_ps(x + k + 24), a3);
+        }
+        for (; k < n8; k += 8) a0 = _mm256_fmadd_ps(load8_f16(w + k), _mm256_loadu_ps(x + k), a0);
+        float s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+        if (k < cols) s += dot_f16(w + k, x + k, cols - k);
+        y[r] = s + (bias ? bias[r] : 0.0f);
+    }
+}
 
 // Register tile: 3 rows of W x 4 rows of X = 12 accumulators (+3 W vectors + 1 X vector = 16 ymm).
 // W rows are reused across all T rows of X while they sit in L1/L2; X blocks of 4 rows stay in L1.
