@@ -98,6 +98,25 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(ids.out, " DM DM\n")
     }
 
+    /// `--bench --json`: one JSON object whose figures are consistent with each other.
+    func testBenchJSON() throws {
+        let model = try tinyModel()
+        let r = try run("g2w-run", ["--model", model, "--bench", "--pp", "8", "--tg", "4", "--reps", "1", "--threads", "2", "--json"])
+        XCTAssertEqual(r.status, 0, r.err)
+        let j = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any], r.out)
+        let pp = try XCTUnwrap(j["pp"] as? [String: Any]), tg = try XCTUnwrap(j["tg"] as? [String: Any])
+        XCTAssertEqual(pp["tokens"] as? Int, 8)
+        XCTAssertEqual(tg["tokens"] as? Int, 4)
+        XCTAssertEqual(j["threads"] as? Int, 2)
+        for (name, v) in [("pp tok/s", pp["tok_s"]), ("tg tok/s", tg["tok_s"]), ("bandwidth", j["bandwidth_gb_s"]), ("peak", j["peak_gflops"]),
+                          ("mapped file bandwidth", tg["mapped_file_bandwidth_gb_s"])] {
+            let x = try XCTUnwrap(v as? Double, name)
+            XCTAssertTrue(x.isFinite && x > 0, "\(name): \(x)")
+        }
+        let bytes = try XCTUnwrap(j["weight_bytes_per_token"] as? Int), tgs = try XCTUnwrap(tg["tok_s"] as? Double)
+        XCTAssertEqual(try XCTUnwrap(tg["gb_s"] as? Double), tgs * Double(bytes) / 1e9, accuracy: 1e-9 * tgs * Double(bytes))
+    }
+
     func testBadFilesAreOneLineErrors() throws {
         let notG2W = dir.appendingPathComponent("x.g2w").path
         try Data("hello, I am not a model file at all, but long enough".utf8).write(to: URL(fileURLWithPath: notG2W))

@@ -46,7 +46,12 @@ public enum Benchmark {
         public var residentFileBytes: Int
         public var kvCacheBytes: Int
 
+        /// Bytes per second reading the mapped model file itself (its page-cache pages, 4 KB
+        /// pages, all threads), measured after the runs: what streaming the weights in place can reach.
+        public var mappedFileBandwidth: Double
+
         public var generationBandwidthFraction: Double { generationSpeed.mean * Double(weightBytesPerToken) / bandwidth }
+        public var generationMappedFileFraction: Double { generationSpeed.mean * Double(weightBytesPerToken) / mappedFileBandwidth }
         public var promptPeakFraction: Double { promptSpeed.mean * promptFLOPsPerToken / peakFLOPS }
     }
 
@@ -56,6 +61,12 @@ public enum Benchmark {
         let buf = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: 64)
         defer { buf.deallocate() }
         memset(buf, 1, n)
+        return readBandwidth(UnsafeRawPointer(buf), bytes: n, threads: threads, reps: reps)
+    }
+
+    /// Read bandwidth with `threads` threads over `bytes` bytes at `buf` (best of `reps`).
+    static func readBandwidth(_ buf: UnsafeRawPointer, bytes: Int, threads: Int, reps: Int) -> Double {
+        let n = bytes / (128 * threads) * 128 * threads
         let per = n / threads
         var best = 0.0
         var sink: UInt64 = 0
@@ -145,6 +156,9 @@ public enum Benchmark {
             }
         }
         let (rss, anon, fileRSS) = residentMemory()
+        // The weights start after the header region; the file ends with them.
+        let dataStart = Int(file.header.dataOffset)
+        let mapped = readBandwidth(file.baseAddress + dataStart, bytes: Int(file.fileSize) - dataStart, threads: threads, reps: 3)
         // FLOPs per prompt token: 2 per weight of the layer matrices, attention (QK^T and PV over
         // on average pp/2 positions), and the LM head for the last position only.
         let layerWeights = Double(c.layerCount) * Double(c.embeddingSize) * Double(4 * c.embeddingSize + 2 * c.innerSize)
@@ -155,7 +169,7 @@ public enum Benchmark {
                       promptTokens: pp, generatedTokens: tg, promptSpeed: Stat(ppSpeeds), generationSpeed: Stat(tgSpeeds),
                       weightBytesPerToken: model.weightBytesPerToken, promptFLOPsPerToken: 2 * layerWeights + attention + head,
                       residentBytes: rss, residentAnonymousBytes: anon, residentFileBytes: fileRSS,
-                      kvCacheBytes: 2 * c.layerCount * c.contextLength * c.embeddingSize * 4)
+                      kvCacheBytes: 2 * c.layerCount * c.contextLength * c.embeddingSize * 4, mappedFileBandwidth: mapped)
     }
 }
 
