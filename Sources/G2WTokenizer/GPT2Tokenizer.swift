@@ -38,13 +38,18 @@ public struct GPT2Tokenizer: Sendable {
 
     /// Builds from UTF-8 token strings and `"left right"` merge lines stored as a `.g2w` file
     /// stores them (each list's elements concatenated, `ends[i]` the end of element `i`), without
-    /// creating a `String` per entry. Each element must be valid UTF-8.
+    /// creating a `String` per entry. Bounds and UTF-8 are checked: a bad element is an error.
     public init(vocabularyUTF8: [UInt8], vocabularyEnds: [Int], mergesUTF8: [UInt8], mergesEnds: [Int]) throws {
+        if let (i, reason) = Self.firstInvalidElement(vocabularyUTF8, vocabularyEnds) {
+            throw TokenizerError.invalidVocabulary(source: "vocabulary", reason: "entry \(i) \(reason)")
+        }
+        if let (i, reason) = Self.firstInvalidElement(mergesUTF8, mergesEnds) {
+            throw TokenizerError.malformedMerge(location: "merges[\(i)]", text: "", reason: reason)
+        }
         var builder = Builder()
         try vocabularyUTF8.withUnsafeBufferPointer { v in
             var start = 0
             for (id, end) in vocabularyEnds.enumerated() {
-                guard start <= end, end <= v.count else { throw TokenizerError.emptyToken(id: id) }
                 try builder.addToken(utf8: UnsafeBufferPointer(rebasing: v[start..<end]), id: id)
                 start = end
             }
@@ -52,12 +57,40 @@ public struct GPT2Tokenizer: Sendable {
         try mergesUTF8.withUnsafeBufferPointer { m in
             var start = 0
             for (i, end) in mergesEnds.enumerated() {
-                guard start <= end, end <= m.count else { throw TokenizerError.malformedMerge(location: "merges[\(i)]", text: "", reason: "bad bounds") }
                 try builder.addMergeLine(utf8: UnsafeBufferPointer(rebasing: m[start..<end]), location: "merges[\(i)]")
                 start = end
             }
         }
         model = try BPEModel(tokens: builder.tokens, merges: builder.merges, location: { "merges[\($0)]" })
+    }
+
+    /// The first element of `bytes` cut at `ends` whose bounds are wrong or which is not valid
+    /// UTF-8, with the reason; nil if all are good. One validation pass over the whole buffer:
+    /// when it is valid UTF-8, an element is valid exactly when it does not start with a
+    /// continuation byte (a cut inside a multi-byte sequence).
+    static func firstInvalidElement(_ bytes: [UInt8], _ ends: [Int]) -> (Int, String)? {
+        var start = 0
+        for (i, end) in ends.enumerated() {
+            guard end >= start && end <= bytes.count else {
+                return (i, "ends at \(end), outside \(start)...\(bytes.count)")
+            }
+            start = end
+        }
+        let used = bytes[..<start]
+        if String(validating: used, as: UTF8.self) != nil {
+            start = 0
+            for (i, end) in ends.enumerated() {
+                if start < end && bytes[start] & 0xC0 == 0x80 { return (i, "is not valid UTF-8") }
+                start = end
+            }
+            return nil
+        }
+        start = 0
+        for (i, end) in ends.enumerated() {
+            if String(validating: bytes[start..<end], as: UTF8.self) == nil { return (i, "is not valid UTF-8") }
+            start = end
+        }
+        return nil
     }
 
     /// Loads OpenAI's `encoder.json` + `vocab.bpe` (or the identical Hugging Face `vocab.json` + `merges.txt`).

@@ -64,6 +64,65 @@ final class VocabularyTests: XCTestCase {
         XCTAssertEqual(rebuilt.endOfTextID, 50256)
     }
 
+    /// The UTF-8 buffer initializer (how GPT2Model builds the tokenizer embedded in a .g2w file)
+    /// gives the same tokenizer, and rejects bad bounds and invalid UTF-8 with an error.
+    func testRebuildFromUTF8Buffers() throws {
+        func packed(_ strings: [String]) -> ([UInt8], [Int]) {
+            var bytes: [UInt8] = [], ends: [Int] = []
+            for s in strings { bytes += Array(s.utf8); ends.append(bytes.count) }
+            return (bytes, ends)
+        }
+        let (v, ve) = packed(gpt2.vocabularyInIDOrder), (m, me) = packed(gpt2.mergeStrings)
+        let rebuilt = try GPT2Tokenizer(vocabularyUTF8: v, vocabularyEnds: ve, mergesUTF8: m, mergesEnds: me)
+        let text = "Rebuilt from buffers: it's 2024, 東京 🚀\n\n  done"
+        XCTAssertEqual(rebuilt.encode(text), gpt2.encode(text))
+        XCTAssertEqual(rebuilt.vocabularyInIDOrder, gpt2.vocabularyInIDOrder)
+        XCTAssertEqual(rebuilt.mergeStrings, gpt2.mergeStrings)
+
+        let bytes = byteTokens()
+        let (bv, bve) = packed(bytes + ["ab"])
+        XCTAssertNoThrow(try GPT2Tokenizer(vocabularyUTF8: bv, vocabularyEnds: bve, mergesUTF8: Array("a b".utf8), mergesEnds: [3]))
+        // "Ġ" (C4 A0) cut in two: entry 256 ends inside it, 257 starts with a continuation byte.
+        let (cv, cve) = packed(bytes + ["Ġ"])
+        expectError(.invalidVocabulary(source: "vocabulary", reason: "entry 257 is not valid UTF-8")) {
+            _ = try GPT2Tokenizer(vocabularyUTF8: cv, vocabularyEnds: cve.dropLast() + [cve.last! - 1, cve.last!], mergesUTF8: [], mergesEnds: [])
+        }
+        // A truncated sequence at the very end, and bytes that are never valid UTF-8.
+        expectError(.invalidVocabulary(source: "vocabulary", reason: "entry 256 is not valid UTF-8")) {
+            _ = try GPT2Tokenizer(vocabularyUTF8: cv.dropLast(), vocabularyEnds: cve.dropLast() + [cve.last! - 1], mergesUTF8: [], mergesEnds: [])
+        }
+        expectError(.malformedMerge(location: "merges[1]", text: "", reason: "is not valid UTF-8")) {
+            _ = try GPT2Tokenizer(vocabularyUTF8: bv, vocabularyEnds: bve, mergesUTF8: Array("a b".utf8) + [0xFF, 0x20, 0x61], mergesEnds: [3, 6])
+        }
+        expectError(.invalidVocabulary(source: "vocabulary", reason: "entry 1 ends at 0, outside 1...2")) {
+            _ = try GPT2Tokenizer(vocabularyUTF8: [0x61, 0x62], vocabularyEnds: [1, 0], mergesUTF8: [], mergesEnds: [])
+        }
+        expectError(.invalidVocabulary(source: "vocabulary", reason: "entry 0 ends at 3, outside 0...2")) {
+            _ = try GPT2Tokenizer(vocabularyUTF8: [0x61, 0x62], vocabularyEnds: [3], mergesUTF8: [], mergesEnds: [])
+        }
+    }
+
+    /// Inputs that crashed tools/fuzz's fuzz-tokenizer-files target (mode 2: vocabulary lines NUL
+    /// merge lines, given raw to the UTF-8 initializer) now throw TokenizerError.
+    func testFuzzRegressions() throws {
+        let dir = Fixtures.root.appendingPathComponent("fuzz-regressions/fuzz-tokenizer-files")
+        let names = try FileManager.default.contentsOfDirectory(atPath: dir.path)
+        XCTAssertFalse(names.isEmpty)
+        for name in names {
+            let input = try [UInt8](Data(contentsOf: dir.appendingPathComponent(name))).dropFirst()
+            let nul = input.firstIndex(of: 0) ?? input.endIndex
+            func raw(_ b: ArraySlice<UInt8>) -> ([UInt8], [Int]) {
+                var bytes: [UInt8] = [], ends: [Int] = []
+                if !b.isEmpty { for line in b.split(separator: 0x0A, omittingEmptySubsequences: false) { bytes += line; ends.append(bytes.count) } }
+                return (bytes, ends)
+            }
+            let (v, ve) = raw(input[..<nul]), (m, me) = raw(nul < input.endIndex ? input[(nul + 1)...] : [])
+            XCTAssertThrowsError(try GPT2Tokenizer(vocabularyUTF8: v, vocabularyEnds: ve, mergesUTF8: m, mergesEnds: me), name) {
+                XCTAssertTrue($0 is TokenizerError, "\(name): \($0)")
+            }
+        }
+    }
+
     /// Hugging Face tokenizer.json, with merges as "a b" strings and as ["a", "b"] pairs.
     func testLoadTokenizerJSON() throws {
         let vocab = try String(contentsOf: Fixtures.vocabJSON, encoding: .utf8)
