@@ -164,6 +164,23 @@ final class ConverterTests: XCTestCase {
         XCTAssertEqual(s.configuration, GPT2Configuration(layerCount: 1, headCount: 2, embeddingSize: 8, contextLength: 8, vocabularySize: 16))
     }
 
+    /// Every proper prefix of a valid safetensors file (0 to N - 1 bytes) is rejected by the
+    /// reader with an error, never a crash; every 53rd prefix also goes through the whole
+    /// converter, which fails and leaves no file.
+    func testEveryPrefixOfASafetensorsFileIsRejected() throws {
+        let good = SafetensorsBuilder.gpt2().encode()
+        XCTAssertNoThrow(try SafetensorsFile(path: try write(good)))
+        for n in 0..<good.count {
+            let p = try write(Array(good[..<n]))
+            XCTAssertThrowsError(try SafetensorsFile(path: p), "prefix of \(n) bytes") { e in
+                XCTAssertTrue(e is SafetensorsError || e is G2WFormatError, "prefix \(n): \(type(of: e)) \(e)")
+                let d = "\(e)"
+                XCTAssertTrue(d.contains("past the data buffer") || d.contains("past the end of the file") || d.contains("shorter than"), "prefix \(n): \(d)")
+            }
+            if n % 53 == 0 { try expectFailure("invalid safetensors file", Array(good[..<n])) }
+        }
+    }
+
     func testMalformedSafetensorsAreRejectedWithoutOutput() throws {
         let b = SafetensorsBuilder.gpt2()
         let good = b.encode()
