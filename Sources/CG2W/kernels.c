@@ -1,7 +1,8 @@
 // The hot loops. Each kernel has a portable body (`static inline`, auto-vectorized for the baseline
 // ISA) and, on x86_64, an AVX2+FMA+F16C version: either hand-written intrinsics or the same body
-// instantiated inside a function compiled with `__attribute__((target(...)))`. The choice is made
-// once, at the first call, from the CPU's features (G2W_KERNELS=generic forces the portable path).
+// instantiated inside a function compiled with `__attribute__((target(...)))`; the batched matmul
+// (prompt path) also has an AVX-512F version. The choice is made once, at the first call, from the
+// CPU's features (G2W_KERNELS=generic or G2W_KERNELS=avx2 caps it).
 #include "cg2w.h"
 #include <math.h>
 #include <stdlib.h>
@@ -11,31 +12,49 @@
 #include <immintrin.h>
 #define G2W_X86 1
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
+#define AVX512 __attribute__((target("avx512f,avx2,fma,f16c")))
 #endif
 
 // ---------------------------------------------------------------------------------------------
 // Dispatch
-static int isa = -1;  // 0 generic, 1 avx2+fma+f16c
+static int isa = -1;  // 0 generic, 1 avx2+fma+f16c, 2 the same + avx512f (batched matmul only)
 
 static int detect_isa(void) {
 #if G2W_X86
     const char *env = getenv("G2W_KERNELS");
     if (env && strcmp(env, "generic") == 0) return 0;
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) return 1;
+    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))) return 0;
+    if (env && strcmp(env, "avx2") == 0) return 1;
+    return __builtin_cpu_supports("avx512f") ? 2 : 1;
 #endif
     return 0;
 }
 
-static inline int use_avx2(void) {
+static inline int isa_level(void) {
     int v = __atomic_load_n(&isa, __ATOMIC_RELAXED);
     if (v < 0) { v = detect_isa(); __atomic_store_n(&isa, v, __ATOMIC_RELAXED); }
-    return v == 1;
+    return v;
 }
+static inline int use_avx2(void) { return isa_level() >= 1; }
+static inline int use_avx512(void) { return isa_level() == 2; }
 
 void g2w_force_generic(int on) { __atomic_store_n(&isa, on ? 0 : detect_isa(), __ATOMIC_RELAXED); }
 
-const char *g2w_kernel_isa(void) { return use_avx2() ? "avx2+fma+f16c" : "generic"; }
+int g2w_force_isa(int level) {
+    int best = detect_isa();
+    int v = level < 0 || level > best ? best : level;
+    __atomic_store_n(&isa, v, __ATOMIC_RELAXED);
+    return v;
+}
+
+const char *g2w_kernel_isa(void) {
+    switch (isa_level()) {
+    case 2: return "avx512f+avx2+fma+f16c";
+    case 1: return "avx2+fma+f16c";
+    default: return "generic";
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Half precision, portable: exact f16 -> f32, f32 -> f16 round to nearest even.
@@ -278,6 +297,127 @@ MATMUL_AVX2(matmul_f32_avx2, float, load8_f32, dot_f32)
 MATMUL_AVX2(matmul_f16_avx2, uint16_t, load8_f16, dot_f16)
 #endif
 
+// ---------------------------------------------------------------------------------------------
+// AVX-512F batched matmul (prompt path): twice the FMA width of AVX2.
+//   Y[t, r] = bias[r] + sum_k X[t, k] W[r, k]      W: [rows, cols] f32, X: [T, cols], Y: [T, ldy]
+// Register tile: 4 rows of W x 4 rows of X = 16 zmm accumulators; per 16 columns, 4 W loads and
+// 4 X loads feed 16 FMAs. Rows of W are taken in blocks of RB512 (kept in L2) against all T rows,
+// columns in chunks of KB512 (kept in L1). A chunk not a multiple of 16 ends with one masked step
+// (masked-off lanes load as 0).
+#if G2W_X86
+enum { RB512 = 48 };
+
+AVX512 static inline float hsum512(__m512 v) {
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    return hsum(h);
+}
+
+AVX512 static inline void tile512_4x4(const float *W, const float *X, size_t cols, size_t kn, float *Y, size_t ldy, const float *bias,
+                                      __mmask16 tail, int accumulate) {
+    const float *w0 = W, *w1 = W + cols, *w2 = w1 + cols, *w3 = w2 + cols;
+    const float *x0 = X, *x1 = X + cols, *x2 = x1 + cols, *x3 = x2 + cols;
+    __m512 c[4][4];
+    for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) c[i][j] = _mm512_setzero_ps();
+    size_t n16 = kn & ~(size_t)15, k = 0;
+#define STEP512(LOADW, LOADX)                                                                          \
+    {                                                                                                  \
+        __m512 v0 = LOADW(w0 + k), v1 = LOADW(w1 + k), v2 = LOADW(w2 + k), v3 = LOADW(w3 + k), xv;      \
+        xv = LOADX(x0 + k);                                                                            \
+        c[0][0] = _mm512_fmadd_ps(xv, v0, c[0][0]); c[0][1] = _mm512_fmadd_ps(xv, v1, c[0][1]);        \
+        c[0][2] = _mm512_fmadd_ps(xv, v2, c[0][2]); c[0][3] = _mm512_fmadd_ps(xv, v3, c[0][3]);        \
+        xv = LOADX(x1 + k);                                                                            \
+        c[1][0] = _mm512_fmadd_ps(xv, v0, c[1][0]); c[1][1] = _mm512_fmadd_ps(xv, v1, c[1][1]);        \
+        c[1][2] = _mm512_fmadd_ps(xv, v2, c[1][2]); c[1][3] = _mm512_fmadd_ps(xv, v3, c[1][3]);        \
+        xv = LOADX(x2 + k);                                                                            \
+        c[2][0] = _mm512_fmadd_ps(xv, v0, c[2][0]); c[2][1] = _mm512_fmadd_ps(xv, v1, c[2][1]);        \
+        c[2][2] = _mm512_fmadd_ps(xv, v2, c[2][2]); c[2][3] = _mm512_fmadd_ps(xv, v3, c[2][3]);        \
+        xv = LOADX(x3 + k);                                                                            \
+        c[3][0] = _mm512_fmadd_ps(xv, v0, c[3][0]); c[3][1] = _mm512_fmadd_ps(xv, v1, c[3][1]);        \
+        c[3][2] = _mm512_fmadd_ps(xv, v2, c[3][2]); c[3][3] = _mm512_fmadd_ps(xv, v3, c[3][3]);        \
+    }
+#define LOAD512(p) _mm512_loadu_ps(p)
+#define LOAD512_TAIL(p) _mm512_maskz_loadu_ps(tail, p)
+    for (; k < n16; k += 16) STEP512(LOAD512, LOAD512)
+    if (tail) STEP512(LOAD512_TAIL, LOAD512_TAIL)
+#undef LOAD512
+#undef LOAD512_TAIL
+#undef STEP512
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) {
+            float v = hsum512(c[i][j]);
+            Y[i * ldy + j] = accumulate ? Y[i * ldy + j] + v : v + (bias ? bias[j] : 0.0f);
+        }
+}
+
+// One row of X against one row of W (the edges of the tiling).
+AVX512 static inline float dot512(const float *w, const float *x, size_t kn, __mmask16 tail) {
+    __m512 a = _mm512_setzero_ps(), b = a;
+    size_t n16 = kn & ~(size_t)15, k = 0;
+    for (; k + 32 <= n16; k += 32) {
+        a = _mm512_fmadd_ps(_mm512_loadu_ps(w + k), _mm512_loadu_ps(x + k), a);
+        b = _mm512_fmadd_ps(_mm512_loadu_ps(w + k + 16), _mm512_loadu_ps(x + k + 16), b);
+    }
+    for (; k < n16; k += 16) a = _mm512_fmadd_ps(_mm512_loadu_ps(w + k), _mm512_loadu_ps(x + k), a);
+    if (tail) a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, w + k), _mm512_maskz_loadu_ps(tail, x + k), a);
+    return hsum512(_mm512_add_ps(a, b));
+}
+
+// Rows [0, rn) of the f32 block Wb (row stride cols) against all T rows of X; Yb and bb are
+// already offset to the block's first row. The columns go in chunks of KB512 so that a tile's
+// 4 rows of X and 4 rows of W (2 x 16 KB) stay in L1; partial sums are added to Y.
+enum { KB512 = 1024 };
+AVX512 static void matmul512_block(const float *Wb, const float *X, const float *bb, float *Yb, size_t T, size_t cols, size_t ldy, size_t rn) {
+    size_t r4 = rn & ~(size_t)3, t4 = T & ~(size_t)3;
+    for (size_t k0 = 0; k0 < cols; k0 += KB512) {
+        size_t kn = cols - k0 < KB512 ? cols - k0 : KB512;
+        __mmask16 tail = (__mmask16)((1u << (kn & 15)) - 1);
+        int acc = k0 > 0;
+        const float *Wk = Wb + k0, *Xk = X + k0;
+        for (size_t t = 0; t < t4; t += 4) {
+            for (size_t r = 0; r < r4; r += 4) tile512_4x4(Wk + r * cols, Xk + t * cols, cols, kn, Yb + t * ldy + r, ldy, bb ? bb + r : NULL, tail, acc);
+            for (size_t r = r4; r < rn; r++)
+                for (size_t i = 0; i < 4; i++) {
+                    float v = dot512(Wk + r * cols, Xk + (t + i) * cols, kn, tail);
+                    float *y = Yb + (t + i) * ldy + r;
+                    *y = acc ? *y + v : v + (bb ? bb[r] : 0.0f);
+                }
+        }
+        for (size_t t = t4; t < T; t++)
+            for (size_t r = 0; r < rn; r++) {
+                float v = dot512(Wk + r * cols, Xk + t * cols, kn, tail);
+                float *y = Yb + t * ldy + r;
+                *y = acc ? *y + v : v + (bb ? bb[r] : 0.0f);
+            }
+    }
+}
+
+AVX512 static void matmul_f32_avx512(const float *W, const float *X, const float *bias, float *Y, size_t T, size_t cols, size_t ldy,
+                                     size_t r0, size_t r1) {
+    for (size_t rb = r0; rb < r1; rb += RB512) {
+        size_t rn = r1 - rb < RB512 ? r1 - rb : RB512;
+        matmul512_block(W + rb * cols, X, bias ? bias + rb : NULL, Y + rb, T, cols, ldy, rn);
+    }
+}
+
+// f16 weights: each block of rows is converted to f32 once (exactly) into a buffer that stays in
+// L2, then multiplied with all T rows of X: the conversions stay off the FMA ports in the inner
+// loop. Few rows of X do not amortize that; they use the AVX2 kernel, which converts in registers.
+AVX512 static void matmul_f16_avx512(const uint16_t *W, const float *X, const float *bias, float *Y, size_t T, size_t cols, size_t ldy,
+                                     size_t r0, size_t r1) {
+    float *buf = T >= 8 ? malloc(RB512 * cols * sizeof(float)) : NULL;
+    if (!buf) { matmul_f16_avx2(W, X, bias, Y, T, cols, ldy, r0, r1); return; }
+    for (size_t rb = r0; rb < r1; rb += RB512) {
+        size_t rn = r1 - rb < RB512 ? r1 - rb : RB512;
+        const uint16_t *src = W + rb * cols;
+        size_t n = rn * cols, i = 0;
+        for (; i + 16 <= n; i += 16) _mm512_storeu_ps(buf + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(src + i))));
+        for (; i < n; i++) buf[i] = half_to_float(src[i]);
+        matmul512_block(buf, X, bias ? bias + rb : NULL, Y + rb, T, cols, ldy, rn);
+    }
+    free(buf);
+}
+#endif
+
 void g2w_matvec_f32(const float *W, const float *x, const float *bias, float *y, size_t cols, size_t r0, size_t r1) {
 #if G2W_X86
     if (use_avx2()) { matvec_f32_avx2(W, x, bias, y, cols, r0, r1); return; }
@@ -292,12 +432,14 @@ void g2w_matvec_f16(const uint16_t *W, const float *x, const float *bias, float 
 }
 void g2w_matmul_f32(const float *W, const float *X, const float *bias, float *Y, size_t T, size_t cols, size_t ldy, size_t r0, size_t r1) {
 #if G2W_X86
+    if (use_avx512()) { matmul_f32_avx512(W, X, bias, Y, T, cols, ldy, r0, r1); return; }
     if (use_avx2()) { matmul_f32_avx2(W, X, bias, Y, T, cols, ldy, r0, r1); return; }
 #endif
     matmul_f32_generic(W, X, bias, Y, T, cols, ldy, r0, r1);
 }
 void g2w_matmul_f16(const uint16_t *W, const float *X, const float *bias, float *Y, size_t T, size_t cols, size_t ldy, size_t r0, size_t r1) {
 #if G2W_X86
+    if (use_avx512()) { matmul_f16_avx512(W, X, bias, Y, T, cols, ldy, r0, r1); return; }
     if (use_avx2()) { matmul_f16_avx2(W, X, bias, Y, T, cols, ldy, r0, r1); return; }
 #endif
     matmul_f16_generic(W, X, bias, Y, T, cols, ldy, r0, r1);

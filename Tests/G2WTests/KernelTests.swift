@@ -10,11 +10,18 @@ final class KernelTests: XCTestCase {
     var rng = SeededGenerator(seed: 7)
     func rand(_ n: Int) -> [Float] { (0..<n).map { _ in Float(Double(rng.next() >> 11) * 0x1.0p-53 * 2 - 1) } }
 
+    /// The kernel levels this CPU can run: 0 portable, 1 AVX2+FMA+F16C, 2 + AVX-512F.
+    var levels: [Int32] {
+        let best = g2w_force_isa(-1)
+        return Array(0...best)
+    }
+
     func testMatmulAndMatvecAgainstReference() {
-        for generic in [false, true] {
-            g2w_force_generic(generic ? 1 : 0)
-            defer { g2w_force_generic(0) }
-            for rows in [1, 2, 3, 4, 5, 13, 50] {
+        for level in levels {
+            let generic = level == 0
+            XCTAssertEqual(g2w_force_isa(level), level)
+            defer { _ = g2w_force_isa(-1) }
+            for rows in [1, 2, 3, 4, 5, 13, 50, 101] {
                 for cols in [1, 7, 8, 15, 16, 17, 33, 100] {
                     let w = rand(rows * cols), bias = rand(rows)
                     let wh = w.map { Float16($0).bitPattern }
@@ -38,7 +45,7 @@ final class KernelTests: XCTestCase {
                                     var s = Double(bias[r]), mag = abs(Double(bias[r]))
                                     for k in 0..<cols { s += Double(weights[r * cols + k]) * Double(x[t * cols + k]); mag += abs(Double(weights[r * cols + k]) * Double(x[t * cols + k])) }
                                     XCTAssertEqual(Double(y[t * rows + r]), s, accuracy: 1e-6 * mag + 1e-7,
-                                                   "rows \(rows) cols \(cols) T \(T) f16 \(f16) generic \(generic) at (\(t), \(r))")
+                                                   "rows \(rows) cols \(cols) T \(T) f16 \(f16) level \(level) (generic \(generic)) at (\(t), \(r))")
                                 }
                             }
                         }

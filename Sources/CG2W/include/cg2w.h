@@ -46,6 +46,9 @@ extern "C" {
 #endif
 /// Forces the portable kernels (1) or restores run-time dispatch (0). For tests and benchmarks.
 void g2w_force_generic(int on);
+/// Forces kernel level 0 (portable), 1 (AVX2+FMA+F16C) or 2 (+ AVX-512F for the batched
+/// matmul), capped at what the CPU supports; -1 restores run-time dispatch. Returns the level set.
+int g2w_force_isa(int level);
 
 /// Matrix-vector product over rows [row_begin, row_end) of W (rows x cols, row-major):
 /// y[r] = dot(W[r, :], x) (+ bias[r] if bias is not NULL).
