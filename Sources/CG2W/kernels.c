@@ -416,6 +416,82 @@ AVX512 static void matmul_f16_avx512(const uint16_t *W, const float *X, const fl
     }
     free(buf);
 }
+// Packed outer-product GEMM for many rows of X (T >= 32). For each panel of NRP = 32 rows of W
+// and KCP columns, W is packed k-major (Bp[k][32], converted from f16 if needed, zero-padded past
+// the last row), then every 8 rows of X run through a 8 x 32 register tile: per column k, two
+// loads of Bp, eight broadcasts of X[t + i, k] and 16 FMAs into 16 zmm accumulators. No
+// horizontal sums; outputs are 32 contiguous floats of a row of Y (masked at the last panel).
+enum { NRP = 32, KCP = 512, MRP = 8 };
+
+AVX512 static inline void gemm_packed_8x32(const float *Bp, size_t kc, const float *X, size_t ldx, size_t mr,
+                                           float *Y, size_t ldy, __mmask16 m0, __mmask16 m1, const float *bias, int accumulate) {
+    const float *x[MRP];
+    for (size_t i = 0; i < MRP; i++) x[i] = X + (i < mr ? i : 0) * ldx;  // rows past mr: computed, not stored
+    __m512 c0[MRP], c1[MRP];
+    for (size_t i = 0; i < MRP; i++) { c0[i] = _mm512_setzero_ps(); c1[i] = _mm512_setzero_ps(); }
+    for (size_t k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_loadu_ps(Bp + k * NRP), b1 = _mm512_loadu_ps(Bp + k * NRP + 16);
+        for (size_t i = 0; i < MRP; i++) {
+            __m512 a = _mm512_set1_ps(x[i][k]);
+            c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
+            c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
+        }
+    }
+    for (size_t i = 0; i < mr; i++) {
+        float *y = Y + i * ldy;
+        __m512 v0 = c0[i], v1 = c1[i];
+        if (accumulate) {
+            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, y));
+            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, y + 16));
+        } else if (bias) {
+            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, bias));
+            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, bias + 16));
+        }
+        _mm512_mask_storeu_ps(y, m0, v0);
+        _mm512_mask_storeu_ps(y + 16, m1, v1);
+    }
+}
+
+// W is f32 (Wf) or f16 (Wh); rows [r0, r1).
+AVX512 static void matmul_packed_avx512(const float *Wf, const uint16_t *Wh, const float *X, const float *bias, float *Y, size_t T, size_t cols,
+                                        size_t ldy, size_t r0, size_t r1) {
+    float *Bp = aligned_alloc(64, KCP * NRP * sizeof(float));  // 64 KB: the packed panel (L1/L2)
+    if (!Bp) {
+        if (Wf) matmul_f32_avx512(Wf, X, bias, Y, T, cols, ldy, r0, r1); else matmul_f16_avx512(Wh, X, bias, Y, T, cols, ldy, r0, r1);
+        return;
+    }
+    for (size_t rb = r0; rb < r1; rb += NRP) {
+        size_t nr = r1 - rb < NRP ? r1 - rb : NRP;
+        __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xFFFF : (1u << nr) - 1);
+        __mmask16 m1 = (__mmask16)(nr >= 32 ? 0xFFFF : nr > 16 ? (1u << (nr - 16)) - 1 : 0);
+        for (size_t k0 = 0; k0 < cols; k0 += KCP) {
+            size_t kc = cols - k0 < KCP ? cols - k0 : KCP;
+            // Pack: Bp[k][j] = W[rb + j][k0 + k], 0 for j >= nr.
+            for (size_t j = 0; j < NRP; j++) {
+                if (j >= nr) { for (size_t k = 0; k < kc; k++) Bp[k * NRP + j] = 0; continue; }
+                if (Wf) {
+                    const float *w = Wf + (rb + j) * cols + k0;
+                    for (size_t k = 0; k < kc; k++) Bp[k * NRP + j] = w[k];
+                } else {
+                    const uint16_t *w = Wh + (rb + j) * cols + k0;
+                    size_t k = 0;
+                    for (; k + 16 <= kc; k += 16) {
+                        float t[16];
+                        _mm512_storeu_ps(t, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + k))));
+                        for (size_t q = 0; q < 16; q++) Bp[(k + q) * NRP + j] = t[q];
+                    }
+                    for (; k < kc; k++) Bp[k * NRP + j] = half_to_float(w[k]);
+                }
+            }
+            for (size_t t = 0; t < T; t += MRP) {
+                size_t mr = T - t < MRP ? T - t : MRP;
+                gemm_packed_8x32(Bp, kc, X + t * cols + k0, cols, mr, Y + t * ldy + rb, ldy, m0, m1, bias ? bias + rb : NULL, k0 > 0);
+            }
+        }
+    }
+    free(Bp);
+}
+
 #endif
 
 void g2w_matvec_f32(const float *W, const float *x, const float *bias, float *y, size_t cols, size_t r0, size_t r1) {
@@ -432,14 +508,20 @@ void g2w_matvec_f16(const uint16_t *W, const float *x, const float *bias, float 
 }
 void g2w_matmul_f32(const float *W, const float *X, const float *bias, float *Y, size_t T, size_t cols, size_t ldy, size_t r0, size_t r1) {
 #if G2W_X86
-    if (use_avx512()) { matmul_f32_avx512(W, X, bias, Y, T, cols, ldy, r0, r1); return; }
+    if (use_avx512()) {
+        if (T >= 32) matmul_packed_avx512(W, NULL, X, bias, Y, T, cols, ldy, r0, r1); else matmul_f32_avx512(W, X, bias, Y, T, cols, ldy, r0, r1);
+        return;
+    }
     if (use_avx2()) { matmul_f32_avx2(W, X, bias, Y, T, cols, ldy, r0, r1); return; }
 #endif
     matmul_f32_generic(W, X, bias, Y, T, cols, ldy, r0, r1);
 }
 void g2w_matmul_f16(const uint16_t *W, const float *X, const float *bias, float *Y, size_t T, size_t cols, size_t ldy, size_t r0, size_t r1) {
 #if G2W_X86
-    if (use_avx512()) { matmul_f16_avx512(W, X, bias, Y, T, cols, ldy, r0, r1); return; }
+    if (use_avx512()) {
+        if (T >= 32) matmul_packed_avx512(NULL, W, X, bias, Y, T, cols, ldy, r0, r1); else matmul_f16_avx512(W, X, bias, Y, T, cols, ldy, r0, r1);
+        return;
+    }
     if (use_avx2()) { matmul_f16_avx2(W, X, bias, Y, T, cols, ldy, r0, r1); return; }
 #endif
     matmul_f16_generic(W, X, bias, Y, T, cols, ldy, r0, r1);

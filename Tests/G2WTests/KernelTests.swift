@@ -55,6 +55,39 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// Many rows of X (the prompt path's packed kernels take T >= 32), with row counts around the
+    /// 32-row panels and columns past one 512-column chunk, at every kernel level.
+    func testBatchedMatmulWithManyRowsAgainstReference() {
+        for level in levels {
+            XCTAssertEqual(g2w_force_isa(level), level)
+            defer { _ = g2w_force_isa(-1) }
+            for (rows, cols) in [(5, 17), (33, 600), (101, 40)] {
+                let w = rand(rows * cols), bias = rand(rows)
+                let wh = w.map { Float16($0).bitPattern }
+                for T in [32, 37, 70] {
+                    let x = rand(T * cols)
+                    for f16 in [false, true] {
+                        let weights = f16 ? wh.map { Float(Float16(bitPattern: $0)) } : w
+                        var y = [Float](repeating: .nan, count: T * rows)
+                        let mid = rows / 3
+                        for (r0, r1) in [(0, mid), (mid, rows)] where r0 < r1 {
+                            if f16 { g2w_matmul_f16(wh, x, bias, &y, T, cols, rows, r0, r1) } else { g2w_matmul_f32(w, x, bias, &y, T, cols, rows, r0, r1) }
+                        }
+                        var bad = 0  // outside tolerance, or NaN (never written)
+                        for t in 0..<T {
+                            for r in 0..<rows {
+                                var s = Double(bias[r]), mag = abs(Double(bias[r]))
+                                for k in 0..<cols { let p = Double(weights[r * cols + k]) * Double(x[t * cols + k]); s += p; mag += abs(p) }
+                                if !(abs(Double(y[t * rows + r]) - s) <= 1e-6 * mag + 1e-7) { bad += 1 }
+                            }
+                        }
+                        XCTAssertEqual(bad, 0, "rows \(rows) cols \(cols) T \(T) f16 \(f16) level \(level)")
+                    }
+                }
+            }
+        }
+    }
+
     func testLayerNormGeluAttendAgainstReference() {
         for generic in [false, true] {
             g2w_force_generic(generic ? 1 : 0)
