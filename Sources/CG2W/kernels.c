@@ -453,13 +453,12 @@ AVX512 static inline void gemm_packed_8x32(const float *Bp, size_t kc, const flo
 }
 
 // W is f32 (Wf) or f16 (Wh); rows [r0, r1).
-AVX512 static void matmul_packed_avx512(const float *Wf, const uint16_t *Wh, const float *X, const float *bias, float *Y, size_t T, size_t cols,
-                                        size_t ldy, size_t r0, size_t r1) {
+// Element (r, k) of an f32 W is Wf[r * rs + k * ks] (rs = cols, ks = 1 for a row-major matrix;
+// any strides for the attention products); f16 W is row-major. X rows are ldx apart.
+AVX512 static int matmul_packed_strided_avx512(const float *Wf, size_t rs, size_t ks, const uint16_t *Wh, const float *X, size_t ldx,
+                                                const float *bias, float *Y, size_t T, size_t cols, size_t ldy, size_t r0, size_t r1) {
     float *Bp = aligned_alloc(64, KCP * NRP * sizeof(float));  // 64 KB: the packed panel (L1/L2)
-    if (!Bp) {
-        if (Wf) matmul_f32_avx512(Wf, X, bias, Y, T, cols, ldy, r0, r1); else matmul_f16_avx512(Wh, X, bias, Y, T, cols, ldy, r0, r1);
-        return;
-    }
+    if (!Bp) return 0;
     for (size_t rb = r0; rb < r1; rb += NRP) {
         size_t nr = r1 - rb < NRP ? r1 - rb : NRP;
         __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xFFFF : (1u << nr) - 1);
@@ -470,8 +469,9 @@ AVX512 static void matmul_packed_avx512(const float *Wf, const uint16_t *Wh, con
             for (size_t j = 0; j < NRP; j++) {
                 if (j >= nr) { for (size_t k = 0; k < kc; k++) Bp[k * NRP + j] = 0; continue; }
                 if (Wf) {
-                    const float *w = Wf + (rb + j) * cols + k0;
-                    for (size_t k = 0; k < kc; k++) Bp[k * NRP + j] = w[k];
+                    const float *w = Wf + (rb + j) * rs + k0 * ks;
+                    if (ks == 1) { for (size_t k = 0; k < kc; k++) Bp[k * NRP + j] = w[k]; }
+                    else { for (size_t k = 0; k < kc; k++) Bp[k * NRP + j] = w[k * ks]; }
                 } else {
                     const uint16_t *w = Wh + (rb + j) * cols + k0;
                     size_t k = 0;
@@ -485,14 +485,41 @@ AVX512 static void matmul_packed_avx512(const float *Wf, const uint16_t *Wh, con
             }
             for (size_t t = 0; t < T; t += MRP) {
                 size_t mr = T - t < MRP ? T - t : MRP;
-                gemm_packed_8x32(Bp, kc, X + t * cols + k0, cols, mr, Y + t * ldy + rb, ldy, m0, m1, bias ? bias + rb : NULL, k0 > 0);
+                gemm_packed_8x32(Bp, kc, X + t * ldx + k0, ldx, mr, Y + t * ldy + rb, ldy, m0, m1, bias ? bias + rb : NULL, k0 > 0);
             }
         }
     }
     free(Bp);
+    return 1;
+}
+
+AVX512 static void matmul_packed_avx512(const float *Wf, const uint16_t *Wh, const float *X, const float *bias, float *Y, size_t T, size_t cols,
+                                        size_t ldy, size_t r0, size_t r1) {
+    if (matmul_packed_strided_avx512(Wf, cols, 1, Wh, X, cols, bias, Y, T, cols, ldy, r0, r1)) return;
+    if (Wf) matmul_f32_avx512(Wf, X, bias, Y, T, cols, ldy, r0, r1); else matmul_f16_avx512(Wh, X, bias, Y, T, cols, ldy, r0, r1);
 }
 
 #endif
+
+int g2w_has_fast_gemm(void) {
+#if G2W_X86
+    return use_avx512();
+#else
+    return 0;
+#endif
+}
+
+void g2w_gemm_strided(const float *W, size_t rs, size_t ks, const float *X, size_t ldx, float *Y, size_t ldy, size_t T, size_t n, size_t rows) {
+#if G2W_X86
+    if (use_avx512() && matmul_packed_strided_avx512(W, rs, ks, NULL, X, ldx, NULL, Y, T, n, ldy, 0, rows)) return;
+#endif
+    for (size_t t = 0; t < T; t++)
+        for (size_t r = 0; r < rows; r++) {
+            float s = 0;
+            for (size_t k = 0; k < n; k++) s += X[t * ldx + k] * W[r * rs + k * ks];
+            Y[t * ldy + r] = s;
+        }
+}
 
 void g2w_matvec_f32(const float *W, const float *x, const float *bias, float *y, size_t cols, size_t r0, size_t r1) {
 #if G2W_X86
@@ -680,6 +707,42 @@ AVX2 static void layernorm_avx2(const float *x, const float *g, const float *b, 
 }
 AVX2 static void add_avx2(float *y, const float *a, size_t n) { add_body(y, a, n); }
 #endif
+
+static void softmax_body(float *x, size_t valid, float scale) {
+    float mx = -INFINITY;
+    for (size_t j = 0; j < valid; j++) { x[j] *= scale; if (x[j] > mx) mx = x[j]; }
+    float sum = 0;
+    for (size_t j = 0; j < valid; j++) { x[j] = expf(x[j] - mx); sum += x[j]; }
+    float inv = 1.0f / sum;
+    for (size_t j = 0; j < valid; j++) x[j] *= inv;
+}
+#if G2W_X86
+AVX2 static void softmax_avx2(float *x, size_t valid, float scale) {
+    __m256 sc = _mm256_set1_ps(scale), mxv = _mm256_set1_ps(-INFINITY);
+    size_t j = 0;
+    for (; j + 8 <= valid; j += 8) { __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + j), sc); _mm256_storeu_ps(x + j, v); mxv = _mm256_max_ps(mxv, v); }
+    float buf[8], mx = -INFINITY;
+    _mm256_storeu_ps(buf, mxv);
+    for (int i = 0; i < 8; i++) if (buf[i] > mx) mx = buf[i];
+    for (; j < valid; j++) { x[j] *= scale; if (x[j] > mx) mx = x[j]; }
+    __m256 m = _mm256_set1_ps(mx), sumv = _mm256_setzero_ps();
+    for (j = 0; j + 8 <= valid; j += 8) { __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + j), m)); _mm256_storeu_ps(x + j, e); sumv = _mm256_add_ps(sumv, e); }
+    float sum = hsum(sumv);
+    for (; j < valid; j++) { x[j] = expf(x[j] - mx); sum += x[j]; }
+    __m256 inv = _mm256_set1_ps(1.0f / sum);
+    for (j = 0; j + 8 <= valid; j += 8) _mm256_storeu_ps(x + j, _mm256_mul_ps(_mm256_loadu_ps(x + j), inv));
+    for (; j < valid; j++) x[j] *= 1.0f / sum;
+}
+#endif
+
+void g2w_softmax_row(float *x, size_t n, size_t valid, float scale) {
+#if G2W_X86
+    if (use_avx2()) softmax_avx2(x, valid, scale); else softmax_body(x, valid, scale);
+#else
+    softmax_body(x, valid, scale);
+#endif
+    for (size_t j = valid; j < n; j++) x[j] = 0;
+}
 
 void g2w_attend(const float *q, const float *K, const float *V, size_t stride, size_t n, size_t hd, float scale, float *scores, float *out) {
 #if G2W_X86

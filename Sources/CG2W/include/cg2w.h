@@ -64,6 +64,15 @@ void g2w_matmul_f16(const uint16_t *W, const float *X, const float *bias, float 
 /// s[j] = scale * dot(q, K[j]); p = softmax(s); out = sum_j p[j] V[j].
 /// K[j] = K + j * stride, V[j] likewise; `scores` has room for n floats.
 void g2w_attend(const float *q, const float *K, const float *V, size_t stride, size_t n, size_t head_dim, float scale, float *scores, float *out);
+/// 1 when g2w_gemm_strided runs a blocked kernel (AVX-512F); otherwise it is a plain loop and
+/// attention should use g2w_attend.
+int g2w_has_fast_gemm(void);
+/// Y[t * ldy + r] = sum_{k < n} X[t * ldx + k] * W[r * rs + k * ks] for t < T, r < rows (f32).
+/// The attention products of a prompt: scores = Q K^T (W = K, rs = stride, ks = 1) and
+/// out = P V (W = V^T: rs = 1, ks = stride).
+void g2w_gemm_strided(const float *W, size_t rs, size_t ks, const float *X, size_t ldx, float *Y, size_t ldy, size_t T, size_t n, size_t rows);
+/// x[0..<valid] = softmax(scale * x[0..<valid]); x[valid..<n] = 0.
+void g2w_softmax_row(float *x, size_t n, size_t valid, float scale);
 
 /// y = x + a (elementwise, n values), used for residual connections.
 void g2w_add(float *y, const float *a, size_t n);

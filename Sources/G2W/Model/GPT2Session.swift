@@ -21,6 +21,8 @@ public final class GPT2Session {
     var capacity = 0
     var x, h, qkv, att, ff: UnsafeMutablePointer<Float>
     var scores: UnsafeMutablePointer<Float>  // per thread: n_ctx floats
+    /// Per thread: capacity x n_ctx floats, the score matrix of one head for a batched prompt.
+    var promptScores: UnsafeMutablePointer<Float>
 
     /// - Parameter threads: worker threads (default: the number of active processors).
     public init(model: GPT2Model, threads: Int? = nil) throws {
@@ -33,12 +35,13 @@ public final class GPT2Session {
         values = .allocate(capacity: cacheSize)
         x = .allocate(capacity: 1); h = .allocate(capacity: 1); qkv = .allocate(capacity: 1); att = .allocate(capacity: 1); ff = .allocate(capacity: 1)
         scores = .allocate(capacity: 1)
+        promptScores = .allocate(capacity: 1)
         reserve(1)
     }
 
     deinit {
         keys.deallocate(); values.deallocate()
-        for p in [x, h, qkv, att, ff, scores] { p.deallocate() }
+        for p in [x, h, qkv, att, ff, scores, promptScores] { p.deallocate() }
     }
 
     /// Forgets the sequence (the cache is overwritten by the next tokens).
@@ -46,7 +49,7 @@ public final class GPT2Session {
 
     func reserve(_ rows: Int) {
         guard rows > capacity else { return }
-        for p in [x, h, qkv, att, ff, scores] { p.deallocate() }
+        for p in [x, h, qkv, att, ff, scores, promptScores] { p.deallocate() }
         let e = c.embeddingSize
         x = .allocate(capacity: rows * e)
         h = .allocate(capacity: rows * e)
@@ -54,6 +57,8 @@ public final class GPT2Session {
         att = .allocate(capacity: rows * e)
         ff = .allocate(capacity: rows * c.innerSize)
         scores = .allocate(capacity: max(rows, threads) * c.contextLength)
+        // Only the batched attention of 32 or more rows uses it (allocated, not touched, otherwise).
+        promptScores = .allocate(capacity: rows >= 32 ? threads * rows * c.contextLength : 1)
         capacity = rows
     }
 
@@ -96,12 +101,25 @@ public final class GPT2Session {
             // Causal attention per (position, head): att[t, head] over positions 0...start+t.
             let scale = 1 / Float(D).squareRoot()
             let q = qkv, a = att, sc = scores, ctx = c.contextLength
-            // Jobs run head by head (one head's keys and values stay in cache) and are dealt
-            // round-robin, so the workers get equal shares of the causal triangle.
-            interleaved(T * H) { job, worker in
-                let hd = job / T, t = job % T
-                g2w_attend(q + t * 3 * E + hd * D, kCache + hd * D, vCache + hd * D, E, start + t + 1, D, scale,
-                           sc + worker * ctx, a + t * E + hd * D)
+            if T >= 32 && g2w_has_fast_gemm() != 0 {
+                // Many queries: per head, two matrix products on the blocked kernel,
+                //   S = Q K^T [T, n] -> causal softmax per row -> att = S V [T, D],
+                // heads dealt round-robin to the workers (each with a [T, n] score buffer).
+                let n = start + T, ps = promptScores
+                interleaved(H) { hd, worker in
+                    let S = ps + worker * T * n
+                    g2w_gemm_strided(kCache + hd * D, E, 1, q + hd * D, 3 * E, S, n, T, D, n)
+                    for t in 0..<T { g2w_softmax_row(S + t * n, n, start + t + 1, scale) }
+                    g2w_gemm_strided(vCache + hd * D, 1, E, S, n, a + hd * D, E, T, n, D)
+                }
+            } else {
+                // Jobs run head by head (one head's keys and values stay in cache) and are dealt
+                // round-robin, so the workers get equal shares of the causal triangle.
+                interleaved(T * H) { job, worker in
+                    let hd = job / T, t = job % T
+                    g2w_attend(q + t * 3 * E + hd * D, kCache + hd * D, vCache + hd * D, E, start + t + 1, D, scale,
+                               sc + worker * ctx, a + t * E + hd * D)
+                }
             }
             // x += att W_proj^T + b
             matmul(layer.projection, att, layer.projectionBias, h, T)
