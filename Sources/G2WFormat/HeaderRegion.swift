@@ -211,6 +211,7 @@ enum HeaderRegion {
         func bad(_ reason: String) -> G2WFormatError {
             .invalidField(section: "metadata", field: "'\(key)' value", offset: offset, reason: reason)
         }
+        if type == 7 { return try decodeStringArray(raw, bad: bad, key: key, offset: offset) }
         let bytes = Array(raw)
         func fixed(_ n: Int) throws -> UInt64 {
             guard bytes.count == n else { throw bad("type \(type) needs \(n) bytes, has \(bytes.count)") }
@@ -230,38 +231,61 @@ enum HeaderRegion {
             guard let s = String(validating: bytes, as: UTF8.self) else { throw bad("string is not valid UTF-8") }
             return .string(s)
         case 6: return .bytes(bytes)
-        case 7:
-            // Hot at open (a tokenizer is 100,000 strings): decode straight from the buffer.
-            return try bytes.withUnsafeBufferPointer { buf throws -> G2WMetadataValue in
-                func u(_ at: Int, _ n: Int) -> UInt64 { (0..<n).reduce(UInt64(0)) { $0 | UInt64(buf[at + $1]) << (8 * UInt64($1)) } }
-                guard buf.count >= 8 else { throw bad("string[] needs an 8-byte count, has \(buf.count) bytes") }
-                let count = u(0, 8)
-                // Each element takes at least 4 bytes: reject absurd counts before allocating.
-                guard count <= UInt64((buf.count - 8) / 4) else { throw bad("string[] count \(count) cannot fit in \(buf.count) bytes") }
-                var utf8: [UInt8] = []
-                utf8.reserveCapacity(buf.count - 8 - 4 * Int(count))
-                var ends: [Int] = []
-                ends.reserveCapacity(Int(count))
-                var at = 8
+        default:
+            return .unknown(type: type, bytes: bytes)
+        }
+    }
+
+    /// A `string[]` value (type 7), read straight from the region: one copy of the elements' bytes.
+    private static func decodeStringArray(_ raw: ArraySlice<UInt8>, bad: (String) -> G2WFormatError, key: String, offset: UInt64) throws -> G2WMetadataValue {
+        // Hot at open (a tokenizer is 100,000 strings): one copy of the bytes, one validation pass.
+        return try raw.withUnsafeBufferPointer { buf throws -> G2WMetadataValue in
+            func u(_ at: Int, _ n: Int) -> UInt64 { (0..<n).reduce(UInt64(0)) { $0 | UInt64(buf[at + $1]) << (8 * UInt64($1)) } }
+            guard buf.count >= 8 else { throw bad("string[] needs an 8-byte count, has \(buf.count) bytes") }
+            let count = u(0, 8)
+            // Each element takes at least 4 bytes: reject absurd counts before allocating.
+            guard count <= UInt64((buf.count - 8) / 4) else { throw bad("string[] count \(count) cannot fit in \(buf.count) bytes") }
+            // The elements' bytes, if the value is well formed: everything but the count and the lengths.
+            let total = buf.count - 8 - 4 * Int(count)
+            var ends: [Int] = []
+            ends.reserveCapacity(Int(count))
+            let utf8 = try [UInt8](unsafeUninitializedCapacity: total) { dst, initialized in
+                var at = 8, w = 0
                 for i in 0..<Int(count) {
                     guard buf.count - at >= 4 else { throw bad("string[] element \(i): length runs past the value") }
                     let n = Int(u(at, 4))
                     at += 4
-                    guard n <= buf.count - at else { throw bad("string[] element \(i): \(n) bytes run past the value") }
-                    // Validate with a plain C loop and keep the bytes; no String is built here.
-                    let element = UnsafeBufferPointer(rebasing: buf[at..<(at + n)])
-                    guard n == 0 || g2w_utf8_valid(element.baseAddress!, n) == 1 else {
-                        throw G2WFormatError.invalidField(section: "metadata '\(key)'", field: "element \(i)", offset: offset + UInt64(at), reason: "not valid UTF-8")
-                    }
-                    utf8.append(contentsOf: element)
-                    ends.append(utf8.count)
+                    guard n <= buf.count - at, n <= total - w else { throw bad("string[] element \(i): \(n) bytes run past the value") }
+                    if n > 0 { (dst.baseAddress! + w).update(from: buf.baseAddress! + at, count: n) }
+                    w += n
                     at += n
+                    ends.append(w)
                 }
                 guard at == buf.count else { throw bad("\(buf.count - at) bytes left after \(count) strings") }
-                return .stringArray(G2WStringArray(validatedUTF8: utf8, ends: ends))
+                initialized = w
             }
-        default:
-            return .unknown(type: type, bytes: bytes)
+            // UTF-8, in one pass over all the bytes: when the concatenation is valid, an element is
+            // valid exactly when it does not start with a continuation byte (a cut inside a
+            // sequence). Otherwise find the first bad element for the message.
+            func elementStart(_ i: Int) -> Int { i == 0 ? 0 : ends[i - 1] }
+            let whole = utf8.withUnsafeBufferPointer { total == 0 || g2w_utf8_valid($0.baseAddress!, total) == 1 }
+            var firstBad: Int? = nil
+            if whole {
+                firstBad = ends.indices.first { elementStart($0) < ends[$0] && utf8[elementStart($0)] & 0xC0 == 0x80 }
+            } else {
+                firstBad = utf8.withUnsafeBufferPointer { p in
+                    ends.indices.first { i in
+                        let a = elementStart(i), n = ends[i] - a
+                        return n > 0 && g2w_utf8_valid(p.baseAddress! + a, n) != 1
+                    }
+                }
+            }
+            if let i = firstBad {
+                // Element i's bytes start after the count, i + 1 lengths and the bytes before it.
+                let at = 8 + 4 * (i + 1) + elementStart(i)
+                throw G2WFormatError.invalidField(section: "metadata '\(key)'", field: "element \(i)", offset: offset + UInt64(at), reason: "not valid UTF-8")
+            }
+            return .stringArray(G2WStringArray(validatedUTF8: utf8, ends: ends))
         }
     }
 
