@@ -53,6 +53,33 @@ final class MalformedFileTests: XCTestCase {
         assertFormatError(fragment, file: file, line: line) { _ = try open(b) }
     }
 
+    /// `string[]` values: each element's length and UTF-8 are checked, including an element cut
+    /// inside a multi-byte character whose bytes are valid UTF-8 only when joined to the next one.
+    func testStringArrayElementsAreChecked() throws {
+        let path = dir.appendingPathComponent("words.g2w").path
+        let w = try G2WWriter(path: path, metadata: ["words": .stringArray(["Ġa", "b"])], tensors: [.init(name: "t", dtype: .f32, shape: [1])])
+        try w.write([Float(1)])
+        try w.finish()
+        let good = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+        XCTAssertEqual(try open(good).metadata["words"]?.stringArrayValue.map(Array.init), ["Ġa", "b"])
+        // count 2, [3]"Ġa", [1]"b"
+        let value: [UInt8] = [2, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0xC4, 0xA0, 0x61, 1, 0, 0, 0, 0x62]
+        let at = try XCTUnwrap((0...(good.count - value.count)).first { Array(good[$0..<($0 + value.count)]) == value })
+        func expectValue(_ fragment: String, _ edited: [UInt8], line: UInt = #line) {
+            var b = good
+            b.replaceSubrange(at..<(at + value.count), with: edited)
+            reseal(&b)
+            assertFormatError(fragment, line: line) { _ = try open(b) }
+        }
+        // [1]"\xC4", [3]"\xA0ab": the bytes still join to "Ġab", but element 1 starts inside a character.
+        expectValue("element 1 at byte", [2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0xC4, 3, 0, 0, 0, 0xA0, 0x61, 0x62])
+        expectValue("not valid UTF-8", [2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0xC4, 3, 0, 0, 0, 0xA0, 0x61, 0x62])
+        expectValue("not valid UTF-8", [2, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0xC4, 0xA0, 0x61, 1, 0, 0, 0, 0xFF])
+        expectValue("element 1: 2 bytes run past the value", [2, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0xC4, 0xA0, 0x61, 2, 0, 0, 0, 0x62])
+        expectValue("bytes left after 1 strings", [1, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0xC4, 0xA0, 0x61, 1, 0, 0, 0, 0x62])
+        expectValue("cannot fit", [9, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0xC4, 0xA0, 0x61, 1, 0, 0, 0, 0x62])
+    }
+
     func testValidFileOpens() throws {
         let f = try open(try validFile())
         XCTAssertEqual(f.tensors.map(\.name), ["a", "b", "c"])
