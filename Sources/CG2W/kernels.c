@@ -633,6 +633,20 @@ AVX2 static void gelu_avx2(float *x, size_t n) {
     }
     gelu_body(x + i, n - i);
 }
+// x[j] = exp(x[j] - mx) for j < n, eight at a time (exp_avx2: ~1 ulp on x <= 0); returns the sum.
+// The softmax numerators of attention and of g2w_softmax_row.
+AVX2 static float exp_shifted_avx2(float *x, size_t n, float mx) {
+    __m256 m = _mm256_set1_ps(mx), sumv = _mm256_setzero_ps();
+    size_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + j), m));
+        _mm256_storeu_ps(x + j, e);
+        sumv = _mm256_add_ps(sumv, e);
+    }
+    float sum = hsum(sumv);
+    for (; j < n; j++) { x[j] = expf(x[j] - mx); sum += x[j]; }
+    return sum;
+}
 AVX2 static void attend_avx2(const float *q, const float *K, const float *V, size_t st, size_t n, size_t hd, float sc, float *s, float *o) {
     if (hd % 8 != 0 || hd > 256) { attend_body(q, K, V, st, n, hd, sc, s, o); return; }
     size_t nv = hd / 8;
@@ -666,15 +680,7 @@ AVX2 static void attend_avx2(const float *q, const float *K, const float *V, siz
         s[j] = d;
         if (d > mx) mx = d;
     }
-    // Softmax numerators, eight at a time (exp_avx2: ~1 ulp on x <= 0).
-    __m256 mxv = _mm256_set1_ps(mx), sumv = _mm256_setzero_ps();
-    for (j = 0; j + 8 <= n; j += 8) {
-        __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(s + j), mxv));
-        _mm256_storeu_ps(s + j, e);
-        sumv = _mm256_add_ps(sumv, e);
-    }
-    float sum = hsum(sumv);
-    for (; j < n; j++) { s[j] = expf(s[j] - mx); sum += s[j]; }
+    float sum = exp_shifted_avx2(s, n, mx);
     __m256 acc[32];
     for (size_t i = 0; i < nv; i++) acc[i] = _mm256_setzero_ps();
     for (size_t j = 0; j < n; j++) {
@@ -725,10 +731,7 @@ AVX2 static void softmax_avx2(float *x, size_t valid, float scale) {
     _mm256_storeu_ps(buf, mxv);
     for (int i = 0; i < 8; i++) if (buf[i] > mx) mx = buf[i];
     for (; j < valid; j++) { x[j] *= scale; if (x[j] > mx) mx = x[j]; }
-    __m256 m = _mm256_set1_ps(mx), sumv = _mm256_setzero_ps();
-    for (j = 0; j + 8 <= valid; j += 8) { __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + j), m)); _mm256_storeu_ps(x + j, e); sumv = _mm256_add_ps(sumv, e); }
-    float sum = hsum(sumv);
-    for (; j < valid; j++) { x[j] = expf(x[j] - mx); sum += x[j]; }
+    float sum = exp_shifted_avx2(x, valid, mx);
     __m256 inv = _mm256_set1_ps(1.0f / sum);
     for (j = 0; j + 8 <= valid; j += 8) _mm256_storeu_ps(x + j, _mm256_mul_ps(_mm256_loadu_ps(x + j), inv));
     for (; j < valid; j++) x[j] *= 1.0f / sum;
