@@ -109,7 +109,7 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(tg["tokens"] as? Int, 4)
         XCTAssertEqual(j["threads"] as? Int, 2)
         for (name, v) in [("pp tok/s", pp["tok_s"]), ("tg tok/s", tg["tok_s"]), ("bandwidth", j["bandwidth_gb_s"]), ("peak", j["peak_gflops"]),
-                          ("mapped file bandwidth", tg["mapped_file_bandwidth_gb_s"])] {
+                          ("mapped file bandwidth", tg["mapped_file_bandwidth_gb_s"]), ("open", j["open_ms"]), ("reopen", j["reopen_ms"])] {
             let x = try XCTUnwrap(v as? Double, name)
             XCTAssertTrue(x.isFinite && x > 0, "\(name): \(x)")
         }
