@@ -115,3 +115,24 @@ int g2w_utf8_valid(const uint8_t *p, size_t n);
 #ifdef __cplusplus
 }
 #endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/// A fixed set of threads for the forward pass's parallel sections. Idle workers spin a few
+/// milliseconds before sleeping, so back-to-back sections (decoding) start without a wake-up.
+typedef struct g2w_pool g2w_pool;
+/// One job of a run: `job` in 0..<jobs, `worker` in 0..<threads (0 is the calling thread).
+typedef void (*g2w_pool_task)(void *context, size_t job, size_t worker);
+/// A pool of `threads` threads counting the caller (threads - 1 are started); NULL if out of memory.
+/// If a thread cannot be started, the pool runs with fewer (see g2w_pool_threads).
+g2w_pool *g2w_pool_create(size_t threads);
+size_t g2w_pool_threads(const g2w_pool *pool);
+/// Runs task(context, job, worker) for every job in 0..<jobs across the threads (jobs are claimed
+/// one at a time, the caller taking part) and returns when all are done. One run at a time per pool.
+void g2w_pool_run(g2w_pool *pool, size_t jobs, g2w_pool_task task, void *context);
+/// Stops and joins the workers and frees the pool (NULL is ignored).
+void g2w_pool_destroy(g2w_pool *pool);
+#ifdef __cplusplus
+}
+#endif

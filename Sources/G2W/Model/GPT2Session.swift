@@ -23,12 +23,17 @@ public final class GPT2Session {
     var scores: UnsafeMutablePointer<Float>  // per thread: n_ctx floats
     /// Per thread: capacity x n_ctx floats, the score matrix of one head for a batched prompt.
     var promptScores: UnsafeMutablePointer<Float>
+    /// The worker threads (the calling thread is worker 0); nil if none could be made (then all
+    /// work runs on the calling thread).
+    let pool: OpaquePointer?
 
     /// - Parameter threads: worker threads (default: the number of active processors).
     public init(model: GPT2Model, threads: Int? = nil) throws {
         self.model = model
         c = model.configuration
-        self.threads = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        // A thread that cannot be started leaves the pool smaller; the session uses what it got.
+        pool = g2w_pool_create(max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount))
+        self.threads = pool.map { g2w_pool_threads($0) } ?? 1
         let cacheSize = c.layerCount * c.contextLength * c.embeddingSize
         // Large allocations come from mmap: untouched pages of the cache use no memory.
         keys = .allocate(capacity: cacheSize)
@@ -40,6 +45,7 @@ public final class GPT2Session {
     }
 
     deinit {
+        g2w_pool_destroy(pool)
         keys.deallocate(); values.deallocate()
         for p in [x, h, qkv, att, ff, scores, promptScores] { p.deallocate() }
     }
@@ -159,26 +165,30 @@ public final class GPT2Session {
             case (.f16, _): g2w_matmul_f16(w.base.assumingMemoryBound(to: UInt16.self), X, bias, Y, T, cols, rows, r0, r1)
             }
         }
-        if pieces == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: pieces, execute: run) }
+        interleaved(pieces) { i, _ in run(i) }
     }
 
-    /// Runs `body(job, worker)` for jobs 0..<n, worker w taking jobs w, w + workers, w + 2 workers...
+    /// Runs `body(job, worker)` for jobs 0..<n on the pool: the threads take the jobs one at a time,
+    /// in order, so consecutive jobs run side by side. `worker` (0..<threads) indexes per-thread scratch.
     func interleaved(_ n: Int, _ body: (Int, Int) -> Void) {
-        let workers = min(threads, n)
-        if workers <= 1 { for j in 0..<n { body(j, 0) }; return }
-        DispatchQueue.concurrentPerform(iterations: workers) { w in
-            for j in stride(from: w, to: n, by: workers) { body(j, w) }
+        guard n > 1, threads > 1, let pool else { for j in 0..<n { body(j, 0) }; return }
+        withoutActuallyEscaping(body) { body in
+            var body = body
+            withUnsafeMutablePointer(to: &body) { context in
+                g2w_pool_run(pool, n, { context, job, worker in
+                    context!.assumingMemoryBound(to: ((Int, Int) -> Void).self).pointee(job, worker)
+                }, context)
+            }
         }
     }
 
-    /// Runs `body(range, worker)` over 0..<n split into one contiguous range per worker.
+    /// Runs `body(range, worker)` over 0..<n split into one contiguous range per thread.
     func parallel(_ n: Int, _ body: (Range<Int>, Int) -> Void) {
         let workers = min(threads, n)
-        if workers <= 1 { body(0..<n, 0); return }
         let per = (n + workers - 1) / workers
-        DispatchQueue.concurrentPerform(iterations: workers) { w in
+        interleaved(workers) { w, worker in
             let lo = w * per, hi = min(n, lo + per)
-            if lo < hi { body(lo..<hi, w) }
+            if lo < hi { body(lo..<hi, worker) }
         }
     }
 }
