@@ -511,8 +511,13 @@ AVX512 static void pack_panel(const float *Wf, size_t rs, size_t ks, const uint1
 // W is f32 (Wf) or f16 (Wh); rows [r0, r1).
 // Element (r, k) of an f32 W is Wf[r * rs + k * ks] (rs = cols, ks = 1 for a row-major matrix;
 // any strides for the attention products); f16 W is row-major. X rows are ldx apart.
+// Causal attention skips work: with out_limit > 0, Y[t, r] is needed only for r < out_limit + t
+// (a block of 8 rows of X skips the panels past its last row's limit; those outputs are left
+// unwritten); with in_limit > 0, X[t, k] is 0 for k >= in_limit + t (a block stops at its last
+// row's limit). 0 means no limit.
 AVX512 static int matmul_packed_strided_avx512(const float *Wf, size_t rs, size_t ks, const uint16_t *Wh, const float *X, size_t ldx,
-                                                const float *bias, float *Y, size_t T, size_t cols, size_t ldy, size_t r0, size_t r1) {
+                                                const float *bias, float *Y, size_t T, size_t cols, size_t ldy, size_t r0, size_t r1,
+                                                size_t out_limit, size_t in_limit) {
     float *Bp = aligned_alloc(64, KCP * NRP * sizeof(float));  // 64 KB: the packed panel (L1/L2)
     if (!Bp) return 0;
     for (size_t rb = r0; rb < r1; rb += NRP) {
@@ -524,7 +529,14 @@ AVX512 static int matmul_packed_strided_avx512(const float *Wf, size_t rs, size_
             pack_panel(Wf, rs, ks, Wh, cols, rb, nr, k0, kc, Bp);
             for (size_t t = 0; t < T; t += MRP) {
                 size_t mr = T - t < MRP ? T - t : MRP;
-                gemm_packed_8x32(Bp, kc, X + t * ldx + k0, ldx, mr, Y + t * ldy + rb, ldy, m0, m1, bias ? bias + rb : NULL, k0 > 0);
+                if (out_limit && rb >= out_limit + t + mr - 1) continue;  // no row of this block reaches this panel
+                size_t kn = kc;
+                if (in_limit) {
+                    size_t end = in_limit + t + mr - 1;  // this block's X is 0 from column `end`
+                    if (end <= k0) continue;          // k0 > 0 here (in_limit >= 1): nothing to add
+                    if (end - k0 < kn) kn = end - k0;
+                }
+                gemm_packed_8x32(Bp, kn, X + t * ldx + k0, ldx, mr, Y + t * ldy + rb, ldy, m0, m1, bias ? bias + rb : NULL, k0 > 0);
             }
         }
     }
@@ -534,7 +546,7 @@ AVX512 static int matmul_packed_strided_avx512(const float *Wf, size_t rs, size_
 
 AVX512 static void matmul_packed_avx512(const float *Wf, const uint16_t *Wh, const float *X, const float *bias, float *Y, size_t T, size_t cols,
                                         size_t ldy, size_t r0, size_t r1) {
-    if (matmul_packed_strided_avx512(Wf, cols, 1, Wh, X, cols, bias, Y, T, cols, ldy, r0, r1)) return;
+    if (matmul_packed_strided_avx512(Wf, cols, 1, Wh, X, cols, bias, Y, T, cols, ldy, r0, r1, 0, 0)) return;
     if (Wf) matmul_f32_avx512(Wf, X, bias, Y, T, cols, ldy, r0, r1); else matmul_f16_avx512(Wh, X, bias, Y, T, cols, ldy, r0, r1);
 }
 
@@ -548,9 +560,10 @@ int g2w_has_fast_gemm(void) {
 #endif
 }
 
-void g2w_gemm_strided(const float *W, size_t rs, size_t ks, const float *X, size_t ldx, float *Y, size_t ldy, size_t T, size_t n, size_t rows) {
+void g2w_gemm_strided(const float *W, size_t rs, size_t ks, const float *X, size_t ldx, float *Y, size_t ldy, size_t T, size_t n, size_t rows,
+                      size_t out_limit, size_t in_limit) {
 #if G2W_X86
-    if (use_avx512() && matmul_packed_strided_avx512(W, rs, ks, NULL, X, ldx, NULL, Y, T, n, ldy, 0, rows)) return;
+    if (use_avx512() && matmul_packed_strided_avx512(W, rs, ks, NULL, X, ldx, NULL, Y, T, n, ldy, 0, rows, out_limit, in_limit)) return;
 #endif
     for (size_t t = 0; t < T; t++)
         for (size_t r = 0; r < rows; r++) {

@@ -95,22 +95,29 @@ final class KernelTests: XCTestCase {
             XCTAssertEqual(g2w_force_isa(level), level)
             defer { _ = g2w_force_isa(-1) }
             let stride = 50, d = 16
-            for (T, n) in [(33, 33), (40, 75), (5, 9)] {
+            // T queries after start = n - T cached positions; (530, 530) spans two column chunks.
+            for (T, n) in [(33, 33), (40, 75), (5, 9), (530, 530)] {
+                let start = n - T
                 let K = rand(n * stride), Q = rand(T * 3 * stride)
-                // S[t, j] = Q[t] . K[j] (rows of K at `stride`).
+                // S[t, j] = Q[t] . K[j] (rows of K at `stride`), all of it, then only the causal part.
                 var S = [Float](repeating: .nan, count: T * n)
-                g2w_gemm_strided(K, stride, 1, Q, 3 * stride, &S, n, T, d, n)
-                var bad = 0
+                var causalS = S
+                g2w_gemm_strided(K, stride, 1, Q, 3 * stride, &S, n, T, d, n, 0, 0)
+                g2w_gemm_strided(K, stride, 1, Q, 3 * stride, &causalS, n, T, d, n, start + 1, 0)
+                var bad = 0, badCausal = 0
                 for t in 0..<T { for j in 0..<n {
                     let e = (0..<d).reduce(0.0) { $0 + Double(Q[t * 3 * stride + $1]) * Double(K[j * stride + $1]) }
                     if !(abs(Double(S[t * n + j]) - e) <= 1e-5) { bad += 1 }
+                    if j <= start + t && !(abs(Double(causalS[t * n + j]) - e) <= 1e-5) { badCausal += 1 }
                 } }
                 XCTAssertEqual(bad, 0, "S, T \(T) n \(n) level \(level)")
-                // Masked softmax of each row, then O[t, c] = sum_j P[t, j] V[j, c] (V read transposed).
-                var P = S
-                for t in 0..<T { g2w_softmax_row(&P[t * n], n, min(n, t + 1), 0.25) }
+                XCTAssertEqual(badCausal, 0, "causal S, T \(T) n \(n) level \(level)")
+                // Masked softmax of each row (of the causal S: its unneeded entries were not
+                // written), then O[t, c] = sum_j P[t, j] V[j, c] (V read transposed).
+                var P = causalS
+                for t in 0..<T { g2w_softmax_row(&P[t * n], n, start + t + 1, 0.25) }
                 for t in 0..<T {
-                    let valid = min(n, t + 1)
+                    let valid = start + t + 1
                     let row = (0..<valid).map { Double(S[t * n + $0]) * 0.25 }
                     let mx = row.max()!, z = row.reduce(0.0) { $0 + exp($1 - mx) }
                     for j in 0..<n {
@@ -120,13 +127,15 @@ final class KernelTests: XCTestCase {
                 }
                 XCTAssertEqual(bad, 0, "softmax, T \(T) n \(n) level \(level)")
                 let V = rand(n * stride)
-                var O = [Float](repeating: .nan, count: T * stride)
-                g2w_gemm_strided(V, 1, stride, P, n, &O, stride, T, n, d)
-                for t in 0..<T { for c in 0..<d {
-                    let e = (0..<n).reduce(0.0) { $0 + Double(P[t * n + $1]) * Double(V[$1 * stride + c]) }
-                    if !(abs(Double(O[t * stride + c]) - e) <= 1e-5) { bad += 1 }
-                } }
-                XCTAssertEqual(bad, 0, "O, T \(T) n \(n) level \(level)")
+                for inLimit in [0, start + 1] {
+                    var O = [Float](repeating: .nan, count: T * stride)
+                    g2w_gemm_strided(V, 1, stride, P, n, &O, stride, T, n, d, 0, inLimit)
+                    for t in 0..<T { for c in 0..<d {
+                        let e = (0..<n).reduce(0.0) { $0 + Double(P[t * n + $1]) * Double(V[$1 * stride + c]) }
+                        if !(abs(Double(O[t * stride + c]) - e) <= 1e-5) { bad += 1 }
+                    } }
+                    XCTAssertEqual(bad, 0, "O, T \(T) n \(n) in_limit \(inLimit) level \(level)")
+                }
             }
         }
     }

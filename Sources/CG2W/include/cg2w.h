@@ -69,8 +69,11 @@ void g2w_attend(const float *q, const float *K, const float *V, size_t stride, s
 int g2w_has_fast_gemm(void);
 /// Y[t * ldy + r] = sum_{k < n} X[t * ldx + k] * W[r * rs + k * ks] for t < T, r < rows (f32).
 /// The attention products of a prompt: scores = Q K^T (W = K, rs = stride, ks = 1) and
-/// out = P V (W = V^T: rs = 1, ks = stride).
-void g2w_gemm_strided(const float *W, size_t rs, size_t ks, const float *X, size_t ldx, float *Y, size_t ldy, size_t T, size_t n, size_t rows);
+/// out = P V (W = V^T: rs = 1, ks = stride). For the causal mask, `out_limit` > 0 says only
+/// Y[t, r] with r < out_limit + t are needed (others may be left unwritten) and `in_limit` > 0
+/// says X[t, k] = 0 for k >= in_limit + t (the kernel may skip them); 0 means no limit.
+void g2w_gemm_strided(const float *W, size_t rs, size_t ks, const float *X, size_t ldx, float *Y, size_t ldy, size_t T, size_t n, size_t rows,
+                      size_t out_limit, size_t in_limit);
 /// x[0..<valid] = softmax(scale * x[0..<valid]); x[valid..<n] = 0.
 void g2w_softmax_row(float *x, size_t n, size_t valid, float scale);
 

@@ -111,12 +111,13 @@ public final class GPT2Session {
                 // Many queries: per head, two matrix products on the blocked kernel,
                 //   S = Q K^T [T, n] -> causal softmax per row -> att = S V [T, D],
                 // heads dealt round-robin to the workers (each with a [T, n] score buffer).
+                // Row t sees positions < start + t + 1: both products skip the masked triangle.
                 let n = start + T, ps = promptScores
                 interleaved(H) { hd, worker in
                     let S = ps + worker * T * n
-                    g2w_gemm_strided(kCache + hd * D, E, 1, q + hd * D, 3 * E, S, n, T, D, n)
+                    g2w_gemm_strided(kCache + hd * D, E, 1, q + hd * D, 3 * E, S, n, T, D, n, start + 1, 0)
                     for t in 0..<T { g2w_softmax_row(S + t * n, n, start + t + 1, scale) }
-                    g2w_gemm_strided(vCache + hd * D, 1, E, S, n, a + hd * D, E, T, n, D)
+                    g2w_gemm_strided(vCache + hd * D, 1, E, S, n, a + hd * D, E, T, n, D, 0, start + 1)
                 }
             } else {
                 // Jobs run head by head (one head's keys and values stay in cache) and are dealt
