@@ -249,14 +249,21 @@ enum HeaderRegion {
             let total = buf.count - 8 - 4 * Int(count)
             var ends: [Int] = []
             ends.reserveCapacity(Int(count))
-            let utf8 = try [UInt8](unsafeUninitializedCapacity: total) { dst, initialized in
+            // 16 bytes of slack: a short element is moved as one 16-byte vector (the bytes past it
+            // are overwritten by the next element, or lie past the end).
+            let utf8 = try [UInt8](unsafeUninitializedCapacity: total + 16) { dst, initialized in
                 var at = 8, w = 0
+                let base = UnsafeRawPointer(buf.baseAddress!), out = UnsafeMutableRawPointer(dst.baseAddress!)
                 for i in 0..<Int(count) {
                     guard buf.count - at >= 4 else { throw bad("string[] element \(i): length runs past the value") }
-                    let n = Int(u(at, 4))
+                    let n = Int(UInt32(littleEndian: base.loadUnaligned(fromByteOffset: at, as: UInt32.self)))
                     at += 4
                     guard n <= buf.count - at, n <= total - w else { throw bad("string[] element \(i): \(n) bytes run past the value") }
-                    if n > 0 { (dst.baseAddress! + w).update(from: buf.baseAddress! + at, count: n) }
+                    if n <= 16 && buf.count - at >= 16 {  // w + 16 <= total + 16: inside the capacity
+                        out.storeBytes(of: base.loadUnaligned(fromByteOffset: at, as: SIMD16<UInt8>.self), toByteOffset: w, as: SIMD16<UInt8>.self)
+                    } else if n > 0 {
+                        (out + w).copyMemory(from: base + at, byteCount: n)
+                    }
                     w += n
                     at += n
                     ends.append(w)

@@ -115,6 +115,8 @@ extern "C" {
 #endif
 /// 1 if the `n` bytes are well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF), else 0.
 int g2w_utf8_valid(const uint8_t *p, size_t n);
+/// The same, always with the portable code (for tests against the AVX2 path).
+int g2w_utf8_valid_portable(const uint8_t *p, size_t n);
 #ifdef __cplusplus
 }
 #endif
