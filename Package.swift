@@ -3,7 +3,8 @@
 // g2w: a GPT-2 runtime around its own memory-mapped weights format.
 //
 // Layering (each layer only knows the ones above it):
-//   CG2W           C: SIMD kernels, CRC-32C, signal-safe cleanup. AVX2/FMA/F16C code paths are enabled per function
+//   CG2W           C: SIMD kernels, CRC-32C, UTF-8 validation, the worker pool, signal-safe cleanup.
+//                  AVX2/FMA/F16C code paths are enabled per function
 //                  with `__attribute__((target(...)))` and chosen at run time, so the package needs
 //                  no unsafe compiler flags and stays usable as a versioned dependency.
 //   G2WFormat      the .g2w container (spec/g2w.md) and the safetensors reader. No model knowledge.
