@@ -1,3 +1,4 @@
+import Dispatch
 /// The immutable tables behind a `GPT2Tokenizer`, and the encoding loops.
 ///
 /// Merging follows tiktoken exactly: two adjacent parts merge when their concatenated bytes are a
@@ -51,57 +52,80 @@ final class BPEModel: @unchecked Sendable {
         results.reserveCapacity(mergeCount)
         var mergePairs: [(UInt32, UInt32)] = []
         mergePairs.reserveCapacity(mergeCount)
-        var scratch: [UInt8] = []
-        try merges.bytes.withUnsafeBufferPointer { mb in
+        // Look up each merge's left, right and result token (the result's bytes are the two
+        // entries' bytes, which lie side by side) on two threads: read-only, independent lookups.
+        // Then check them in merge order, so the first bad merge is the one reported.
+        var lookups = [Int32](repeating: -1, count: 3 * mergeCount)
+        merges.bytes.withUnsafeBufferPointer { mb in
             let base = mb.baseAddress ?? UnsafePointer(bitPattern: 1)!
-            for i in 0..<mergeCount {
-                let ls = merges.start(2 * i), le = merges.ends[2 * i], re = merges.ends[2 * i + 1]
-                let left = store.find(base + ls, le - ls)
-                guard left >= 0 else {
-                    throw TokenizerError.unknownMergeToken(location: location(i), merge: text(i), token: merges.string(2 * i))
+            lookups.withUnsafeMutableBufferPointer { out in
+                let halves = mergeCount >= 4096 ? 2 : 1, per = (mergeCount + halves - 1) / halves
+                DispatchQueue.concurrentPerform(iterations: halves) { h in
+                    for i in h * per..<min(mergeCount, (h + 1) * per) {
+                        let ls = merges.start(2 * i), le = merges.ends[2 * i], re = merges.ends[2 * i + 1]
+                        let left = store.find(base + ls, le - ls), right = store.find(base + le, re - le)
+                        out[3 * i] = Int32(left)
+                        out[3 * i + 1] = Int32(right)
+                        if left >= 0 && right >= 0 { out[3 * i + 2] = Int32(store.find(base + ls, re - ls)) }
+                    }
                 }
-                let right = store.find(base + le, re - le)
-                guard right >= 0 else {
-                    throw TokenizerError.unknownMergeToken(location: location(i), merge: text(i), token: merges.string(2 * i + 1))
-                }
-                scratch.removeAll(keepingCapacity: true)
-                scratch.append(contentsOf: store.tokenBytes(left))
-                scratch.append(contentsOf: store.tokenBytes(right))
-                let result = scratch.withUnsafeBufferPointer { store.find($0.baseAddress!, $0.count) }
-                guard result >= 0 else {
-                    throw TokenizerError.mergeResultNotInVocabulary(location: location(i), merge: text(i),
-                                                                   result: ByteLevel.string(forBytes: scratch))
-                }
-                if rankOf[result] >= 0 {
-                    throw TokenizerError.duplicateMerge(location: location(i), merge: text(i),
-                                                        result: ByteLevel.string(forBytes: scratch),
-                                                        firstLocation: location(Int(rankOf[result])))
-                }
-                rankOf[result] = Int32(i)
-                mergeable[result] = true
-                results.append(Int32(result))
-                mergePairs.append((UInt32(left), UInt32(right)))
             }
+        }
+        func resultBytes(_ i: Int) -> [UInt8] { Array(merges.bytes[merges.start(2 * i)..<merges.ends[2 * i + 1]]) }
+        for i in 0..<mergeCount {
+            let left = Int(lookups[3 * i]), right = Int(lookups[3 * i + 1]), result = Int(lookups[3 * i + 2])
+            guard left >= 0 else {
+                throw TokenizerError.unknownMergeToken(location: location(i), merge: text(i), token: merges.string(2 * i))
+            }
+            guard right >= 0 else {
+                throw TokenizerError.unknownMergeToken(location: location(i), merge: text(i), token: merges.string(2 * i + 1))
+            }
+            guard result >= 0 else {
+                throw TokenizerError.mergeResultNotInVocabulary(location: location(i), merge: text(i),
+                                                               result: ByteLevel.string(forBytes: resultBytes(i)))
+            }
+            if rankOf[result] >= 0 {
+                throw TokenizerError.duplicateMerge(location: location(i), merge: text(i),
+                                                    result: ByteLevel.string(forBytes: resultBytes(i)),
+                                                    firstLocation: location(Int(rankOf[result])))
+            }
+            rankOf[result] = Int32(i)
+            mergeable[result] = true
+            results.append(Int32(result))
+            mergePairs.append((UInt32(left), UInt32(right)))
         }
 
-        // Every split of every merge result into two mergeable tokens.
-        var pairList: [(UInt32, UInt32, UInt64)] = []
-        pairList.reserveCapacity(mergeCount * 3)
-        for (rank, result) in results.enumerated() {
-            let c = Int(result)
-            let p = UnsafePointer(store.bytes + store.offsets[c])
-            let n = store.length(c)
-            let value = UInt64(rank) << 32 | UInt64(c)
-            for k in 1..<n {
-                let a = store.findInside(p, k)
-                guard a >= 0 && mergeable[a] else { continue }
-                let b = store.findInside(p + k, n - k)
-                guard b >= 0 && mergeable[b] else { continue }
-                pairList.append((UInt32(a), UInt32(b), value))
+        // Every split of every merge result into two mergeable tokens. The merges are independent
+        // here (read-only lookups), so two halves are enumerated side by side (half of a
+        // 30 ms build on GPT-2's 50,000 merges); the lists are inserted in rank order.
+        func splits(_ ranks: Range<Int>) -> [(UInt32, UInt32, UInt64)] {
+            var list: [(UInt32, UInt32, UInt64)] = []
+            list.reserveCapacity(ranks.count * 3)
+            for rank in ranks {
+                let c = Int(results[rank])
+                let p = UnsafePointer(store.bytes + store.offsets[c])
+                let n = store.length(c)
+                let value = UInt64(rank) << 32 | UInt64(c)
+                for k in 1..<n {
+                    let a = store.findInside(p, k)
+                    guard a >= 0 && mergeable[a] else { continue }
+                    let b = store.findInside(p + k, n - k)
+                    guard b >= 0 && mergeable[b] else { continue }
+                    list.append((UInt32(a), UInt32(b), value))
+                }
+            }
+            return list
+        }
+        let halves = mergeCount >= 4096 ? 2 : 1
+        var lists = [[(UInt32, UInt32, UInt64)]](repeating: [], count: halves)
+        lists.withUnsafeMutableBufferPointer { out in
+            let per = (mergeCount + halves - 1) / halves
+            DispatchQueue.concurrentPerform(iterations: halves) { h in
+                out[h] = splits(h * per..<min(mergeCount, (h + 1) * per))
             }
         }
-        let pairs = PairTable(expectedCount: pairList.count)
-        for (a, b, value) in pairList { pairs.insert(a, b, value: value) }
+        let pairs = PairTable(expectedCount: lists.reduce(0) { $0 + $1.count })
+        for list in lists { for (a, b, value) in list { pairs.insert(a, b, value: value) } }
 
         var specials: [(bytes: [UInt8], id: Int)] = []
         var specialIDs: [String: Int] = [:]
