@@ -125,7 +125,8 @@ int g2w_utf8_valid_portable(const uint8_t *p, size_t n);
 extern "C" {
 #endif
 /// A fixed set of threads for the forward pass's parallel sections. Idle workers spin a few
-/// milliseconds before sleeping, so back-to-back sections (decoding) start without a wake-up.
+/// milliseconds before sleeping, so back-to-back sections (decoding) start without a wake-up
+/// (with more threads than available CPUs they sleep at once: spinning would starve the others).
 typedef struct g2w_pool g2w_pool;
 /// One job of a run: `job` in 0..<jobs, `worker` in 0..<threads (0 is the calling thread).
 typedef void (*g2w_pool_task)(void *context, size_t job, size_t worker);
