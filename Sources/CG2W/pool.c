@@ -81,7 +81,8 @@ static void *worker_main(void *arg) {
         unsigned spins = 0;
         while ((atomic_load_explicit(&p->state, memory_order_acquire) >> EPOCH_SHIFT) == seen) {
             cpu_relax();
-            if (p->spin_ns == 0 || (++spins % 1024 == 0 && now_ns() - spin_start > p->spin_ns)) {
+            if (++spins % 1024 == 0 && p->spin_ns) sched_yield();  // ~50 us: let another runnable thread have this CPU
+            if (p->spin_ns == 0 || (spins % 1024 == 0 && now_ns() - spin_start > p->spin_ns)) {
                 pthread_mutex_lock(&p->mutex);
                 atomic_fetch_add(&p->sleepers, 1);
                 while ((atomic_load(&p->state) >> EPOCH_SHIFT) == seen) pthread_cond_wait(&p->wake, &p->mutex);
@@ -168,7 +169,7 @@ void g2w_pool_run(g2w_pool *p, size_t jobs, g2w_pool_task task, void *context) {
     publish(p, jobs);  // seq_cst: orders the writes above before the claims
     size_t ran = run_jobs(p, 0);
     if (ran) atomic_fetch_add_explicit(&p->done, ran, memory_order_relaxed);
-    while (atomic_load_explicit(&p->done, memory_order_acquire) < jobs) {
-        if (p->spin_ns) cpu_relax(); else sched_yield();
+    for (unsigned spins = 1; atomic_load_explicit(&p->done, memory_order_acquire) < jobs; spins++) {
+        if (p->spin_ns && spins % 1024 != 0) cpu_relax(); else sched_yield();
     }
 }
