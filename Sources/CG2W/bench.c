@@ -1,6 +1,6 @@
 // Machine limits for the benchmark: read bandwidth and peak FMA throughput.
 #include "cg2w.h"
-#include <string.h>
+#include "isa.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -78,33 +78,17 @@ __attribute__((target("avx512f"))) static double fma_avx512(size_t iters, float 
 }
 #endif
 
-static int bench_avx512(void) {
-#if defined(__x86_64__)
-    return strncmp(g2w_kernel_isa(), "avx512", 6) == 0;
-#else
-    return 0;
-#endif
-}
-
-static int bench_avx2(void) {
-#if defined(__x86_64__)
-    return strcmp(g2w_kernel_isa(), "generic") != 0;
-#else
-    return 0;
-#endif
-}
-
 uint64_t g2w_bench_read(const void *p, size_t n) {
 #if defined(__x86_64__)
-    if (bench_avx2()) return read_avx2(p, n);
+    if (g2w_isa_level() >= 1) return read_avx2(p, n);
 #endif
     return read_generic(p, n);
 }
 
 double g2w_bench_fma(size_t iterations, float *sink) {
 #if defined(__x86_64__)
-    if (bench_avx512()) return fma_avx512(iterations, sink);
-    if (bench_avx2()) return fma_avx2(iterations, sink);
+    if (g2w_isa_level() == 2) return fma_avx512(iterations, sink);
+    if (g2w_isa_level() >= 1) return fma_avx2(iterations, sink);
 #endif
     return fma_generic(iterations, sink);
 }

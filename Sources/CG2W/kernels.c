@@ -4,6 +4,7 @@
 // (prompt path) also has an AVX-512F version. The choice is made once, at the first call, from the
 // CPU's features (G2W_KERNELS=generic or G2W_KERNELS=avx2 caps it).
 #include "cg2w.h"
+#include "isa.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,11 +32,12 @@ static int detect_isa(void) {
     return 0;
 }
 
-static inline int isa_level(void) {
+int g2w_isa_level(void) {
     int v = __atomic_load_n(&isa, __ATOMIC_RELAXED);
     if (v < 0) { v = detect_isa(); __atomic_store_n(&isa, v, __ATOMIC_RELAXED); }
     return v;
 }
+static inline int isa_level(void) { return g2w_isa_level(); }
 static inline int use_avx2(void) { return isa_level() >= 1; }
 static inline int use_avx512(void) { return isa_level() == 2; }
 

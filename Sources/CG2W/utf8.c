@@ -1,11 +1,13 @@
 #include "cg2w.h"
+#include "isa.h"
 #include <string.h>
 
 // Well-formed UTF-8 per Unicode Table 3-7. Portable: an 8-byte ASCII fast path, then one sequence
 // at a time. With AVX2: the "lookup" algorithm of Keiser and Lemire ("Validating UTF-8 in less
 // than one instruction per byte", 2021; simdjson), 32 bytes per step: every error is visible in
 // a pair of adjacent bytes (three 16-entry table lookups on their nibbles) or as a missing or
-// extra continuation byte two or three bytes after a lead byte.
+// extra continuation byte two or three bytes after a lead byte. The choice follows the kernels'
+// (isa.h): G2W_KERNELS=generic selects the portable code here too.
 
 static int utf8_valid_generic(const uint8_t *p, size_t n) {
     size_t i = 0;
@@ -135,21 +137,11 @@ AVX2 static int utf8_valid_avx2(const uint8_t *p, size_t n) {
     return _mm256_testz_si256(error, error);
 }
 
-static int has_avx2(void) {
-    static int cached = -1;
-    int c = __atomic_load_n(&cached, __ATOMIC_RELAXED);
-    if (c < 0) {
-        __builtin_cpu_init();
-        c = __builtin_cpu_supports("avx2") ? 1 : 0;
-        __atomic_store_n(&cached, c, __ATOMIC_RELAXED);
-    }
-    return c;
-}
 #endif
 
 int g2w_utf8_valid(const uint8_t *p, size_t n) {
 #if defined(__x86_64__)
-    if (has_avx2()) return utf8_valid_avx2(p, n);
+    if (g2w_isa_level() >= 1) return utf8_valid_avx2(p, n);
 #endif
     return utf8_valid_generic(p, n);
 }

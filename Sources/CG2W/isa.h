@@ -1,0 +1,6 @@
+// Internal to CG2W (not part of the public header): the kernel level chosen once from the CPU's
+// features and G2W_KERNELS, shared by every file with vector code so they all dispatch alike.
+#pragma once
+
+/// 0 portable, 1 AVX2+FMA+F16C, 2 the same + AVX-512F (see kernels.c).
+int g2w_isa_level(void);
