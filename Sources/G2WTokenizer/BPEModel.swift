@@ -59,9 +59,8 @@ final class BPEModel: @unchecked Sendable {
         merges.bytes.withUnsafeBufferPointer { mb in
             let base = mb.baseAddress ?? UnsafePointer(bitPattern: 1)!
             lookups.withUnsafeMutableBufferPointer { out in
-                let halves = mergeCount >= 4096 ? 2 : 1, per = (mergeCount + halves - 1) / halves
-                DispatchQueue.concurrentPerform(iterations: halves) { h in
-                    for i in h * per..<min(mergeCount, (h + 1) * per) {
+                Self.inHalves(mergeCount) { range, _ in
+                    for i in range {
                         let ls = merges.start(2 * i), le = merges.ends[2 * i], re = merges.ends[2 * i + 1]
                         let left = store.find(base + ls, le - ls), right = store.find(base + le, re - le)
                         out[3 * i] = Int32(left)
@@ -116,13 +115,9 @@ final class BPEModel: @unchecked Sendable {
             }
             return list
         }
-        let halves = mergeCount >= 4096 ? 2 : 1
-        var lists = [[(UInt32, UInt32, UInt64)]](repeating: [], count: halves)
+        var lists = [[(UInt32, UInt32, UInt64)]](repeating: [], count: 2)
         lists.withUnsafeMutableBufferPointer { out in
-            let per = (mergeCount + halves - 1) / halves
-            DispatchQueue.concurrentPerform(iterations: halves) { h in
-                out[h] = splits(h * per..<min(mergeCount, (h + 1) * per))
-            }
+            Self.inHalves(mergeCount) { range, half in out[half] = splits(range) }
         }
         let pairs = PairTable(expectedCount: lists.reduce(0) { $0 + $1.count })
         for list in lists { for (a, b, value) in list { pairs.insert(a, b, value: value) } }
@@ -146,6 +141,14 @@ final class BPEModel: @unchecked Sendable {
         self.byteToToken.initialize(from: byteToToken, count: 256)
         self.mergeable = .allocate(capacity: max(1, count))
         self.mergeable.initialize(from: mergeable, count: count)
+    }
+
+    /// Runs `body(range, half)` over 0..<n cut in two halves on two threads (one range, half 0,
+    /// when n is small): for the independent, read-only lookups of a build.
+    private static func inHalves(_ n: Int, _ body: (Range<Int>, Int) -> Void) {
+        guard n >= 4096 else { body(0..<n, 0); return }
+        let mid = n / 2
+        DispatchQueue.concurrentPerform(iterations: 2) { half in body(half == 0 ? 0..<mid : mid..<n, half) }
     }
 
     deinit {
