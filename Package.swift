@@ -8,7 +8,7 @@
 //                  with `__attribute__((target(...)))` and chosen at run time, so the package needs
 //                  no unsafe compiler flags and stays usable as a versioned dependency.
 //   G2WFormat      the .g2w container (spec/g2w.md) and the safetensors reader. No model knowledge.
-//   G2WTokenizer   GPT-2 byte-level BPE.
+//   G2WTokenizer   GPT-2 byte-level BPE (CG2W for UTF-8 validation).
 //   G2W            the GPT-2 model, conversion from Hugging Face checkpoints, sampling, generation.
 //   G2WCommandLine the command implementations shared by the thin executables.
 import PackageDescription
@@ -24,7 +24,7 @@ let package = Package(
     targets: [
         .target(name: "CG2W"),
         .target(name: "G2WFormat", dependencies: ["CG2W"]),
-        .target(name: "G2WTokenizer"),
+        .target(name: "G2WTokenizer", dependencies: ["CG2W"]),
         .target(name: "G2W", dependencies: ["G2WFormat", "G2WTokenizer", "CG2W"]),
         .target(name: "G2WCommandLine", dependencies: ["G2W", "G2WFormat"]),
         .executableTarget(name: "g2w-convert", dependencies: ["G2WCommandLine"]),

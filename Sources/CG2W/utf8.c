@@ -147,3 +147,18 @@ int g2w_utf8_valid(const uint8_t *p, size_t n) {
 }
 
 int g2w_utf8_valid_portable(const uint8_t *p, size_t n) { return utf8_valid_generic(p, n); }
+
+size_t g2w_utf8_first_invalid_element(const uint8_t *p, const ptrdiff_t *ends, size_t count) {
+    // When the concatenation is valid, an element is valid exactly when it does not start with a
+    // continuation byte (a cut inside a sequence): one pass over all the bytes. Otherwise each
+    // element is checked alone, to name the first bad one.
+    size_t total = count ? (size_t)ends[count - 1] : 0;
+    int whole = g2w_utf8_valid(p, total);
+    size_t start = 0;
+    for (size_t i = 0; i < count; i++) {
+        size_t end = (size_t)ends[i];
+        if (end > start && (whole ? (p[start] & 0xC0) == 0x80 : !g2w_utf8_valid(p + start, end - start))) return i;
+        start = end;
+    }
+    return count;
+}

@@ -271,22 +271,11 @@ enum HeaderRegion {
                 guard at == buf.count else { throw bad("\(buf.count - at) bytes left after \(count) strings") }
                 initialized = w
             }
-            // UTF-8, in one pass over all the bytes: when the concatenation is valid, an element is
-            // valid exactly when it does not start with a continuation byte (a cut inside a
-            // sequence). Otherwise find the first bad element for the message.
             func elementStart(_ i: Int) -> Int { i == 0 ? 0 : ends[i - 1] }
-            let whole = utf8.withUnsafeBufferPointer { total == 0 || g2w_utf8_valid($0.baseAddress!, total) == 1 }
-            var firstBad: Int? = nil
-            if whole {
-                firstBad = ends.indices.first { elementStart($0) < ends[$0] && utf8[elementStart($0)] & 0xC0 == 0x80 }
-            } else {
-                firstBad = utf8.withUnsafeBufferPointer { p in
-                    ends.indices.first { i in
-                        let a = elementStart(i), n = ends[i] - a
-                        return n > 0 && g2w_utf8_valid(p.baseAddress! + a, n) != 1
-                    }
-                }
-            }
+            let first = utf8.withUnsafeBufferPointer { u in ends.withUnsafeBufferPointer { e in
+                g2w_utf8_first_invalid_element(u.baseAddress!, e.baseAddress, e.count)
+            } }
+            let firstBad: Int? = first < ends.count ? first : nil
             if let i = firstBad {
                 // Element i's bytes start after the count, i + 1 lengths and the bytes before it.
                 let at = 8 + 4 * (i + 1) + elementStart(i)

@@ -1,3 +1,4 @@
+import CG2W
 import Foundation
 
 /// OpenAI's GPT-2 byte-level BPE tokenizer, producing exactly the ids of tiktoken's "gpt2"
@@ -65,9 +66,7 @@ public struct GPT2Tokenizer: Sendable {
     }
 
     /// The first element of `bytes` cut at `ends` whose bounds are wrong or which is not valid
-    /// UTF-8, with the reason; nil if all are good. One validation pass over the whole buffer:
-    /// when it is valid UTF-8, an element is valid exactly when it does not start with a
-    /// continuation byte (a cut inside a multi-byte sequence).
+    /// UTF-8, with the reason; nil if all are good.
     static func firstInvalidElement(_ bytes: [UInt8], _ ends: [Int]) -> (Int, String)? {
         var start = 0
         for (i, end) in ends.enumerated() {
@@ -76,21 +75,10 @@ public struct GPT2Tokenizer: Sendable {
             }
             start = end
         }
-        let used = bytes[..<start]
-        if String(validating: used, as: UTF8.self) != nil {
-            start = 0
-            for (i, end) in ends.enumerated() {
-                if start < end && bytes[start] & 0xC0 == 0x80 { return (i, "is not valid UTF-8") }
-                start = end
-            }
-            return nil
-        }
-        start = 0
-        for (i, end) in ends.enumerated() {
-            if String(validating: bytes[start..<end], as: UTF8.self) == nil { return (i, "is not valid UTF-8") }
-            start = end
-        }
-        return nil
+        let first = bytes.withUnsafeBufferPointer { b in ends.withUnsafeBufferPointer { e in
+            g2w_utf8_first_invalid_element(b.baseAddress ?? UnsafePointer(bitPattern: 1)!, e.baseAddress, e.count)
+        } }
+        return first < ends.count ? (first, "is not valid UTF-8") : nil
     }
 
     /// Loads OpenAI's `encoder.json` + `vocab.bpe` (or the identical Hugging Face `vocab.json` + `merges.txt`).

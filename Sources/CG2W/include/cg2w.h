@@ -117,6 +117,10 @@ extern "C" {
 int g2w_utf8_valid(const uint8_t *p, size_t n);
 /// The same, always with the portable code (for tests against the AVX2 path).
 int g2w_utf8_valid_portable(const uint8_t *p, size_t n);
+/// The first of `count` strings stored back to back in `p` (string i ends at `ends[i]`, ends
+/// non-decreasing, the last within the buffer) that is not well-formed UTF-8 on its own, or
+/// `count` if all are. One validation pass when all are good.
+size_t g2w_utf8_first_invalid_element(const uint8_t *p, const ptrdiff_t *ends, size_t count);
 #ifdef __cplusplus
 }
 #endif
