@@ -55,6 +55,38 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// The decoding kernel reads a row range as four far-apart streams when the rows are whole
+    /// cache lines (16 f32 or 32 f16 values): row ranges of 4-9 rows and larger ones with every
+    /// remainder mod 4, starting at odd rows, beside lengths that are not whole lines.
+    func testMatvecStreamsAgainstReference() {
+        for level in levels {
+            XCTAssertEqual(g2w_force_isa(level), level)
+            defer { _ = g2w_force_isa(-1) }
+            for cols in [16, 32, 48, 64, 96, 80, 768] {
+                let rows = 141
+                let w = rand(rows * cols), bias = rand(rows), x = rand(cols)
+                let wh = w.map { Float16($0).bitPattern }
+                let wf16 = wh.map { Float(Float16(bitPattern: $0)) }
+                for f16 in [false, true] {
+                    let weights = f16 ? wf16 : w
+                    for (r0, r1) in [(0, 4), (3, 8), (1, 10), (5, 56), (0, 141), (7, 140), (2, 139), (9, 138)] {
+                        var y = [Float](repeating: .nan, count: rows)
+                        if f16 { g2w_matvec_f16(wh, x, bias, &y, cols, r0, r1) } else { g2w_matvec_f32(w, x, bias, &y, cols, r0, r1) }
+                        for r in 0..<rows {
+                            guard r >= r0 && r < r1 else {
+                                XCTAssertTrue(y[r].isNaN, "row \(r) outside \(r0)..<\(r1) written (cols \(cols), f16 \(f16), level \(level))")
+                                continue
+                            }
+                            var s = Double(bias[r]), mag = abs(Double(bias[r]))
+                            for k in 0..<cols { s += Double(weights[r * cols + k]) * Double(x[k]); mag += abs(Double(weights[r * cols + k]) * Double(x[k])) }
+                            XCTAssertEqual(Double(y[r]), s, accuracy: 1e-6 * mag + 1e-7, "cols \(cols) rows \(r0)..<\(r1) f16 \(f16) level \(level) at \(r)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Many rows of X (the prompt path's packed kernels take T >= 32), with row counts around the
     /// 32-row panels and columns past one 512-column chunk, at every kernel level.
     func testBatchedMatmulWithManyRowsAgainstReference() {
