@@ -28,6 +28,9 @@ public enum Benchmark {
         public var isa: String
         /// Bytes per second reading a buffer much larger than the last-level cache, all threads.
         public var bandwidth: Double
+        /// The last-level cache (from sysfs), 0 if unknown. A model whose weights are not much
+        /// larger than it can be read partly from it, faster than `bandwidth`.
+        public var lastLevelCacheBytes: Int
         /// Peak single-precision FLOP/s (register-only FMA loop, all threads).
         public var peakFLOPS: Double
         public var openMilliseconds: Double
@@ -57,8 +60,24 @@ public enum Benchmark {
         public var promptPeakFraction: Double { promptSpeed.mean * promptFLOPsPerToken / peakFLOPS }
     }
 
-    /// Read bandwidth with `threads` threads over a `bytes` buffer (best of `reps`).
-    public static func measureBandwidth(threads: Int, bytes: Int = 1 << 30, reps: Int = 5) -> Double {
+    /// The size of the largest data or unified CPU cache cpu0 reports in sysfs, 0 if none.
+    public static func lastLevelCacheBytes() -> Int {
+        var best = (level: 0, bytes: 0)
+        for i in 0..<16 {
+            let dir = "/sys/devices/system/cpu/cpu0/cache/index\(i)/"
+            func read(_ f: String) -> String? { (try? String(contentsOfFile: dir + f, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) }
+            guard let type = read("type"), type != "Instruction", let level = read("level").flatMap({ Int($0) }), let size = read("size") else { continue }
+            let units: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30]
+            let bytes = size.last.flatMap { units[$0] }.flatMap { u in Int(size.dropLast()).map { $0 * u } } ?? Int(size) ?? 0
+            if level > best.level { best = (level, bytes) }
+        }
+        return best.bytes
+    }
+
+    /// Read bandwidth with `threads` threads over a `bytes` buffer (best of `reps`); the default
+    /// size is 1 GiB or four times the last-level cache, whichever is larger.
+    public static func measureBandwidth(threads: Int, bytes: Int? = nil, reps: Int = 5) -> Double {
+        let bytes = bytes ?? max(1 << 30, 4 * lastLevelCacheBytes())
         let n = bytes / (128 * threads) * 128 * threads
         let buf = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: 64)
         defer { buf.deallocate() }
@@ -177,7 +196,8 @@ public enum Benchmark {
         let layerWeights = Double(c.layerCount) * Double(c.embeddingSize) * Double(4 * c.embeddingSize + 2 * c.innerSize)
         let attention = Double(c.layerCount) * 4 * Double(c.embeddingSize) * Double(pp) / 2
         let head = 2 * Double(c.vocabularySize) * Double(c.embeddingSize) / Double(pp)
-        return Report(configuration: c, weightDType: model.weightDType, threads: threads, isa: String(cString: g2w_kernel_isa()), bandwidth: bw, peakFLOPS: peak,
+        return Report(configuration: c, weightDType: model.weightDType, threads: threads, isa: String(cString: g2w_kernel_isa()), bandwidth: bw,
+                      lastLevelCacheBytes: lastLevelCacheBytes(), peakFLOPS: peak,
                       openMilliseconds: Double(t1 - t0) / 1e6, reopenMilliseconds: reopen, modelInitMilliseconds: Double(t2 - t1b) / 1e6, tokenizerMilliseconds: Double(t3 - t2) / 1e6,
                       promptTokens: pp, generatedTokens: tg, promptSpeed: Stat(ppSpeeds), generationSpeed: Stat(tgSpeeds),
                       weightBytesPerToken: model.weightBytesPerToken, promptFLOPsPerToken: 2 * layerWeights + attention + head,
