@@ -1,4 +1,3 @@
-import Dispatch
 import CG2W
 import Foundation
 
@@ -48,37 +47,22 @@ public struct GPT2Tokenizer: Sendable {
         if let (i, reason) = Self.firstInvalidElement(mergesUTF8, mergesEnds) {
             throw TokenizerError.malformedMerge(location: "merges[\(i)]", text: "", reason: reason)
         }
-        // The tokens and the merges are decoded side by side (independent lists, ~3 ms each for
-        // GPT-2); a bad token is reported before a bad merge, as when decoded in turn.
-        var tokens = Builder(), merges = Builder()
-        var errors: [Error?] = [nil, nil]
-        errors.withUnsafeMutableBufferPointer { errors in
-            DispatchQueue.concurrentPerform(iterations: 2) { job in
-                do {
-                    if job == 0 {
-                        try vocabularyUTF8.withUnsafeBufferPointer { v in
-                            var start = 0
-                            for (id, end) in vocabularyEnds.enumerated() {
-                                try tokens.addToken(utf8: UnsafeBufferPointer(rebasing: v[start..<end]), id: id)
-                                start = end
-                            }
-                        }
-                    } else {
-                        try mergesUTF8.withUnsafeBufferPointer { m in
-                            var start = 0
-                            for (i, end) in mergesEnds.enumerated() {
-                                try merges.addMergeLine(utf8: UnsafeBufferPointer(rebasing: m[start..<end]), location: "merges[\(i)]")
-                                start = end
-                            }
-                        }
-                    }
-                } catch {
-                    errors[job] = error
-                }
+        var builder = Builder()
+        try vocabularyUTF8.withUnsafeBufferPointer { v in
+            var start = 0
+            for (id, end) in vocabularyEnds.enumerated() {
+                try builder.addToken(utf8: UnsafeBufferPointer(rebasing: v[start..<end]), id: id)
+                start = end
             }
         }
-        if let e = errors[0] ?? errors[1] { throw e }
-        model = try BPEModel(tokens: tokens.tokens, merges: merges.merges, location: { "merges[\($0)]" })
+        try mergesUTF8.withUnsafeBufferPointer { m in
+            var start = 0
+            for (i, end) in mergesEnds.enumerated() {
+                try builder.addMergeLine(utf8: UnsafeBufferPointer(rebasing: m[start..<end]), location: "merges[\(i)]")
+                start = end
+            }
+        }
+        model = try BPEModel(tokens: builder.tokens, merges: builder.merges, location: { "merges[\($0)]" })
     }
 
     /// The first element of `bytes` cut at `ends` whose bounds are wrong or which is not valid

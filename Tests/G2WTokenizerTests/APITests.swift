@@ -100,8 +100,7 @@ final class VocabularyTests: XCTestCase {
         expectError(.invalidVocabulary(source: "vocabulary", reason: "entry 0 ends at 3, outside 0...2")) {
             _ = try GPT2Tokenizer(vocabularyUTF8: [0x61, 0x62], vocabularyEnds: [3], mergesUTF8: [], mergesEnds: [])
         }
-        // Tokens and merges are decoded side by side: with a bad token and a bad merge line, the
-        // token is reported (as when they were decoded in turn); with good tokens, the merge.
+        // With a bad token and a bad merge line, the token is reported; with good tokens, the merge.
         expectError(.emptyToken(id: 257)) {
             _ = try GPT2Tokenizer(vocabularyUTF8: bv, vocabularyEnds: bve + [bve.last!], mergesUTF8: Array("a b".utf8) + Array("ab".utf8), mergesEnds: [3, 5])
         }
