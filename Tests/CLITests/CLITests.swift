@@ -23,10 +23,11 @@ final class CLITests: XCTestCase {
     struct Output { var status: Int32; var out: String; var err: String }
 
     @discardableResult
-    func run(_ tool: String, _ args: [String], stdin: String? = nil) throws -> Output {
+    func run(_ tool: String, _ args: [String], stdin: String? = nil, environment: [String: String] = [:]) throws -> Output {
         let p = Process()
         p.executableURL = Self.bin.appendingPathComponent(tool)
         p.arguments = args
+        if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         let o = Pipe(), e = Pipe(), i = Pipe()
         p.standardOutput = o
         p.standardError = e
@@ -165,6 +166,14 @@ final class CLITests: XCTestCase {
             XCTAssertTrue(r.err.hasPrefix("g2w-run: "), "\(args): \(r.err)")
             XCTAssertTrue(r.err.contains("usage: g2w-run"), "\(args): \(r.err)")
             XCTAssertEqual(r.out, "", "\(args)")
+        }
+        // An unknown kernel level is a usage error (the kernels would ignore it); the known ones run.
+        let kernels = try run("g2w-run", ["--model", model, "--tokens", "1,2", "-n", "2"], environment: ["G2W_KERNELS": "avx512"])
+        XCTAssertEqual(kernels.status, 2, kernels.err)
+        XCTAssertTrue(kernels.err.hasPrefix("g2w-run: G2W_KERNELS=avx512: expected generic or avx2"), kernels.err)
+        for level in ["generic", "avx2"] {
+            let r = try run("g2w-run", ["--model", model, "--tokens", "1,2", "-n", "2", "-t", "0"], environment: ["G2W_KERNELS": level])
+            XCTAssertEqual(r.status, 0, "\(level): \(r.err)")
         }
         for args in [["--dtype", "f8", "x.safetensors"], [], ["a", "b"], ["--n-head", "0", "x"], ["--vocab", "v.json", "x"]] {
             let r = try run("g2w-convert", args)
