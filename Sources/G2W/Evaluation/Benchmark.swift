@@ -75,9 +75,11 @@ public enum Benchmark {
     }
 
     /// Read bandwidth with `threads` threads over a `bytes` buffer (best of `reps`); the default
-    /// size is 1 GiB or four times the last-level cache, whichever is larger.
+    /// size is 1 GiB or four times the last-level cache, whichever is larger, but at most a quarter
+    /// of the physical memory.
     public static func measureBandwidth(threads: Int, bytes: Int? = nil, reps: Int = 5) -> Double {
-        let bytes = bytes ?? max(1 << 30, 4 * lastLevelCacheBytes())
+        let quarter = Int(clamping: ProcessInfo.processInfo.physicalMemory / 4)
+        let bytes = bytes ?? min(max(1 << 30, 4 * lastLevelCacheBytes()), max(quarter, 64 << 20))
         let n = bytes / (128 * threads) * 128 * threads
         let buf = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: 64)
         defer { buf.deallocate() }
