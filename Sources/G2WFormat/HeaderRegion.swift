@@ -240,9 +240,9 @@ enum HeaderRegion {
     private static func decodeStringArray(_ raw: ArraySlice<UInt8>, bad: (String) -> G2WFormatError, key: String, offset: UInt64) throws -> G2WMetadataValue {
         // Hot at open (a tokenizer is 100,000 strings): one copy of the bytes, one validation pass.
         return try raw.withUnsafeBufferPointer { buf throws -> G2WMetadataValue in
-            func u(_ at: Int, _ n: Int) -> UInt64 { (0..<n).reduce(UInt64(0)) { $0 | UInt64(buf[at + $1]) << (8 * UInt64($1)) } }
             guard buf.count >= 8 else { throw bad("string[] needs an 8-byte count, has \(buf.count) bytes") }
-            let count = u(0, 8)
+            let base = UnsafeRawPointer(buf.baseAddress!)
+            let count = UInt64(littleEndian: base.loadUnaligned(as: UInt64.self))
             // Each element takes at least 4 bytes: reject absurd counts before allocating.
             guard count <= UInt64((buf.count - 8) / 4) else { throw bad("string[] count \(count) cannot fit in \(buf.count) bytes") }
             // The elements' bytes, if the value is well formed: everything but the count and the lengths.
@@ -253,7 +253,7 @@ enum HeaderRegion {
             // are overwritten by the next element, or lie past the end).
             let utf8 = try [UInt8](unsafeUninitializedCapacity: total + 16) { dst, initialized in
                 var at = 8, w = 0
-                let base = UnsafeRawPointer(buf.baseAddress!), out = UnsafeMutableRawPointer(dst.baseAddress!)
+                let out = UnsafeMutableRawPointer(dst.baseAddress!)
                 for i in 0..<Int(count) {
                     guard buf.count - at >= 4 else { throw bad("string[] element \(i): length runs past the value") }
                     let n = Int(UInt32(littleEndian: base.loadUnaligned(fromByteOffset: at, as: UInt32.self)))
@@ -271,14 +271,12 @@ enum HeaderRegion {
                 guard at == buf.count else { throw bad("\(buf.count - at) bytes left after \(count) strings") }
                 initialized = w
             }
-            func elementStart(_ i: Int) -> Int { i == 0 ? 0 : ends[i - 1] }
-            let first = utf8.withUnsafeBufferPointer { u in ends.withUnsafeBufferPointer { e in
+            let i = utf8.withUnsafeBufferPointer { u in ends.withUnsafeBufferPointer { e in
                 g2w_utf8_first_invalid_element(u.baseAddress!, e.baseAddress, e.count)
             } }
-            let firstBad: Int? = first < ends.count ? first : nil
-            if let i = firstBad {
+            if i < ends.count {
                 // Element i's bytes start after the count, i + 1 lengths and the bytes before it.
-                let at = 8 + 4 * (i + 1) + elementStart(i)
+                let at = 8 + 4 * (i + 1) + (i == 0 ? 0 : ends[i - 1])
                 throw G2WFormatError.invalidField(section: "metadata '\(key)'", field: "element \(i)", offset: offset + UInt64(at), reason: "not valid UTF-8")
             }
             return .stringArray(G2WStringArray(validatedUTF8: utf8, ends: ends))
