@@ -10,6 +10,7 @@
 //   G2WFormat      the .g2w container (spec/g2w.md) and the safetensors reader. No model knowledge.
 //   G2WTokenizer   GPT-2 byte-level BPE (CG2W for UTF-8 validation).
 //   G2W            the GPT-2 model, conversion from Hugging Face checkpoints, sampling, generation.
+//   G2WTraining    training: forward with saved activations, backward, AdamW, the reference backward.
 //   G2WCommandLine the command implementations shared by the thin executables.
 import PackageDescription
 
@@ -17,6 +18,7 @@ let package = Package(
     name: "g2w",
     products: [
         .library(name: "G2W", targets: ["G2W", "G2WFormat", "G2WTokenizer"]),
+        .library(name: "G2WTraining", targets: ["G2WTraining"]),
         .executable(name: "g2w-convert", targets: ["g2w-convert"]),
         .executable(name: "g2w-run", targets: ["g2w-run"]),
         .executable(name: "g2w-inspect", targets: ["g2w-inspect"]),
@@ -26,6 +28,7 @@ let package = Package(
         .target(name: "G2WFormat", dependencies: ["CG2W"]),
         .target(name: "G2WTokenizer", dependencies: ["CG2W"]),
         .target(name: "G2W", dependencies: ["G2WFormat", "G2WTokenizer", "CG2W"]),
+        .target(name: "G2WTraining", dependencies: ["G2W", "G2WFormat", "CG2W"]),
         .target(name: "G2WCommandLine", dependencies: ["G2W", "G2WFormat"]),
         .executableTarget(name: "g2w-convert", dependencies: ["G2WCommandLine"]),
         .executableTarget(name: "g2w-run", dependencies: ["G2WCommandLine"]),
@@ -34,5 +37,6 @@ let package = Package(
         .testTarget(name: "G2WTokenizerTests", dependencies: ["G2WTokenizer"]),
         .testTarget(name: "G2WTests", dependencies: ["G2W", "G2WFormat", "CG2W"]),
         .testTarget(name: "CLITests", dependencies: ["G2W", "G2WFormat"]),
+        .testTarget(name: "G2WTrainingTests", dependencies: ["G2WTraining", "G2W", "G2WFormat", "CG2W"]),
     ]
 )

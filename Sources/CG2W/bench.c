@@ -1,10 +1,8 @@
 // Machine limits for the benchmark: read bandwidth and peak FMA throughput.
 #include "cg2w.h"
-#include "isa.h"
+#include "simd.h"
 
 #if defined(__x86_64__)
-#include <immintrin.h>
-#define AVX2 __attribute__((target("avx2,fma,f16c")))
 
 // Four concurrent sequential streams (one per quarter) with a software prefetch 1 KB ahead on
 // each, as the matrix-vector kernels read (`MATVEC_STREAMS_AVX2` in kernels.c): without the

@@ -4,17 +4,11 @@
 // (prompt path) also has an AVX-512F version. The choice is made once, at the first call, from the
 // CPU's features (G2W_KERNELS=generic or G2W_KERNELS=avx2 caps it).
 #include "cg2w.h"
-#include "isa.h"
+#include "simd.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#define G2W_X86 1
-#define AVX2 __attribute__((target("avx2,fma,f16c")))
-#define AVX512 __attribute__((target("avx512f,avx2,fma,f16c")))
-#endif
 
 // ---------------------------------------------------------------------------------------------
 // Dispatch
@@ -162,13 +156,6 @@ static void matmul_f16_generic(const uint16_t *W, const float *X, const float *b
 // ---------------------------------------------------------------------------------------------
 // AVX2 + FMA + F16C
 #if G2W_X86
-AVX2 static inline float hsum(__m256 v) {
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    lo = _mm_add_ps(lo, hi);
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
-}
 
 AVX2 static inline __m256 load8_f32(const float *p) { return _mm256_loadu_ps(p); }
 AVX2 static inline __m256 load8_f16(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
@@ -507,7 +494,7 @@ AVX512 static inline void transpose16x16(__m512 r[16]) {
 // Packs one panel: Bp[k][j] = W(rb + j, k0 + k) for k < kc, j < NRP, 0 for j >= nr (see below
 // for W's forms). Row-major W goes through 16 x 16 register transposes (f16 converted on the way);
 // a W read transposed (rs == 1: the panel's rows are adjacent floats) is copied row by row.
-AVX512 static void pack_panel(const float *Wf, size_t rs, size_t ks, const uint16_t *Wh, size_t cols, size_t rb, size_t nr,
+AVX512 void g2w_pack_panel_avx512(const float *Wf, size_t rs, size_t ks, const uint16_t *Wh, size_t cols, size_t rb, size_t nr,
                               size_t k0, size_t kc, float *Bp, size_t ahead_nr) {
     if (Wf && rs == 1) {
         __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xFFFF : (1u << nr) - 1);
@@ -562,7 +549,7 @@ AVX512 static int matmul_packed_strided_avx512(const float *Wf, size_t rs, size_
         for (size_t k0 = 0; k0 < cols; k0 += KCP) {
             size_t kc = cols - k0 < KCP ? cols - k0 : KCP;
             size_t ahead_nr = r1 - rb > PFP * NRP ? (r1 - rb - PFP * NRP < NRP ? r1 - rb - PFP * NRP : NRP) : 0;
-            pack_panel(Wf, rs, ks, Wh, cols, rb, nr, k0, kc, Bp, ahead_nr);
+            g2w_pack_panel_avx512(Wf, rs, ks, Wh, cols, rb, nr, k0, kc, Bp, ahead_nr);
             for (size_t t = 0; t < T; t += MRP) {
                 size_t mr = T - t < MRP ? T - t : MRP;
                 if (out_limit && rb >= out_limit + t + mr - 1) continue;  // no row of this block reaches this panel
@@ -687,24 +674,6 @@ static inline void gelu_body(float *x, size_t n) {
 }
 
 #if G2W_X86
-// exp(x) for x <= 0 (Cephes expf: x = k ln2 + r, |r| <= ln2/2, degree-6 polynomial; ~1 ulp).
-AVX2 static inline __m256 exp_avx2(__m256 x) {
-    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
-    __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500E-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507E-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073E-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894E-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459E-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201E-1f));
-    __m256 r2 = _mm256_mul_ps(r, r);
-    p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
-
 // GELU (tanh form) with tanh(z) = sign(z) (1 - e) / (1 + e), e = exp(-2|z|): no overflow, ~1e-7 absolute error.
 AVX2 static void gelu_avx2(float *x, size_t n) {
     const __m256 c = _mm256_set1_ps(0.7978845608028654f), k = _mm256_set1_ps(0.044715f), half = _mm256_set1_ps(0.5f);

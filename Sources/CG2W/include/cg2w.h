@@ -146,3 +146,6 @@ void g2w_pool_destroy(g2w_pool *pool);
 #ifdef __cplusplus
 }
 #endif
+
+// The training kernels (forward with saved activations, backward, optimizer).
+#include "cg2w_train.h"

@@ -36,19 +36,6 @@ public struct WeightMatrix: @unchecked Sendable {
 /// let logits = try model.logits(for: ids)          // last position, vocab_size values
 /// ```
 public final class GPT2Model: @unchecked Sendable {
-    public struct Layer: @unchecked Sendable {
-        let ln1Weight, ln1Bias: UnsafePointer<Float>
-        let attention: WeightMatrix       // [3E, E]
-        let attentionBias: UnsafePointer<Float>
-        let projection: WeightMatrix      // [E, E]
-        let projectionBias: UnsafePointer<Float>
-        let ln2Weight, ln2Bias: UnsafePointer<Float>
-        let feedForward: WeightMatrix     // [I, E]
-        let feedForwardBias: UnsafePointer<Float>
-        let feedForwardOut: WeightMatrix  // [E, I]
-        let feedForwardOutBias: UnsafePointer<Float>
-    }
-
     public let file: G2WFile
     public let configuration: GPT2Configuration
     /// The tokenizer embedded in the file, if any. Built on first use (about 30 ms for GPT-2's
@@ -59,13 +46,10 @@ public final class GPT2Model: @unchecked Sendable {
     public let hasTokenizer: Bool
     private let tokenizerLock = NSLock()
     private var tokenizerCache: Result<GPT2Tokenizer, Error>?
-    let tokenEmbedding: WeightMatrix      // [V, E]
-    let positionEmbedding: WeightMatrix   // [n_ctx, E]
-    let layers: [Layer]
-    let finalNormWeight, finalNormBias: UnsafePointer<Float>
-    /// The LM head: `wte` unless the file has a separate `lm_head.weight`.
-    let head: WeightMatrix
-    public let hasSeparateHead: Bool
+    /// The weights: views into the read-only mapping.
+    public let parameters: GPT2Parameters
+    /// Whether the file has a separate LM head (`lm_head.weight`) rather than one tied to `wte`.
+    public var hasSeparateHead: Bool { parameters.hasSeparateHead }
 
     /// Opens `path`, validates it as a `.g2w` file and as a GPT-2 model (every tensor present
     /// with the shape the hyperparameters imply). The embedded tokenizer is built on first use.
@@ -77,40 +61,10 @@ public final class GPT2Model: @unchecked Sendable {
         self.file = file
         let c = try GPT2Configuration(metadata: file.metadata)
         configuration = c
-        func tensor(_ name: String, _ shape: [Int]) throws -> G2WTensor {
+        parameters = try GPT2Parameters(configuration: c, untiedHead: file.info(named: GPT2Tensors.lmHead) != nil) { name, shape in
             guard let t = file.tensor(named: name) else { throw ModelError.missingTensor(name) }
             guard t.shape == shape else { throw ModelError.wrongShape(name: name, expected: shape, found: t.shape) }
-            return t
-        }
-        func vector(_ name: String, _ n: Int) throws -> UnsafePointer<Float> {
-            let t = try tensor(name, [n])
-            guard let f = t.float32s else { throw ModelError.wrongDType(name: name, found: t.dtype.description) }
-            return f.baseAddress!
-        }
-        func matrix(_ name: String, _ rows: Int, _ cols: Int) throws -> WeightMatrix {
-            let t = try tensor(name, [rows, cols])
-            return WeightMatrix(base: t.baseAddress, dtype: t.dtype, rows: rows, cols: cols)
-        }
-        let e = c.embeddingSize, i = c.innerSize
-        tokenEmbedding = try matrix(GPT2Tensors.tokenEmbedding, c.vocabularySize, e)
-        positionEmbedding = try matrix(GPT2Tensors.positionEmbedding, c.contextLength, e)
-        layers = try (0..<c.layerCount).map { l in
-            func n(_ s: String) -> String { GPT2Tensors.layer(l, s) }
-            return Layer(ln1Weight: try vector(n("ln_1.weight"), e), ln1Bias: try vector(n("ln_1.bias"), e),
-                         attention: try matrix(n("attn.c_attn.weight"), 3 * e, e), attentionBias: try vector(n("attn.c_attn.bias"), 3 * e),
-                         projection: try matrix(n("attn.c_proj.weight"), e, e), projectionBias: try vector(n("attn.c_proj.bias"), e),
-                         ln2Weight: try vector(n("ln_2.weight"), e), ln2Bias: try vector(n("ln_2.bias"), e),
-                         feedForward: try matrix(n("mlp.c_fc.weight"), i, e), feedForwardBias: try vector(n("mlp.c_fc.bias"), i),
-                         feedForwardOut: try matrix(n("mlp.c_proj.weight"), e, i), feedForwardOutBias: try vector(n("mlp.c_proj.bias"), e))
-        }
-        finalNormWeight = try vector(GPT2Tensors.finalNormWeight, e)
-        finalNormBias = try vector(GPT2Tensors.finalNormBias, e)
-        if file.info(named: GPT2Tensors.lmHead) != nil {
-            head = try matrix(GPT2Tensors.lmHead, c.vocabularySize, e)
-            hasSeparateHead = true
-        } else {
-            head = tokenEmbedding
-            hasSeparateHead = false
+            return (t.baseAddress, t.dtype)
         }
         // Check the tokenizer keys' presence and types now; build it lazily.
         hasTokenizer = file.metadata["tokenizer.vocab"] != nil
@@ -139,13 +93,13 @@ public final class GPT2Model: @unchecked Sendable {
     /// embedding), for bandwidth figures.
     public var weightBytesPerToken: Int {
         var n = 0
-        for l in layers { for m in [l.attention, l.projection, l.feedForward, l.feedForwardOut] { n += m.rows * m.cols * m.dtype.size } }
-        n += head.rows * head.cols * head.dtype.size
+        for l in parameters.layers { for m in [l.attention, l.projection, l.feedForward, l.feedForwardOut] { n += m.rows * m.cols * m.dtype.size } }
+        n += parameters.head.rows * parameters.head.cols * parameters.head.dtype.size
         return n
     }
 
     /// Dtype of the weight matrices.
-    public var weightDType: G2WDType { tokenEmbedding.dtype }
+    public var weightDType: G2WDType { parameters.tokenEmbedding.dtype }
 
     /// The embedded tokenizer (built on first use), or an error saying the file has none or why
     /// it is invalid.

@@ -11,9 +11,9 @@ public enum GPT2Reference {
         let E = c.embeddingSize, H = c.headCount, D = c.headSize, T = tokens.count
         // x = wte[tokens] + wpe[0..<T]                                         [T, E]
         var x: [[Float]] = tokens.enumerated().map { t, tok in
-            (0..<E).map { m.tokenEmbedding.element(tok, $0) + m.positionEmbedding.element(t, $0) }
+            (0..<E).map { m.parameters.tokenEmbedding.element(tok, $0) + m.parameters.positionEmbedding.element(t, $0) }
         }
-        for layer in m.layers {
+        for layer in m.parameters.layers {
             // Attention.
             let h = x.map { layerNorm($0, layer.ln1Weight, layer.ln1Bias, c.layerNormEpsilon) }
             let qkv = h.map { linear(layer.attention, layer.attentionBias, $0) }     // [T, 3E]
@@ -48,7 +48,7 @@ public enum GPT2Reference {
                 for i in 0..<E { x[t][i] += o[i] }
             }
         }
-        return x.map { linear(m.head, nil, layerNorm($0, m.finalNormWeight, m.finalNormBias, c.layerNormEpsilon)) }
+        return x.map { linear(m.parameters.head, nil, layerNorm($0, m.parameters.finalNormWeight, m.parameters.finalNormBias, c.layerNormEpsilon)) }
     }
 
     static func layerNorm(_ x: [Float], _ g: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ eps: Double) -> [Float] {

@@ -90,11 +90,11 @@ public final class GPT2Session {
 
         // x[t] = wte[token] + wpe[position]                                    x: [T, E]
         for (t, tok) in tokens.enumerated() {
-            m.tokenEmbedding.copyRow(tok, into: x + t * E)
-            m.positionEmbedding.copyRow(start + t, into: h + t * E)
+            m.parameters.tokenEmbedding.copyRow(tok, into: x + t * E)
+            m.parameters.positionEmbedding.copyRow(start + t, into: h + t * E)
             g2w_add(x + t * E, h + t * E, E)
         }
-        for (l, layer) in m.layers.enumerated() {
+        for (l, layer) in m.parameters.layers.enumerated() {
             let kCache = keys + l * c.contextLength * E, vCache = values + l * c.contextLength * E
             // Attention block: h = LN1(x); qkv = h W_attn^T + b                qkv: [T, 3E]
             for t in 0..<T { g2w_layernorm(x + t * E, layer.ln1Weight, layer.ln1Bias, h + t * E, E, eps) }
@@ -143,9 +143,9 @@ public final class GPT2Session {
         // Final LayerNorm and LM head, for the rows asked for.                logits: [rows, V]
         precondition(first >= 0 && first < T, "logit rows out of range")
         let rows = T - first
-        for r in 0..<rows { g2w_layernorm(x + (first + r) * E, m.finalNormWeight, m.finalNormBias, h + r * E, E, eps) }
+        for r in 0..<rows { g2w_layernorm(x + (first + r) * E, m.parameters.finalNormWeight, m.parameters.finalNormBias, h + r * E, E, eps) }
         var logits = [Float](repeating: 0, count: rows * c.vocabularySize)
-        logits.withUnsafeMutableBufferPointer { matmul(m.head, h, nil, $0.baseAddress!, rows) }
+        logits.withUnsafeMutableBufferPointer { matmul(m.parameters.head, h, nil, $0.baseAddress!, rows) }
         return logits
     }
 

@@ -1,0 +1,69 @@
+// GELU (tanh approximation, Hugging Face `gelu_new`) for training: forward out of place (the
+// input is kept for the backward), and its derivative.
+#include "cg2w_train.h"
+#include "simd.h"
+#include <math.h>
+#include <string.h>
+
+enum { ELEMENTS_PER_JOB = 1 << 14 };
+static const float GELU_C = 0.7978845608028654f, GELU_K = 0.044715f;  // sqrt(2/pi), cubic coefficient
+
+// gelu'(x) = 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3k x^2), t = tanh(c (x + k x^3)).
+static inline void gelu_backward_plain(const float *x, const float *dy, float *dx, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i], t = tanhf(GELU_C * (v + GELU_K * v * v * v));
+        float d = 0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * GELU_C * (1.0f + 3.0f * GELU_K * v * v);
+        dx[i] = dy[i] * d;
+    }
+}
+
+#if G2W_X86
+// tanh(z) = sign(z) (1 - e) / (1 + e), e = exp(-2|z|), as the forward kernel computes it.
+AVX2 static void gelu_backward_avx2(const float *x, const float *dy, float *dx, size_t n) {
+    const __m256 c = _mm256_set1_ps(GELU_C), k = _mm256_set1_ps(GELU_K), k3 = _mm256_set1_ps(3.0f * GELU_K);
+    const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f), signbit = _mm256_set1_ps(-0.0f), m2 = _mm256_set1_ps(-2.0f);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i), v2 = _mm256_mul_ps(v, v);
+        __m256 z = _mm256_mul_ps(c, _mm256_fmadd_ps(_mm256_mul_ps(k, v), v2, v));
+        __m256 e = exp_avx2(_mm256_mul_ps(m2, _mm256_andnot_ps(signbit, z)));
+        __m256 t = _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e));
+        t = _mm256_or_ps(t, _mm256_and_ps(signbit, z));
+        __m256 left = _mm256_mul_ps(half, _mm256_add_ps(one, t));
+        __m256 sech2 = _mm256_fnmadd_ps(t, t, one);
+        __m256 right = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(half, v), sech2), _mm256_mul_ps(c, _mm256_fmadd_ps(k3, v2, one)));
+        _mm256_storeu_ps(dx + i, _mm256_mul_ps(_mm256_loadu_ps(dy + i), _mm256_add_ps(left, right)));
+    }
+    gelu_backward_plain(x + i, dy + i, dx + i, n - i);
+}
+#endif
+
+typedef struct { const float *x, *dy; float *y, *dx; size_t n; int level; } gelu_args;
+
+static void gelu_forward_job(void *context, size_t job, size_t worker) {
+    (void)worker;
+    const gelu_args *a = context;
+    size_t i0 = job * ELEMENTS_PER_JOB, m = a->n - i0 < ELEMENTS_PER_JOB ? a->n - i0 : ELEMENTS_PER_JOB;
+    memcpy(a->y + i0, a->x + i0, m * sizeof(float));
+    g2w_gelu(a->y + i0, m);  // the inference kernel, in place
+}
+
+static void gelu_backward_job(void *context, size_t job, size_t worker) {
+    (void)worker;
+    const gelu_args *a = context;
+    size_t i0 = job * ELEMENTS_PER_JOB, m = a->n - i0 < ELEMENTS_PER_JOB ? a->n - i0 : ELEMENTS_PER_JOB;
+#if G2W_X86
+    if (a->level >= 1) { gelu_backward_avx2(a->x + i0, a->dy + i0, a->dx + i0, m); return; }
+#endif
+    gelu_backward_plain(a->x + i0, a->dy + i0, a->dx + i0, m);
+}
+
+void g2w_gelu_forward(g2w_pool *pool, const float *x, float *y, size_t n) {
+    gelu_args a = {.x = x, .y = y, .n = n};
+    g2w_run(pool, (n + ELEMENTS_PER_JOB - 1) / ELEMENTS_PER_JOB, gelu_forward_job, &a);
+}
+
+void g2w_gelu_backward(g2w_pool *pool, const float *x, const float *dy, float *dx, size_t n) {
+    gelu_args a = {.x = x, .dy = dy, .dx = dx, .n = n, .level = g2w_isa_level()};
+    g2w_run(pool, (n + ELEMENTS_PER_JOB - 1) / ELEMENTS_PER_JOB, gelu_backward_job, &a);
+}

@@ -1,0 +1,83 @@
+// Softmax + cross-entropy over the vocabulary, fused: the forward turns each row of logits into
+// probabilities in place and records the row's loss; the backward turns the probabilities into
+// the logits' gradient in place. The sums of exponentials are accumulated in double.
+#include "cg2w_train.h"
+#include "simd.h"
+#include <math.h>
+
+enum { ROWS_PER_JOB = 2 };
+
+static double ce_row_plain(float *x, size_t V, int32_t target) {
+    float mx = -INFINITY;
+    for (size_t j = 0; j < V; j++) if (x[j] > mx) mx = x[j];
+    float lt = x[target];
+    double sum = 0;
+    for (size_t j = 0; j < V; j++) { x[j] = expf(x[j] - mx); sum += x[j]; }
+    float inv = (float)(1.0 / sum);
+    for (size_t j = 0; j < V; j++) x[j] *= inv;
+    return log(sum) + (double)mx - (double)lt;
+}
+
+#if G2W_X86
+AVX2 static double ce_row_avx2(float *x, size_t V, int32_t target) {
+    size_t j = 0;
+    __m256 vm = _mm256_set1_ps(-INFINITY);
+    for (; j + 8 <= V; j += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(x + j));
+    float m8[8];
+    _mm256_storeu_ps(m8, vm);
+    float mx = m8[0];
+    for (int l = 1; l < 8; l++) if (m8[l] > mx) mx = m8[l];
+    for (; j < V; j++) if (x[j] > mx) mx = x[j];
+    float lt = x[target];
+    __m256 vmx = _mm256_set1_ps(mx);
+    __m256d a0 = _mm256_setzero_pd(), a1 = a0;
+    for (j = 0; j + 8 <= V; j += 8) {
+        __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + j), vmx));
+        _mm256_storeu_ps(x + j, e);
+        a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    double a[4];
+    _mm256_storeu_pd(a, _mm256_add_pd(a0, a1));
+    double sum = (a[0] + a[1]) + (a[2] + a[3]);
+    for (; j < V; j++) { x[j] = expf(x[j] - mx); sum += x[j]; }
+    __m256 inv = _mm256_set1_ps((float)(1.0 / sum));
+    for (j = 0; j + 8 <= V; j += 8) _mm256_storeu_ps(x + j, _mm256_mul_ps(_mm256_loadu_ps(x + j), inv));
+    for (; j < V; j++) x[j] *= (float)(1.0 / sum);
+    return log(sum) + (double)mx - (double)lt;
+}
+#endif
+
+typedef struct { float *x; size_t ld, rows, V; const int32_t *targets; double *loss; float scale; int level; } ce_args;
+
+static void forward_job(void *context, size_t job, size_t worker) {
+    (void)worker;
+    const ce_args *a = context;
+    for (size_t r = job * ROWS_PER_JOB; r < a->rows && r < (job + 1) * ROWS_PER_JOB; r++) {
+#if G2W_X86
+        if (a->level >= 1) { a->loss[r] = ce_row_avx2(a->x + r * a->ld, a->V, a->targets[r]); continue; }
+#endif
+        a->loss[r] = ce_row_plain(a->x + r * a->ld, a->V, a->targets[r]);
+    }
+}
+
+static void backward_job(void *context, size_t job, size_t worker) {
+    (void)worker;
+    const ce_args *a = context;
+    for (size_t r = job * ROWS_PER_JOB; r < a->rows && r < (job + 1) * ROWS_PER_JOB; r++) {
+        float *x = a->x + r * a->ld;
+        int32_t t = a->targets[r];
+        x[t] -= 1.0f;
+        for (size_t j = 0; j < a->V; j++) x[j] *= a->scale;
+    }
+}
+
+void g2w_softmax_cross_entropy_forward(g2w_pool *pool, float *logits, size_t ld, const int32_t *targets, double *loss, size_t rows, size_t V) {
+    ce_args a = {.x = logits, .ld = ld, .rows = rows, .V = V, .targets = targets, .loss = loss, .level = g2w_isa_level()};
+    g2w_run(pool, (rows + ROWS_PER_JOB - 1) / ROWS_PER_JOB, forward_job, &a);
+}
+
+void g2w_softmax_cross_entropy_backward(g2w_pool *pool, float *probs, size_t ld, const int32_t *targets, size_t rows, size_t V, float scale) {
+    ce_args a = {.x = probs, .ld = ld, .rows = rows, .V = V, .targets = targets, .scale = scale};
+    g2w_run(pool, (rows + ROWS_PER_JOB - 1) / ROWS_PER_JOB, backward_job, &a);
+}

@@ -1,0 +1,19 @@
+import CG2W
+import Foundation
+
+/// The worker threads that computations run on (the calling thread is one of them). Create one
+/// and share it between the sessions and trainers of a process; one computation at a time.
+public final class ComputeContext: @unchecked Sendable {
+    /// Threads that take part in a computation, the caller included.
+    public let threads: Int
+    /// The C pool; nil when it could not be created (then everything runs on the calling thread).
+    public let pool: OpaquePointer?
+
+    /// - Parameter threads: worker threads (default: the number of active processors).
+    public init(threads: Int? = nil) {
+        pool = g2w_pool_create(max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount))
+        self.threads = pool.map { g2w_pool_threads($0) } ?? 1
+    }
+
+    deinit { g2w_pool_destroy(pool) }
+}
