@@ -86,6 +86,8 @@ public enum TrainingBenchmark {
         model.backward()
         let t2 = now()
         let norm = GradientClipping.norm(of: model.gradients, context: context)
+        let tn = now()
+        if ProcessInfo.processInfo.environment["G2W_DEBUG_NORM"] != nil { print("norm ms", (tn - t2) * 1e3) }
         try optimizer.update(parameters: block, gradients: model.gradients, learningRate: 1e-4,
                              gradientScale: GradientClipping.scale(norm: norm, maxNorm: 1), context: context)
         let t3 = now()

@@ -81,12 +81,15 @@ public final class FloatBuffer: @unchecked Sendable {
     public let count: Int
     public let base: UnsafeMutablePointer<Float>
 
-    /// `count` zeros (large blocks come from fresh pages, so untouched ones use no memory).
+    /// `count` zeros. The pages are written once here, so the work of mapping them (a fault and,
+    /// for pages first read as the shared zero page, a TLB shootdown on every CPU) is paid now
+    /// rather than inside the first computation that writes them.
     public init(count: Int, purpose: String) throws {
         let (bytes, overflow) = max(count, 1).multipliedReportingOverflow(by: MemoryLayout<Float>.stride)
         guard !overflow, let p = calloc(max(count, 1), MemoryLayout<Float>.stride) else {
             throw AllocationError(purpose: purpose, bytes: overflow ? Int.max : bytes)
         }
+        memset(p, 0, bytes)
         self.count = count
         base = p.assumingMemoryBound(to: Float.self)
     }
