@@ -76,6 +76,66 @@ AVX512 static inline void tile_8x32(const float *Bp, size_t kc, const float *A, 
     }
 }
 
+// 6 rows x 64 columns: 24 accumulators; per k, four loads of the two packed 32-column panels,
+// six broadcasts, 24 FMAs (2.4 FMAs per load against 1.6 for 8 x 32).
+AVX512 static inline void tile_6x64(const float *Bp0, const float *Bp1, size_t kc, const float *A, size_t ars, size_t acs, size_t mr,
+                                    float *C, size_t ldc, size_t nr, const float *bias, int add) {
+    enum { R = 6 };
+    const float *a[R];
+    for (size_t i = 0; i < R; i++) a[i] = A + (i < mr ? i : 0) * ars;
+    __m512 c[R][4];
+    for (size_t i = 0; i < R; i++) for (int q = 0; q < 4; q++) c[i][q] = _mm512_setzero_ps();
+    for (size_t k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_load_ps(Bp0 + k * NR512), b1 = _mm512_load_ps(Bp0 + k * NR512 + 16);
+        __m512 b2 = _mm512_load_ps(Bp1 + k * NR512), b3 = _mm512_load_ps(Bp1 + k * NR512 + 16);
+        size_t o = k * acs;
+        for (size_t i = 0; i < R; i++) {
+            __m512 x = _mm512_set1_ps(a[i][o]);
+            c[i][0] = _mm512_fmadd_ps(x, b0, c[i][0]);
+            c[i][1] = _mm512_fmadd_ps(x, b1, c[i][1]);
+            c[i][2] = _mm512_fmadd_ps(x, b2, c[i][2]);
+            c[i][3] = _mm512_fmadd_ps(x, b3, c[i][3]);
+        }
+    }
+    __mmask16 m[4];
+    for (int q = 0; q < 4; q++) {
+        size_t lo = 16 * (size_t)q;
+        m[q] = (__mmask16)(nr >= lo + 16 ? 0xFFFF : nr > lo ? (1u << (nr - lo)) - 1 : 0);
+    }
+    for (size_t i = 0; i < mr; i++) {
+        float *cp = C + i * ldc;
+        for (int q = 0; q < 4; q++) {
+            __m512 v = c[i][q];
+            if (add) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m[q], cp + 16 * q));
+            else if (bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m[q], bias + 16 * q));
+            _mm512_mask_storeu_ps(cp + 16 * q, m[q], v);
+        }
+    }
+}
+
+AVX512 static void gemm_job_avx512_wide(const gemm_args *g, size_t i0, size_t i1, size_t j0, size_t j1, float *Bp) {
+    float *Bp1 = Bp + KC * NR512;
+    for (size_t k0 = 0; k0 < g->K; k0 += KC) {
+        size_t kc = g->K - k0 < KC ? g->K - k0 : KC;
+        int add = g->accumulate || k0 > 0;
+        for (size_t jb = j0; jb < j1; jb += 2 * NR512) {
+            size_t nr = j1 - jb < 2 * NR512 ? j1 - jb : 2 * NR512;
+            size_t nr0 = nr < NR512 ? nr : NR512, nr1 = nr - nr0;
+            g2w_pack_panel_avx512(g->B, g->bcs, g->brs, NULL, 0, jb, nr0, k0, kc, Bp, 0);
+            if (nr1) g2w_pack_panel_avx512(g->B, g->bcs, g->brs, NULL, 0, jb + NR512, nr1, k0, kc, Bp1, 0);
+            else memset(Bp1, 0, kc * NR512 * sizeof(float));
+            const float *bias = g->bias ? g->bias + jb : NULL;
+            for (size_t i = i0; i < i1; i += 6) {
+                size_t mr = i1 - i < 6 ? i1 - i : 6;
+                const float *A = g->A + i * g->ars + k0 * g->acs;
+                float *C = g->C + i * g->ldc + jb;
+                if (g->acs == 1) tile_6x64(Bp, Bp1, kc, A, g->ars, 1, mr, C, g->ldc, nr, bias, add);
+                else tile_6x64(Bp, Bp1, kc, A, g->ars, g->acs, mr, C, g->ldc, nr, bias, add);
+            }
+        }
+    }
+}
+
 AVX512 static void gemm_job_avx512(const gemm_args *g, size_t i0, size_t i1, size_t j0, size_t j1, float *Bp) {
     for (size_t k0 = 0; k0 < g->K; k0 += KC) {
         size_t kc = g->K - k0 < KC ? g->K - k0 : KC;
@@ -161,7 +221,7 @@ static float *thread_panel(void) {
     pthread_once(&panel_once, panel_key_init);
     float *p = pthread_getspecific(panel_key);
     if (!p) {
-        p = aligned_alloc(64, KC * NR512 * sizeof(float));
+        p = aligned_alloc(64, 2 * KC * NR512 * sizeof(float));
         if (p && pthread_setspecific(panel_key, p) != 0) { free(p); p = NULL; }
     }
     return p;
@@ -177,7 +237,11 @@ static void gemm_job(void *context, size_t job, size_t worker) {
     if (g->level >= 1) {
         float *Bp = thread_panel();
         if (Bp) {
-            if (g->level == 2) gemm_job_avx512(g, i0, i1, j0, j1, Bp); else gemm_job_avx2(g, i0, i1, j0, j1, Bp);
+            if (g->level == 2) {
+                // A read with a column stride (the weight gradient's dY^T): the 6 x 64 tile, measured
+                // 5-15 % faster there; row-major A: the 8 x 32 tile, faster there.
+                if (g->acs != 1) gemm_job_avx512_wide(g, i0, i1, j0, j1, Bp); else gemm_job_avx512(g, i0, i1, j0, j1, Bp);
+            } else gemm_job_avx2(g, i0, i1, j0, j1, Bp);
             return;
         }
     }
@@ -202,7 +266,8 @@ void g2w_sgemm(g2w_pool *pool, size_t M, size_t N, size_t K, const float *A, siz
     g.mblocks = (M + g.mc - 1) / g.mc;
     size_t want = 4 * threads, ncols = (want + g.mblocks - 1) / g.mblocks;
     size_t nc = (N + ncols - 1) / ncols;
-    nc = (nc + NR512 - 1) / NR512 * NR512;
+    size_t panel = a_cs != 1 ? 2 * NR512 : NR512;  // whole panels of the tile the job will run
+    nc = (nc + panel - 1) / panel * panel;
     g.nc = nc < N ? nc : N;
     size_t jobs = g.mblocks * ((N + g.nc - 1) / g.nc);
     g2w_run(pool, jobs, gemm_job, &g);
@@ -210,7 +275,7 @@ void g2w_sgemm(g2w_pool *pool, size_t M, size_t N, size_t K, const float *A, siz
 
 // ---------------------------------------------------------------------------------------------
 // Bias gradients: column sums in fixed column blocks (each column summed by one job, rows ascending).
-typedef struct { const float *dY; size_t M, N, ld; float *out; } colsum_args;
+typedef struct { const float *dY; size_t M, N, ld; float *out; int accumulate; } colsum_args;
 enum { COLS_PER_JOB = 256 };
 
 static void colsum_job(void *context, size_t job, size_t worker) {
@@ -223,11 +288,11 @@ static void colsum_job(void *context, size_t job, size_t worker) {
         const float *r = a->dY + i * a->ld;
         for (size_t j = j0; j < j1; j++) acc[j - j0] += r[j];
     }
-    for (size_t j = j0; j < j1; j++) a->out[j] += acc[j - j0];
+    for (size_t j = j0; j < j1; j++) a->out[j] = a->accumulate ? a->out[j] + acc[j - j0] : acc[j - j0];
 }
 
-void g2w_column_sums(g2w_pool *pool, const float *dY, size_t M, size_t N, size_t ld, float *dbias) {
-    colsum_args a = {dY, M, N, ld, dbias};
+void g2w_column_sums(g2w_pool *pool, const float *dY, size_t M, size_t N, size_t ld, float *dbias, int accumulate) {
+    colsum_args a = {dY, M, N, ld, dbias, accumulate};
     size_t jobs = (N + COLS_PER_JOB - 1) / COLS_PER_JOB;
     g2w_run(pool, jobs, colsum_job, &a);
 }

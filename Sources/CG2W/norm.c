@@ -111,11 +111,13 @@ static void ln_backward_job(void *context, size_t job, size_t worker) {
 }
 
 void g2w_layernorm_backward(g2w_pool *pool, const float *dy, const float *x, const float *gamma, const float *mean, const float *rstd,
-                            float *dx, float *dgamma, float *dbeta, size_t rows, size_t n, float *scratch) {
+                            float *dx, float *dgamma, float *dbeta, size_t rows, size_t n, float *scratch, int accumulate) {
     ln_args a = {.x = x, .g = gamma, .dy = dy, .mean_in = mean, .rstd_in = rstd, .dx = dx, .scratch = scratch, .rows = rows, .n = n,
                  .level = g2w_isa_level()};
     size_t chunks = g2w_layernorm_backward_chunks(rows);
     g2w_run(pool, chunks, ln_backward_job, &a);
+    if (!accumulate)
+        for (size_t i = 0; i < n; i++) { dgamma[i] = 0; dbeta[i] = 0; }
     for (size_t c = 0; c < chunks; c++) {  // in chunk order: the same sums for any pool size
         const float *pg = scratch + c * 2 * n, *pb = pg + n;
         for (size_t i = 0; i < n; i++) { dgamma[i] += pg[i]; dbeta[i] += pb[i]; }

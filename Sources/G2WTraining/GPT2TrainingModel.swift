@@ -178,25 +178,34 @@ public final class GPT2TrainingModel {
 
     /// Adds to ``gradients`` the gradient of `lossScale` x (sum of the last forward's position
     /// losses / (B x T)): with `lossScale` 1, the gradient of its mean loss; with 1/K, one of K
-    /// micro-batches of a step whose loss is the mean over all of them.
-    public func backward(lossScale: Float = 1) {
+    /// micro-batches of a step whose loss is the mean over all of them. With `accumulate` false
+    /// the gradients are replaced instead (the first micro-batch of a step: no need to zero them
+    /// first, and the weight gradients are written without being read).
+    public func backward(lossScale: Float = 1, accumulate: Bool = true) {
         precondition(hasTargets, "backward needs a forward with targets")
         let c = configuration, N = rows, V = c.vocabularySize
         let L = c.layerCount, E = c.embeddingSize, I = c.innerSize, H = c.headCount, T = sequenceLength, B = batchSize
         let p = parameters.parameters, g = gradients.parameters
         hasTargets = false  // the probabilities become gradients below
+        let acc: Int32 = accumulate ? 1 : 0
+        if !accumulate {
+            // Written below only where tokens and positions occur: clear them first. (A tied head's
+            // gradient is wte's, written whole by the head's product.)
+            if p.hasSeparateHead { memset(mutable(g.tokenEmbedding), 0, V * c.embeddingSize * MemoryLayout<Float>.stride) }
+            memset(mutable(g.positionEmbedding), 0, c.contextLength * c.embeddingSize * MemoryLayout<Float>.stride)
+        }
 
         // dlogits = scale (probabilities - onehot(target)), in place.                  [N, V]
         targets.withUnsafeBufferPointer { t in
             g2w_softmax_cross_entropy_backward(pool, logitBuffer.base, V, t.baseAddress, N, V, lossScale / Float(N))
         }
         // LM head (tied: its gradient lands in wte's).
-        linearBackward(dY: logitBuffer.base, x: lnf.base, w: p.head, dW: g.head, dBias: nil, dX: dSmall.base, N)
+        linearBackward(dY: logitBuffer.base, x: lnf.base, w: p.head, dW: g.head, dBias: nil, dX: dSmall.base, N, acc)
         // Final LayerNorm: dResidual = d(residual stream after the last block).
         dResidual.zero()
         let last = residual3.base + (L - 1) * N * E
         g2w_layernorm_backward(pool, dSmall.base, last, p.finalNormWeight, lnfMean.base, lnfRstd.base, dResidual.base,
-                               mutable(g.finalNormWeight), mutable(g.finalNormBias), N, E, lnScratch.base)
+                               mutable(g.finalNormWeight), mutable(g.finalNormBias), N, E, lnScratch.base, acc)
         for l in stride(from: L - 1, through: 0, by: -1) {
             let w = p.layers[l], gw = g.layers[l]
             let x = l == 0 ? encoded.base : residual3.base + (l - 1) * N * E
@@ -204,18 +213,23 @@ public final class GPT2TrainingModel {
             let atty = attentionOut.base + l * N * E, res2 = residual2.base + l * N * E
             let ln2 = ln2.base + l * N * E, fc = fc.base + l * N * I, fcg = fcGelu.base + l * N * I
             // MLP block (dResidual = d res3; it also flows straight to res2).
-            linearBackward(dY: dResidual.base, x: fcg, w: w.feedForwardOut, dW: gw.feedForwardOut, dBias: gw.feedForwardOutBias, dX: dWide.base, N)
+            linearBackward(dY: dResidual.base, x: fcg, w: w.feedForwardOut, dW: gw.feedForwardOut, dBias: gw.feedForwardOutBias, dX: dWide.base, N, acc)
             g2w_gelu_backward(pool, fc, dWide.base, dWide.base, N * I)
-            linearBackward(dY: dWide.base, x: ln2, w: w.feedForward, dW: gw.feedForward, dBias: gw.feedForwardBias, dX: dSmall.base, N)
+            linearBackward(dY: dWide.base, x: ln2, w: w.feedForward, dW: gw.feedForward, dBias: gw.feedForwardBias, dX: dSmall.base, N, acc)
             g2w_layernorm_backward(pool, dSmall.base, res2, w.ln2Weight, ln2Mean.base + l * N, ln2Rstd.base + l * N, dResidual.base,
-                                   mutable(gw.ln2Weight), mutable(gw.ln2Bias), N, E, lnScratch.base)
+                                   mutable(gw.ln2Weight), mutable(gw.ln2Bias), N, E, lnScratch.base, acc)
             // Attention block (dResidual = d res2; it also flows straight to x).
-            linearBackward(dY: dResidual.base, x: atty, w: w.projection, dW: gw.projection, dBias: gw.projectionBias, dX: dSmall.base, N)
+            linearBackward(dY: dResidual.base, x: atty, w: w.projection, dW: gw.projection, dBias: gw.projectionBias, dX: dSmall.base, N, acc)
             memset(dWide.base, 0, N * 3 * E * MemoryLayout<Float>.stride)
             g2w_attention_backward(pool, dSmall.base, qkv, att, dWide.base, B, T, H, c.headSize, attentionScratch.base)
-            linearBackward(dY: dWide.base, x: ln1, w: w.attention, dW: gw.attention, dBias: gw.attentionBias, dX: dSmall.base, N)
+            linearBackward(dY: dWide.base, x: ln1, w: w.attention, dW: gw.attention, dBias: gw.attentionBias, dX: dSmall.base, N, acc)
+            // The key bias cannot change the output: it adds q_t . b_k to every score of row t, and
+            // softmax ignores a shift of its row. Its gradient is exactly zero; the column sums
+            // leave float rounding there (~1e-7 of the terms), which AdamW's normalisation would
+            // turn into updates of a sizeable fraction of the learning rate. Write the exact value.
+            memset(mutable(gw.attentionBias) + E, 0, E * MemoryLayout<Float>.stride)
             g2w_layernorm_backward(pool, dSmall.base, x, w.ln1Weight, ln1Mean.base + l * N, ln1Rstd.base + l * N, dResidual.base,
-                                   mutable(gw.ln1Weight), mutable(gw.ln1Bias), N, E, lnScratch.base)
+                                   mutable(gw.ln1Weight), mutable(gw.ln1Bias), N, E, lnScratch.base, acc)
         }
         // Embeddings: dResidual = d(wte[token] + wpe[position]).
         let dwte = mutable(g.tokenEmbedding), dwpe = mutable(g.positionEmbedding)
@@ -236,14 +250,14 @@ public final class GPT2TrainingModel {
         g2w_sgemm(pool, N, w.rows, w.cols, X, w.cols, 1, W, 1, w.cols, Y, w.rows, bias, 0)
     }
 
-    /// dW += dY^T X, dBias += column sums of dY, dX = dY W.
+    /// dW (+)= dY^T X, dBias (+)= column sums of dY (replaced when `accumulate` is 0), dX = dY W.
     func linearBackward(dY: UnsafePointer<Float>, x X: UnsafePointer<Float>, w: WeightMatrix, dW: WeightMatrix, dBias: UnsafePointer<Float>?,
-                        dX: UnsafeMutablePointer<Float>, _ N: Int) {
+                        dX: UnsafeMutablePointer<Float>, _ N: Int, _ accumulate: Int32) {
         let out = w.rows, inp = w.cols
         let W = w.base.assumingMemoryBound(to: Float.self)
         let G = UnsafeMutableRawPointer(mutating: dW.base).assumingMemoryBound(to: Float.self)
-        g2w_sgemm(pool, out, inp, N, dY, 1, out, X, inp, 1, G, inp, nil, 1)
-        if let dBias { g2w_column_sums(pool, dY, N, out, out, mutable(dBias)) }
+        g2w_sgemm(pool, out, inp, N, dY, 1, out, X, inp, 1, G, inp, nil, accumulate)
+        if let dBias { g2w_column_sums(pool, dY, N, out, out, mutable(dBias), accumulate) }
         g2w_sgemm(pool, N, inp, out, dY, out, 1, W, inp, 1, dX, inp, nil, 0)
     }
 

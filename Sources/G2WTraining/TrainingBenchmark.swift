@@ -80,14 +80,11 @@ public enum TrainingBenchmark {
         // One more step, timed by part.
         let b = batch()
         let t0 = now()
-        model.zeroGradients()
         _ = try model.forward(inputs: b.inputs, targets: b.targets)
         let t1 = now()
-        model.backward()
+        model.backward(accumulate: false)
         let t2 = now()
         let norm = GradientClipping.norm(of: model.gradients, context: context)
-        let tn = now()
-        if ProcessInfo.processInfo.environment["G2W_DEBUG_NORM"] != nil { print("norm ms", (tn - t2) * 1e3) }
         try optimizer.update(parameters: block, gradients: model.gradients, learningRate: 1e-4,
                              gradientScale: GradientClipping.scale(norm: norm, maxNorm: 1), context: context)
         let t3 = now()

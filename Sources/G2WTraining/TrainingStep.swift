@@ -20,13 +20,12 @@ public struct TrainingStep {
     public static func run(model: GPT2TrainingModel, optimizer: AdamW, batches: [(inputs: [Int32], targets: [Int32])], learningRate: Float,
                            maxGradientNorm: Double?, index: Int) throws -> Result {
         guard !batches.isEmpty else { throw TrainingError.invalidShape("a step needs at least one micro-batch") }
-        model.zeroGradients()
         var loss = 0.0
         let k = Float(batches.count)
-        for (x, y) in batches {
+        for (i, (x, y)) in batches.enumerated() {
             guard let l = try model.forward(inputs: x, targets: y) else { continue }
             loss += l / Double(batches.count)
-            model.backward(lossScale: 1 / k)
+            model.backward(lossScale: 1 / k, accumulate: i > 0)  // the first replaces the last step's gradients
         }
         guard loss.isFinite else { throw TrainingError.nonFiniteLoss(step: index, loss: loss) }
         let norm = GradientClipping.norm(of: model.gradients, context: model.context)

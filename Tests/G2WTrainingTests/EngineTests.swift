@@ -57,6 +57,30 @@ final class EngineTests: XCTestCase {
         XCTAssertEqual(results[0], results[2])
     }
 
+    /// backward(accumulate: false) on gradients full of garbage equals zeroGradients + backward,
+    /// bit for bit; a second backward with accumulate adds (gradient accumulation).
+    func testOverwritingBackwardEqualsZeroThenAccumulate() throws {
+        for untied in [false, true] {
+            let block = try randomBlock(odd, untied: untied, seed: 6)
+            let x = randomTokens(22, vocabulary: 101, seed: 7), y = randomTokens(22, vocabulary: 101, seed: 8)
+            let ctx = ComputeContext(threads: 2)
+            let a = try GPT2TrainingModel(parameters: block, batchSize: 2, sequenceLength: 11, context: ctx)
+            a.zeroGradients()
+            try a.forward(inputs: x, targets: y)
+            a.backward()
+            let b = try GPT2TrainingModel(parameters: block, batchSize: 2, sequenceLength: 11, context: ctx)
+            for i in 0..<b.gradients.count { b.gradients.storage.base[i] = Float(i % 7) - 3 }
+            try b.forward(inputs: x, targets: y)
+            b.backward(accumulate: false)
+            XCTAssertEqual(Array(a.gradients.storage.buffer).map(\.bitPattern), Array(b.gradients.storage.buffer).map(\.bitPattern), "untied \(untied)")
+            try b.forward(inputs: x, targets: y)
+            b.backward()
+            for i in stride(from: 0, to: a.gradients.count, by: 13) {
+                XCTAssertEqual(b.gradients.storage.base[i], 2 * a.gradients.storage.base[i], accuracy: 1e-6 * max(1, abs(a.gradients.storage.base[i])))
+            }
+        }
+    }
+
     func testShapesThatCannotBeTrainedAreErrors() throws {
         let block = try randomBlock(odd, untied: false, seed: 1)
         let ctx = ComputeContext(threads: 1)

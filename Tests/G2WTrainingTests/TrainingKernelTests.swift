@@ -69,7 +69,7 @@ final class TrainingKernelTests: XCTestCase {
             let dY = values(M * 301, seed: 1)
             var out = values(N, seed: 2)
             let before = out
-            g2w_column_sums(ctx.pool, dY, M, N, 301, &out)
+            g2w_column_sums(ctx.pool, dY, M, N, 301, &out, 1)
             for j in 0..<N {
                 let s = (0..<M).reduce(Double(before[j])) { $0 + Double(dY[$1 * 301 + j]) }
                 XCTAssertEqual(Double(out[j]), s, accuracy: 1e-5, "column \(j), level \(level)")

@@ -29,8 +29,9 @@ void g2w_sgemm(g2w_pool *pool, size_t M, size_t N, size_t K, const float *A, siz
 /// The plain triple loop of g2w_sgemm (float accumulation, k ascending). For tests.
 void g2w_sgemm_reference(size_t M, size_t N, size_t K, const float *A, size_t a_rs, size_t a_cs, const float *B, size_t b_rs, size_t b_cs,
                          float *C, size_t ldc, const float *bias, int accumulate);
-/// dbias[j] += sum_{i < M} dY[i * ld + j] for j < N (bias gradient of a linear layer).
-void g2w_column_sums(g2w_pool *pool, const float *dY, size_t M, size_t N, size_t ld, float *dbias);
+/// dbias[j] (+)= sum_{i < M} dY[i * ld + j] for j < N (bias gradient of a linear layer); with
+/// `accumulate` 0 the sums replace dbias.
+void g2w_column_sums(g2w_pool *pool, const float *dY, size_t M, size_t N, size_t ld, float *dbias, int accumulate);
 
 // ---- LayerNorm ---------------------------------------------------------------------------------
 
@@ -38,10 +39,11 @@ void g2w_column_sums(g2w_pool *pool, const float *dY, size_t M, size_t N, size_t
 /// (rstd = 1 / sqrt(biased variance + eps)) for the backward.
 void g2w_layernorm_forward(g2w_pool *pool, const float *x, const float *gamma, const float *beta, float *y, float *mean, float *rstd,
                            size_t rows, size_t n, float eps);
-/// dx += LayerNorm'(dy); dgamma += sum_rows dy * xhat; dbeta += sum_rows dy. `scratch` has room
-/// for 2 * n * g2w_layernorm_backward_chunks(rows) floats (per-chunk partial sums).
+/// dx += LayerNorm'(dy); dgamma (+)= sum_rows dy * xhat; dbeta (+)= sum_rows dy (replaced with
+/// `accumulate` 0). `scratch` has room for 2 * n * g2w_layernorm_backward_chunks(rows) floats
+/// (per-chunk partial sums).
 void g2w_layernorm_backward(g2w_pool *pool, const float *dy, const float *x, const float *gamma, const float *mean, const float *rstd,
-                            float *dx, float *dgamma, float *dbeta, size_t rows, size_t n, float *scratch);
+                            float *dx, float *dgamma, float *dbeta, size_t rows, size_t n, float *scratch, int accumulate);
 size_t g2w_layernorm_backward_chunks(size_t rows);
 
 // ---- GELU (tanh approximation, `gelu_new`) ------------------------------------------------------
