@@ -6,7 +6,7 @@
 // The weights' values do not matter to the speed; with a file, the bytes after its first MB are
 // used as weights, so pass a 124M-shaped .g2w of the same dtype (>= 247 MB f16, 494 MB f32).
 //
-//   clang -O2 -I Sources/CG2W/include tools/matvec_stream.c Sources/CG2W/kernels.c Sources/CG2W/bench.c -lm -o /tmp/matvec_stream
+//   clang -O2 -I Sources/CG2W/include tools/matvec_stream.c Sources/CG2W/matmul.c Sources/CG2W/convert.c Sources/CG2W/isa.c Sources/CG2W/bench.c -lm -o /tmp/matvec_stream
 //   /tmp/matvec_stream f16 tools/out/gpt2-124M-f16.g2w     # or: f32 FILE, or no FILE for an anonymous buffer
 //   G2W_KERNELS=avx2 /tmp/matvec_stream f16 FILE            # cap the kernel level
 #include "cg2w.h"

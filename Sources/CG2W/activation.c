@@ -1,9 +1,56 @@
-// GELU (tanh approximation, Hugging Face `gelu_new`) for training: forward out of place (the
-// input is kept for the backward), and its derivative.
+// Elementwise operations: GELU (tanh approximation, Hugging Face `gelu_new`) in place for
+// inference, out of place for training (the input is kept for the backward) and its derivative;
+// the residual adds.
 #include "cg2w_train.h"
 #include "simd.h"
 #include <math.h>
 #include <string.h>
+
+// ---- Inference: GELU in place, residual add ----
+static inline void add_body(float *y, const float *a, size_t n) { for (size_t i = 0; i < n; i++) y[i] += a[i]; }
+
+static inline void gelu_body(float *x, size_t n) {
+    const float c = 0.7978845608028654f;  // sqrt(2/pi)
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        x[i] = 0.5f * v * (1.0f + tanhf(c * (v + 0.044715f * v * v * v)));
+    }
+}
+
+#if G2W_X86
+// GELU (tanh form) with tanh(z) = sign(z) (1 - e) / (1 + e), e = exp(-2|z|): no overflow, ~1e-7 absolute error.
+AVX2 static void gelu_avx2(float *x, size_t n) {
+    const __m256 c = _mm256_set1_ps(0.7978845608028654f), k = _mm256_set1_ps(0.044715f), half = _mm256_set1_ps(0.5f);
+    const __m256 one = _mm256_set1_ps(1.0f), signbit = _mm256_set1_ps(-0.0f);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256 z = _mm256_mul_ps(c, _mm256_fmadd_ps(_mm256_mul_ps(k, v), _mm256_mul_ps(v, v), v));
+        __m256 az = _mm256_andnot_ps(signbit, z);
+        __m256 e = exp_avx2(_mm256_mul_ps(_mm256_set1_ps(-2.0f), az));
+        __m256 t = _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e));
+        t = _mm256_or_ps(t, _mm256_and_ps(signbit, z));
+        _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, t)));
+    }
+    gelu_body(x + i, n - i);
+}
+AVX2 static void add_avx2(float *y, const float *a, size_t n) { add_body(y, a, n); }
+#endif
+
+void g2w_add(float *y, const float *a, size_t n) {
+#if G2W_X86
+    if (use_avx2()) { add_avx2(y, a, n); return; }
+#endif
+    add_body(y, a, n);
+}
+void g2w_gelu(float *x, size_t n) {
+#if G2W_X86
+    if (use_avx2()) { gelu_avx2(x, n); return; }
+#endif
+    gelu_body(x, n);
+}
+
+// ---- Training ----
 
 enum { ELEMENTS_PER_JOB = 1 << 14 };
 static const float GELU_C = 0.7978845608028654f, GELU_K = 0.044715f;  // sqrt(2/pi), cubic coefficient
@@ -66,4 +113,18 @@ void g2w_gelu_forward(g2w_pool *pool, const float *x, float *y, size_t n) {
 void g2w_gelu_backward(g2w_pool *pool, const float *x, const float *dy, float *dx, size_t n) {
     gelu_args a = {.x = x, .dy = dy, .dx = dx, .n = n, .level = g2w_isa_level()};
     g2w_run(pool, (n + ELEMENTS_PER_JOB - 1) / ELEMENTS_PER_JOB, gelu_backward_job, &a);
+}
+
+typedef struct { const float *a, *b; float *y; size_t n; } add_args;
+
+static void add3_job(void *context, size_t job, size_t worker) {
+    (void)worker;
+    const add_args *a = context;
+    size_t i0 = job * ELEMENTS_PER_JOB, end = i0 + ELEMENTS_PER_JOB < a->n ? i0 + ELEMENTS_PER_JOB : a->n;
+    for (size_t i = i0; i < end; i++) a->y[i] = a->a[i] + a->b[i];
+}
+
+void g2w_add3(g2w_pool *pool, const float *a, const float *b, float *y, size_t n) {
+    add_args args = {a, b, y, n};
+    g2w_run(pool, (n + ELEMENTS_PER_JOB - 1) / ELEMENTS_PER_JOB, add3_job, &args);
 }

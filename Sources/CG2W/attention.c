@@ -1,12 +1,138 @@
-// Causal multi-head self-attention for training, one job per (sequence, head), llm.c's plan:
-// the forward keeps the probabilities P [B, H, T, T]; the backward goes through both products
-// and the softmax:
+// Causal self-attention. Inference: one query against the KV cache (decoding) and the masked
+// softmax rows of a prompt's score matrix (its two products run on matmul.c's strided GEMM).
+// Training, one job per (sequence, head), llm.c's plan: the forward keeps the probabilities
+// P [B, H, T, T]; the backward goes through both products and the softmax:
 //   dP = dout V^T,  dS = P (dP - rowsum(P dP)) / sqrt(D),  dQ = dS K,  dK = dS^T Q,  dV = P^T dout.
 // Inner loops are over the head size with 8 independent lanes, so they vectorize as written;
 // the portable body is also compiled with AVX2 enabled and chosen at run time.
 #include "cg2w_train.h"
 #include "simd.h"
 #include <math.h>
+
+// ---- Inference: one query against the KV cache, and the softmax rows of prompt attention ----
+static inline void attend_body(const float *q, const float *K, const float *V, size_t stride, size_t n, size_t hd, float scale,
+                               float *s, float *out) {
+    float mx = -INFINITY;
+    for (size_t j = 0; j < n; j++) {
+        const float *k = K + j * stride;
+        float d = 0;
+        for (size_t i = 0; i < hd; i++) d += q[i] * k[i];
+        s[j] = d * scale;
+        if (s[j] > mx) mx = s[j];
+    }
+    float sum = 0;
+    for (size_t j = 0; j < n; j++) { s[j] = expf(s[j] - mx); sum += s[j]; }
+    float inv = 1.0f / sum;
+    for (size_t i = 0; i < hd; i++) out[i] = 0;
+    for (size_t j = 0; j < n; j++) {
+        const float *v = V + j * stride;
+        float p = s[j] * inv;
+        for (size_t i = 0; i < hd; i++) out[i] += p * v[i];
+    }
+}
+
+#if G2W_X86
+// x[j] = exp(x[j] - mx) for j < n, eight at a time (exp_avx2: ~1 ulp on x <= 0); returns the sum.
+// The softmax numerators of attention and of g2w_softmax_row.
+AVX2 static float exp_shifted_avx2(float *x, size_t n, float mx) {
+    __m256 m = _mm256_set1_ps(mx), sumv = _mm256_setzero_ps();
+    size_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + j), m));
+        _mm256_storeu_ps(x + j, e);
+        sumv = _mm256_add_ps(sumv, e);
+    }
+    float sum = hsum(sumv);
+    for (; j < n; j++) { x[j] = expf(x[j] - mx); sum += x[j]; }
+    return sum;
+}
+AVX2 static void attend_avx2(const float *q, const float *K, const float *V, size_t st, size_t n, size_t hd, float sc, float *s, float *o) {
+    if (hd % 8 != 0 || hd > 256) { attend_body(q, K, V, st, n, hd, sc, s, o); return; }
+    size_t nv = hd / 8;
+    __m256 qv[32];
+    for (size_t i = 0; i < nv; i++) qv[i] = _mm256_loadu_ps(q + 8 * i);
+    // Scores, four keys at a time: four independent FMA chains, reduced together.
+    const __m128 sc4 = _mm_set1_ps(sc);
+    __m128 mx4 = _mm_set1_ps(-INFINITY);
+    size_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        const float *k0 = K + j * st, *k1 = k0 + st, *k2 = k1 + st, *k3 = k2 + st;
+        __m256 a0 = _mm256_mul_ps(qv[0], _mm256_loadu_ps(k0)), a1 = _mm256_mul_ps(qv[0], _mm256_loadu_ps(k1));
+        __m256 a2 = _mm256_mul_ps(qv[0], _mm256_loadu_ps(k2)), a3 = _mm256_mul_ps(qv[0], _mm256_loadu_ps(k3));
+        for (size_t i = 1; i < nv; i++) {
+            a0 = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k0 + 8 * i), a0); a1 = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k1 + 8 * i), a1);
+            a2 = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k2 + 8 * i), a2); a3 = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k3 + 8 * i), a3);
+        }
+        __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+        __m128 d = _mm_mul_ps(_mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)), sc4);
+        _mm_storeu_ps(s + j, d);
+        mx4 = _mm_max_ps(mx4, d);
+    }
+    mx4 = _mm_max_ps(mx4, _mm_movehl_ps(mx4, mx4));
+    mx4 = _mm_max_ss(mx4, _mm_movehdup_ps(mx4));
+    float mx = _mm_cvtss_f32(mx4);
+    for (; j < n; j++) {
+        const float *k = K + j * st;
+        __m256 a = _mm256_mul_ps(qv[0], _mm256_loadu_ps(k));
+        for (size_t i = 1; i < nv; i++) a = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k + 8 * i), a);
+        float d = hsum(a) * sc;
+        s[j] = d;
+        if (d > mx) mx = d;
+    }
+    float sum = exp_shifted_avx2(s, n, mx);
+    __m256 acc[32];
+    for (size_t i = 0; i < nv; i++) acc[i] = _mm256_setzero_ps();
+    for (size_t j = 0; j < n; j++) {
+        const float *v = V + j * st;
+        __m256 p = _mm256_set1_ps(s[j]);
+        for (size_t i = 0; i < nv; i++) acc[i] = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 8 * i), acc[i]);
+    }
+    __m256 inv = _mm256_set1_ps(1.0f / sum);
+    for (size_t i = 0; i < nv; i++) _mm256_storeu_ps(o + 8 * i, _mm256_mul_ps(acc[i], inv));
+}
+#endif
+
+static void softmax_body(float *x, size_t valid, float scale) {
+    float mx = -INFINITY;
+    for (size_t j = 0; j < valid; j++) { x[j] *= scale; if (x[j] > mx) mx = x[j]; }
+    float sum = 0;
+    for (size_t j = 0; j < valid; j++) { x[j] = expf(x[j] - mx); sum += x[j]; }
+    float inv = 1.0f / sum;
+    for (size_t j = 0; j < valid; j++) x[j] *= inv;
+}
+#if G2W_X86
+AVX2 static void softmax_avx2(float *x, size_t valid, float scale) {
+    __m256 sc = _mm256_set1_ps(scale), mxv = _mm256_set1_ps(-INFINITY);
+    size_t j = 0;
+    for (; j + 8 <= valid; j += 8) { __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + j), sc); _mm256_storeu_ps(x + j, v); mxv = _mm256_max_ps(mxv, v); }
+    float buf[8], mx = -INFINITY;
+    _mm256_storeu_ps(buf, mxv);
+    for (int i = 0; i < 8; i++) if (buf[i] > mx) mx = buf[i];
+    for (; j < valid; j++) { x[j] *= scale; if (x[j] > mx) mx = x[j]; }
+    float sum = exp_shifted_avx2(x, valid, mx);
+    __m256 inv = _mm256_set1_ps(1.0f / sum);
+    for (j = 0; j + 8 <= valid; j += 8) _mm256_storeu_ps(x + j, _mm256_mul_ps(_mm256_loadu_ps(x + j), inv));
+    for (; j < valid; j++) x[j] *= 1.0f / sum;
+}
+#endif
+
+void g2w_softmax_row(float *x, size_t n, size_t valid, float scale) {
+#if G2W_X86
+    if (use_avx2()) softmax_avx2(x, valid, scale); else softmax_body(x, valid, scale);
+#else
+    softmax_body(x, valid, scale);
+#endif
+    for (size_t j = valid; j < n; j++) x[j] = 0;
+}
+
+void g2w_attend(const float *q, const float *K, const float *V, size_t stride, size_t n, size_t hd, float scale, float *scores, float *out) {
+#if G2W_X86
+    if (use_avx2()) { attend_avx2(q, K, V, stride, n, hd, scale, scores, out); return; }
+#endif
+    attend_body(q, K, V, stride, n, hd, scale, scores, out);
+}
+
+// ---- Training ----
 
 static inline float dot8(const float *a, const float *b, size_t n) {
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};

@@ -5,7 +5,7 @@
 #if defined(__x86_64__)
 
 // Four concurrent sequential streams (one per quarter) with a software prefetch 1 KB ahead on
-// each, as the matrix-vector kernels read (`MATVEC_STREAMS_AVX2` in kernels.c): without the
+// each, as the matrix-vector kernels read (`MATVEC_STREAMS_AVX2` in matmul.c): without the
 // prefetch, this loop read less than the kernels do, and the figure is meant as the reachable
 // read bandwidth.
 AVX2 static uint64_t read_avx2(const void *p, size_t n) {

@@ -4,7 +4,7 @@
 // Loop nest (BLIS-like, A unpacked): the M x N result is cut into jobs of MC rows x NC columns,
 // dealt to the pool. A job walks K in chunks of KC; for each 32-column panel of its columns it
 // packs B's KC x 32 block k-major (Bp[k][32]: zero-padded past N; the same packing as the prompt
-// path's GEMM in kernels.c) and runs every 8 rows of its A block through an 8 x 32 register
+// path's GEMM in matmul.c) and runs every 8 rows of its A block through an 8 x 32 register
 // tile: per k, two loads of Bp, eight broadcasts of A(i, k), sixteen FMAs. A's 8 values for one
 // k are read in place whatever its strides (row-major activations, or dY^T for the weight
 // gradient, whose 8 values are adjacent), so only B is packed. AVX2 runs a 6 x 16 tile on the

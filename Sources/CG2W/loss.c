@@ -1,9 +1,53 @@
-// Softmax + cross-entropy over the vocabulary, fused: the forward turns each row of logits into
-// probabilities in place and records the row's loss; the backward turns the probabilities into
-// the logits' gradient in place. The sums of exponentials are accumulated in double.
+// The loss over the vocabulary. Perplexity: log-sum-exp of a row of logits. Training: softmax +
+// cross-entropy, fused: the forward turns each row of logits into probabilities in place and
+// records the row's loss; the backward turns the probabilities into the logits' gradient in
+// place. The sums of exponentials are accumulated in double.
 #include "cg2w_train.h"
 #include "simd.h"
 #include <math.h>
+
+// log-sum-exp for perplexity.
+static double logsumexp_generic(const float *x, size_t n) {
+    float mx = -INFINITY;
+    for (size_t i = 0; i < n; i++) if (x[i] > mx) mx = x[i];
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += exp((double)x[i] - mx);
+    return mx + log(s);
+}
+
+#if G2W_X86
+AVX2 static double logsumexp_avx2(const float *x, size_t n) {
+    size_t i = 0;
+    __m256 vm = _mm256_set1_ps(-INFINITY);
+    for (; i + 8 <= n; i += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(x + i));
+    float m8[8];
+    _mm256_storeu_ps(m8, vm);
+    float mx = m8[0];
+    for (int k = 1; k < 8; k++) if (m8[k] > mx) mx = m8[k];
+    for (size_t j = i; j < n; j++) if (x[j] > mx) mx = x[j];
+    __m256 vmx = _mm256_set1_ps(mx);
+    __m256d acc0 = _mm256_setzero_pd(), acc1 = acc0;
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmx));
+        acc0 = _mm256_add_pd(acc0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        acc1 = _mm256_add_pd(acc1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    double a[4];
+    _mm256_storeu_pd(a, _mm256_add_pd(acc0, acc1));
+    double s = a[0] + a[1] + a[2] + a[3];
+    for (; i < n; i++) s += exp((double)x[i] - mx);
+    return mx + log(s);
+}
+#endif
+
+double g2w_logsumexp(const float *x, size_t n) {
+#if G2W_X86
+    if (use_avx2()) return logsumexp_avx2(x, n);
+#endif
+    return logsumexp_generic(x, n);
+}
+
+// ---- Training ----
 
 enum { ROWS_PER_JOB = 2 };
 

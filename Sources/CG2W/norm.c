@@ -1,8 +1,52 @@
-// LayerNorm for training: the forward keeps each row's mean and 1/std; the backward gives the
-// input gradient and accumulates the scale and shift gradients (llm.c's layernorm_backward).
+// LayerNorm. Inference: one row. Training: the forward keeps each row's mean and 1/std; the
+// backward gives the input gradient and accumulates the scale and shift gradients (llm.c's
+// layernorm_backward).
 #include "cg2w_train.h"
 #include "simd.h"
 #include <math.h>
+
+// ---- Inference: one row ----
+static inline void layernorm_body(const float *x, const float *g, const float *b, float *y, size_t n, float eps) {
+    float mean = 0;
+    for (size_t i = 0; i < n; i++) mean += x[i];
+    mean /= (float)n;
+    float var = 0;
+    for (size_t i = 0; i < n; i++) { float d = x[i] - mean; var += d * d; }
+    var /= (float)n;
+    float rs = 1.0f / sqrtf(var + eps);
+    for (size_t i = 0; i < n; i++) y[i] = (x[i] - mean) * rs * g[i] + b[i];
+}
+
+#if G2W_X86
+AVX2 static void layernorm_avx2(const float *x, const float *g, const float *b, float *y, size_t n, float eps) {
+    size_t n8 = n & ~(size_t)7, i;
+    __m256 a = _mm256_setzero_ps();
+    for (i = 0; i < n8; i += 8) a = _mm256_add_ps(a, _mm256_loadu_ps(x + i));
+    float mean = hsum(a);
+    for (; i < n; i++) mean += x[i];
+    mean /= (float)n;
+    __m256 m = _mm256_set1_ps(mean), v = _mm256_setzero_ps();
+    for (i = 0; i < n8; i += 8) { __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + i), m); v = _mm256_fmadd_ps(d, d, v); }
+    float var = hsum(v);
+    for (; i < n; i++) { float d = x[i] - mean; var += d * d; }
+    var /= (float)n;
+    float rs = 1.0f / sqrtf(var + eps);
+    __m256 r = _mm256_set1_ps(rs);
+    for (i = 0; i < n8; i += 8) {
+        __m256 d = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), m), r);
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(d, _mm256_loadu_ps(g + i), _mm256_loadu_ps(b + i)));
+    }
+    for (; i < n; i++) y[i] = (x[i] - mean) * rs * g[i] + b[i];
+}
+#endif
+
+void g2w_layernorm(const float *x, const float *g, const float *b, float *y, size_t n, float eps) {
+#if G2W_X86
+    if (use_avx2()) { layernorm_avx2(x, g, b, y, n, eps); return; }
+#endif
+    layernorm_body(x, g, b, y, n, eps);
+}
+// ---- Training ----
 
 enum { ROWS_PER_JOB = 16, ROWS_PER_CHUNK = 32 };
 

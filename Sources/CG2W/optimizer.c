@@ -1,6 +1,6 @@
-// The optimizer's loops: AdamW over a flat block of parameters, the squared norm of the
-// gradients (for clipping), and the residual add. Elementwise and chunked; the norm's partial
-// sums are added in chunk order, so the result does not depend on the pool.
+// The optimizer's loops: AdamW over a flat block of parameters and the squared norm of the
+// gradients (for clipping). Elementwise and chunked; the norm's partial sums are added in chunk
+// order, so the result does not depend on the pool.
 #include "cg2w_train.h"
 #include "simd.h"
 #include <math.h>
@@ -9,8 +9,8 @@
 enum { CHUNK = 1 << 16 };
 
 typedef struct {
-    float *p, *m, *v, *y;
-    const float *g, *a, *b, *x;
+    float *p, *m, *v;
+    const float *g, *x;
     double *partial;
     size_t n;
     float lr, b1, b2, eps, wd, scale;
@@ -101,15 +101,4 @@ void g2w_adamw(g2w_pool *pool, float *p, const float *grad, float *m, float *v, 
     opt_args a = {.p = p, .g = grad, .m = m, .v = v, .n = n, .lr = lr, .b1 = b1, .b2 = b2, .eps = eps, .wd = wd, .scale = grad_scale,
                   .bias1 = bias1, .bias2_sqrt = bias2_sqrt};
     g2w_run(pool, (n + CHUNK - 1) / CHUNK, adamw_job, &a);
-}
-
-static void add3_job(void *context, size_t job, size_t worker) {
-    (void)worker;
-    const opt_args *a = context;
-    for (size_t i = job * CHUNK, end = chunk_end(job, a->n); i < end; i++) a->y[i] = a->a[i] + a->b[i];
-}
-
-void g2w_add3(g2w_pool *pool, const float *x, const float *y2, float *y, size_t n) {
-    opt_args a = {.a = x, .b = y2, .y = y, .n = n};
-    g2w_run(pool, (n + CHUNK - 1) / CHUNK, add3_job, &a);
 }

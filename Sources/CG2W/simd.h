@@ -6,6 +6,10 @@
 #include <stdint.h>
 #include "cg2w.h"
 
+static inline int isa_level(void) { return g2w_isa_level(); }
+static inline int use_avx2(void) { return isa_level() >= 1; }
+static inline int use_avx512(void) { return isa_level() == 2; }
+
 /// Runs task(context, job, worker) for jobs 0..<jobs on the pool, or in order on this thread
 /// (pool NULL, or a single job).
 static inline void g2w_run(g2w_pool *pool, size_t jobs, g2w_pool_task task, void *context) {
@@ -45,7 +49,7 @@ AVX2 static inline __m256 exp_avx2(__m256 x) {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
-// Packs one panel of the packed GEMM (kernels.c): Bp[k][j] = W(rb + j, k0 + k) for k < kc,
+// Packs one panel of the packed GEMM (matmul.c): Bp[k][j] = W(rb + j, k0 + k) for k < kc,
 // j < 32 (zero for j >= nr), W(r, k) = Wf[r * rs + k * ks] (f32) or Wh[r * cols + k] (f16).
 // `ahead_nr` rows of the panel two ahead are prefetched. Bp is 64-byte aligned, kc <= 512.
 AVX512 void g2w_pack_panel_avx512(const float *Wf, size_t rs, size_t ks, const uint16_t *Wh, size_t cols, size_t rb, size_t nr,

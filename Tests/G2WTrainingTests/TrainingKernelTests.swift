@@ -15,7 +15,7 @@ final class TrainingKernelTests: XCTestCase {
         let pool = ComputeContext(threads: 2)
         // (M, N, K) including 1s, sizes around the tiles (8 x 32, 6 x 16), the K chunk (256) and the row block (256).
         let shapes = [(1, 1, 1), (7, 33, 5), (9, 31, 17), (13, 65, 300), (257, 40, 3), (6, 16, 257), (300, 97, 513), (8, 32, 256)]
-        try atEveryLevel { level in
+        atEveryLevel { level in
             for (M, N, K) in shapes {
                 for layout in 0..<4 {
                     // layout 0: A row-major, B = W^T (forward); 1: A row-major, B row-major (dX);
@@ -63,7 +63,7 @@ final class TrainingKernelTests: XCTestCase {
 
     func testColumnSumsLayerNormGELUAndAdamW() throws {
         let ctx = ComputeContext(threads: 2)
-        try atEveryLevel { level in
+        atEveryLevel { level in
             // Column sums of a 37 x 300 matrix (row stride 301) added to existing values.
             let M = 37, N = 300
             let dY = values(M * 301, seed: 1)
