@@ -128,3 +128,17 @@ void g2w_add3(g2w_pool *pool, const float *a, const float *b, float *y, size_t n
     add_args args = {a, b, y, n};
     g2w_run(pool, (n + ELEMENTS_PER_JOB - 1) / ELEMENTS_PER_JOB, add3_job, &args);
 }
+
+typedef struct { const float *src; float *dst; size_t n; float p; uint64_t key; } dropout_args;
+
+static void dropout_job(void *context, size_t job, size_t worker) {
+    (void)worker;
+    const dropout_args *a = context;
+    size_t i0 = job * ELEMENTS_PER_JOB, end = i0 + ELEMENTS_PER_JOB < a->n ? i0 + ELEMENTS_PER_JOB : a->n;
+    for (size_t i = i0; i < end; i++) a->dst[i] = a->src[i] * g2w_dropout_factor(a->key, i, a->p);
+}
+
+void g2w_dropout(g2w_pool *pool, const float *src, float *dst, size_t n, float p, uint64_t key) {
+    dropout_args a = {src, dst, n, p, key};
+    g2w_run(pool, (n + ELEMENTS_PER_JOB - 1) / ELEMENTS_PER_JOB, dropout_job, &a);
+}

@@ -149,7 +149,8 @@ static inline void axpy(float *y, float a, const float *x, size_t n) {
 }
 
 // Sequence b, head h. Row t of q/k/v is at qkv + (b*T + t) * 3C + {0, C, 2C} + h*D.
-static inline void forward_head(const float *qkv, float *P, float *out, size_t b, size_t h, size_t T, size_t H, size_t D) {
+static inline void forward_head(const float *qkv, float *P, float *out, size_t b, size_t h, size_t T, size_t H, size_t D, float drop,
+                                uint64_t key) {
     size_t C = H * D, C3 = 3 * C;
     const float *base = qkv + b * T * C3 + h * D;
     float scale = 1.0f / sqrtf((float)D);
@@ -169,12 +170,17 @@ static inline void forward_head(const float *qkv, float *P, float *out, size_t b
         for (size_t u = t + 1; u < T; u++) p[u] = 0;
         float *o = out + (b * T + t) * C + h * D;
         for (size_t i = 0; i < D; i++) o[i] = 0;
-        for (size_t u = 0; u <= t; u++) axpy(o, p[u], base + u * C3 + 2 * C, D);
+        if (drop > 0) {  // out_t = sum_u dropout(P)[t, u] v_u; P itself is kept for the backward
+            size_t row = ((b * H + h) * T + t) * T;
+            for (size_t u = 0; u <= t; u++) axpy(o, g2w_dropout_factor(key, row + u, drop) * p[u], base + u * C3 + 2 * C, D);
+        } else {
+            for (size_t u = 0; u <= t; u++) axpy(o, p[u], base + u * C3 + 2 * C, D);
+        }
     }
 }
 
 static inline void backward_head(const float *dout, const float *qkv, const float *P, float *dqkv, size_t b, size_t h, size_t T, size_t H,
-                                 size_t D, float *dp) {
+                                 size_t D, float *dp, float drop, uint64_t key) {
     size_t C = H * D, C3 = 3 * C;
     const float *base = qkv + b * T * C3 + h * D;
     float *dbase = dqkv + b * T * C3 + h * D;
@@ -185,9 +191,11 @@ static inline void backward_head(const float *dout, const float *qkv, const floa
         const float *q = base + t * C3;
         float *dq = dbase + t * C3;
         float s = 0;
+        size_t row = ((b * H + h) * T + t) * T;
         for (size_t u = 0; u <= t; u++) {
-            dp[u] = dot8(d, base + u * C3 + 2 * C, D);   // dP[t, u] = dout_t . v_u
-            axpy(dbase + u * C3 + 2 * C, p[u], d, D);   // dv_u += P[t, u] dout_t
+            float f = drop > 0 ? g2w_dropout_factor(key, row + u, drop) : 1.0f;  // the forward's dropout of P[t, u]
+            dp[u] = f * dot8(d, base + u * C3 + 2 * C, D);   // dP[t, u] = f (dout_t . v_u)
+            axpy(dbase + u * C3 + 2 * C, f * p[u], d, D);    // dv_u += f P[t, u] dout_t
             s += p[u] * dp[u];
         }
         for (size_t u = 0; u <= t; u++) {
@@ -199,12 +207,13 @@ static inline void backward_head(const float *dout, const float *qkv, const floa
 }
 
 #if G2W_X86
-AVX2 static void forward_head_avx2(const float *qkv, float *P, float *out, size_t b, size_t h, size_t T, size_t H, size_t D) {
-    forward_head(qkv, P, out, b, h, T, H, D);
+AVX2 static void forward_head_avx2(const float *qkv, float *P, float *out, size_t b, size_t h, size_t T, size_t H, size_t D, float drop,
+                                   uint64_t key) {
+    forward_head(qkv, P, out, b, h, T, H, D, drop, key);
 }
 AVX2 static void backward_head_avx2(const float *dout, const float *qkv, const float *P, float *dqkv, size_t b, size_t h, size_t T, size_t H,
-                                    size_t D, float *dp) {
-    backward_head(dout, qkv, P, dqkv, b, h, T, H, D, dp);
+                                    size_t D, float *dp, float drop, uint64_t key) {
+    backward_head(dout, qkv, P, dqkv, b, h, T, H, D, dp, drop, key);
 }
 #endif
 
@@ -212,6 +221,8 @@ typedef struct {
     const float *qkv, *dout, *Pin;
     float *P, *out, *dqkv, *scratch;
     size_t B, T, H, D;
+    float drop;
+    uint64_t key;
     int level;
 } attn_args;
 
@@ -220,9 +231,9 @@ static void forward_job(void *context, size_t job, size_t worker) {
     const attn_args *a = context;
     size_t b = job / a->H, h = job % a->H;
 #if G2W_X86
-    if (a->level >= 1) { forward_head_avx2(a->qkv, a->P, a->out, b, h, a->T, a->H, a->D); return; }
+    if (a->level >= 1) { forward_head_avx2(a->qkv, a->P, a->out, b, h, a->T, a->H, a->D, a->drop, a->key); return; }
 #endif
-    forward_head(a->qkv, a->P, a->out, b, h, a->T, a->H, a->D);
+    forward_head(a->qkv, a->P, a->out, b, h, a->T, a->H, a->D, a->drop, a->key);
 }
 
 static void backward_job(void *context, size_t job, size_t worker) {
@@ -230,18 +241,20 @@ static void backward_job(void *context, size_t job, size_t worker) {
     size_t b = job / a->H, h = job % a->H;
     float *dp = a->scratch + worker * a->T;
 #if G2W_X86
-    if (a->level >= 1) { backward_head_avx2(a->dout, a->qkv, a->Pin, a->dqkv, b, h, a->T, a->H, a->D, dp); return; }
+    if (a->level >= 1) { backward_head_avx2(a->dout, a->qkv, a->Pin, a->dqkv, b, h, a->T, a->H, a->D, dp, a->drop, a->key); return; }
 #endif
-    backward_head(a->dout, a->qkv, a->Pin, a->dqkv, b, h, a->T, a->H, a->D, dp);
+    backward_head(a->dout, a->qkv, a->Pin, a->dqkv, b, h, a->T, a->H, a->D, dp, a->drop, a->key);
 }
 
-void g2w_attention_forward(g2w_pool *pool, const float *qkv, float *P, float *out, size_t B, size_t T, size_t H, size_t D) {
-    attn_args a = {.qkv = qkv, .P = P, .out = out, .B = B, .T = T, .H = H, .D = D, .level = g2w_isa_level()};
+void g2w_attention_forward(g2w_pool *pool, const float *qkv, float *P, float *out, size_t B, size_t T, size_t H, size_t D, float dropout,
+                           uint64_t key) {
+    attn_args a = {.qkv = qkv, .P = P, .out = out, .B = B, .T = T, .H = H, .D = D, .drop = dropout, .key = key, .level = g2w_isa_level()};
     g2w_run(pool, B * H, forward_job, &a);
 }
 
 void g2w_attention_backward(g2w_pool *pool, const float *dout, const float *qkv, const float *P, float *dqkv, size_t B, size_t T, size_t H,
-                            size_t D, float *scratch) {
-    attn_args a = {.qkv = qkv, .dout = dout, .Pin = P, .dqkv = dqkv, .scratch = scratch, .B = B, .T = T, .H = H, .D = D, .level = g2w_isa_level()};
+                            size_t D, float *scratch, float dropout, uint64_t key) {
+    attn_args a = {.qkv = qkv, .dout = dout, .Pin = P, .dqkv = dqkv, .scratch = scratch, .B = B, .T = T, .H = H, .D = D, .drop = dropout,
+                   .key = key, .level = g2w_isa_level()};
     g2w_run(pool, B * H, backward_job, &a);
 }

@@ -1,3 +1,4 @@
+import CG2W
 import Foundation
 import G2W
 
@@ -31,8 +32,9 @@ public struct GPT2ReferenceTraining {
     }
 
     /// Runs `batchSize` sequences of `inputs.count / batchSize` tokens; with targets, the mean
-    /// loss and the gradients of every parameter.
-    public func run(inputs: [Int], targets: [Int]?, batchSize: Int) -> Output {
+    /// loss and the gradients of every parameter. With `dropout` > 0, the same masks as
+    /// ``GPT2TrainingModel`` draws with `dropoutSeed` (the same counter-based factors).
+    public func run(inputs: [Int], targets: [Int]?, batchSize: Int, dropout: Float = 0, dropoutSeed: UInt64 = 0) -> Output {
         let c = configuration
         let E = c.embeddingSize, I = c.innerSize, V = c.vocabularySize, H = c.headCount, D = c.headSize
         let T = inputs.count / batchSize, N = inputs.count
@@ -45,6 +47,10 @@ public struct GPT2ReferenceTraining {
         for (name, shape) in GPT2Tensors.all(c, untiedHead: untiedHead) { grads[name] = [Double](repeating: 0, count: shape.reduce(1, *)) }
         var allLogits: [[Double]] = []
         var totalLoss = 0.0
+        /// The dropout factor of element `index` at `site` (1 without dropout).
+        func keep(_ site: Int, _ index: Int) -> Double {
+            dropout > 0 ? Double(g2w_dropout_factor(GPT2TrainingModel.dropoutKey(seed: dropoutSeed, site: site), UInt64(index), dropout)) : 1
+        }
 
         for b in 0..<batchSize {
             let tokens = Array(inputs[(b * T)..<((b + 1) * T)])
@@ -54,7 +60,7 @@ public struct GPT2ReferenceTraining {
                 var qkv: [[Double]] = [], probs: [[[Double]]] = [], a: [[Double]] = [], x2: [[Double]] = []
                 var h2: [[Double]] = [], xhat2: [[Double]] = [], rstd2: [Double] = [], f: [[Double]] = [], gf: [[Double]] = []
             }
-            var x: [[Double]] = (0..<T).map { t in (0..<E).map { wte[tokens[t] * E + $0] + wpe[t * E + $0] } }
+            var x: [[Double]] = (0..<T).map { t in (0..<E).map { (wte[tokens[t] * E + $0] + wpe[t * E + $0]) * keep(0, (b * T + t) * E + $0) } }
             var caches: [LayerCache] = []
             for l in 0..<c.layerCount {
                 var k = LayerCache()
@@ -74,17 +80,25 @@ public struct GPT2ReferenceTraining {
                         let sum = s.reduce(0, +)
                         s = s.map { $0 / sum }
                         k.probs[h].append(s)
-                        for i in 0..<D { k.a[t][h * D + i] = (0...t).reduce(0.0) { $0 + s[$1] * k.qkv[$1][2 * E + h * D + i] } }
+                        let row = ((b * H + h) * T + t) * T
+                        let sd = (0...t).map { s[$0] * keep(1 + 3 * l, row + $0) }  // dropout of the probabilities
+                        for i in 0..<D { k.a[t][h * D + i] = (0...t).reduce(0.0) { $0 + sd[$1] * k.qkv[$1][2 * E + h * D + i] } }
                     }
                 }
-                k.x2 = (0..<T).map { t in zip(x[t], matvec(L(l, "attn.c_proj.weight"), L(l, "attn.c_proj.bias"), k.a[t])).map { $0 + $1 } }
+                k.x2 = (0..<T).map { t in
+                    let o = matvec(L(l, "attn.c_proj.weight"), L(l, "attn.c_proj.bias"), k.a[t])
+                    return (0..<E).map { x[t][$0] + o[$0] * keep(2 + 3 * l, (b * T + t) * E + $0) }
+                }
                 for t in 0..<T {
                     let (y, xh, r) = layerNorm(k.x2[t], L(l, "ln_2.weight"), L(l, "ln_2.bias"), eps)
                     k.h2.append(y); k.xhat2.append(xh); k.rstd2.append(r)
                 }
                 k.f = k.h2.map { matvec(L(l, "mlp.c_fc.weight"), L(l, "mlp.c_fc.bias"), $0) }
                 k.gf = k.f.map { $0.map(gelu) }
-                x = (0..<T).map { t in zip(k.x2[t], matvec(L(l, "mlp.c_proj.weight"), L(l, "mlp.c_proj.bias"), k.gf[t])).map { $0 + $1 } }
+                x = (0..<T).map { t in
+                    let o = matvec(L(l, "mlp.c_proj.weight"), L(l, "mlp.c_proj.bias"), k.gf[t])
+                    return (0..<E).map { k.x2[t][$0] + o[$0] * keep(3 + 3 * l, (b * T + t) * E + $0) }
+                }
                 caches.append(k)
             }
             var hf: [[Double]] = [], xhatf: [[Double]] = [], rstdf: [Double] = []
@@ -117,7 +131,7 @@ public struct GPT2ReferenceTraining {
                 func G(_ s: String) -> String { GPT2Tensors.layer(l, s) }
                 // MLP: x3 = x2 + Wp gelu(Wf LN2(x2) + bf) + bp
                 for t in 0..<T {
-                    let dm = dx[t]
+                    let dm = (0..<E).map { dx[t][$0] * keep(3 + 3 * l, (b * T + t) * E + $0) }
                     outerAdd(&grads[G("mlp.c_proj.weight")]!, dm, k.gf[t])
                     add(&grads[G("mlp.c_proj.bias")]!, dm)
                     let dgf = matTvec(L(l, "mlp.c_proj.weight"), E, I, dm)
@@ -131,20 +145,23 @@ public struct GPT2ReferenceTraining {
                 // Attention: x2 = x + Wo attention(Wqkv LN1(x) + bqkv) + bo
                 var da: [[Double]] = []
                 for t in 0..<T {
-                    outerAdd(&grads[G("attn.c_proj.weight")]!, dx[t], k.a[t])
-                    add(&grads[G("attn.c_proj.bias")]!, dx[t])
-                    da.append(matTvec(L(l, "attn.c_proj.weight"), E, E, dx[t]))
+                    let dproj = (0..<E).map { dx[t][$0] * keep(2 + 3 * l, (b * T + t) * E + $0) }
+                    outerAdd(&grads[G("attn.c_proj.weight")]!, dproj, k.a[t])
+                    add(&grads[G("attn.c_proj.bias")]!, dproj)
+                    da.append(matTvec(L(l, "attn.c_proj.weight"), E, E, dproj))
                 }
                 var dqkv = [[Double]](repeating: [Double](repeating: 0, count: 3 * E), count: T)
                 for h in 0..<H {
                     for t in 0..<T {
                         let p = k.probs[h][t]
-                        let dp = (0...t).map { u in (0..<D).reduce(0.0) { $0 + da[t][h * D + $1] * k.qkv[u][2 * E + h * D + $1] } }
+                        let row = ((b * H + h) * T + t) * T
+                        let f = (0...t).map { keep(1 + 3 * l, row + $0) }
+                        let dp = (0...t).map { u in f[u] * (0..<D).reduce(0.0) { $0 + da[t][h * D + $1] * k.qkv[u][2 * E + h * D + $1] } }
                         let s = (0...t).reduce(0.0) { $0 + p[$1] * dp[$1] }
                         for u in 0...t {
                             let ds = p[u] * (dp[u] - s) * scale
                             for i in 0..<D {
-                                dqkv[u][2 * E + h * D + i] += p[u] * da[t][h * D + i]
+                                dqkv[u][2 * E + h * D + i] += f[u] * p[u] * da[t][h * D + i]
                                 dqkv[t][h * D + i] += ds * k.qkv[u][E + h * D + i]
                                 dqkv[u][E + h * D + i] += ds * k.qkv[t][h * D + i]
                             }
@@ -161,8 +178,9 @@ public struct GPT2ReferenceTraining {
             }
             for t in 0..<T {
                 for i in 0..<E {
-                    grads[GPT2Tensors.tokenEmbedding]![tokens[t] * E + i] += dx[t][i]
-                    grads[GPT2Tensors.positionEmbedding]![t * E + i] += dx[t][i]
+                    let d = dx[t][i] * keep(0, (b * T + t) * E + i)
+                    grads[GPT2Tensors.tokenEmbedding]![tokens[t] * E + i] += d
+                    grads[GPT2Tensors.positionEmbedding]![t * E + i] += d
                 }
             }
         }

@@ -21,6 +21,10 @@ public final class GPT2TrainingModel {
     /// ``zeroGradients()`` clears them.
     public let gradients: GPT2ParameterBlock
     public let context: ComputeContext
+    /// Dropout probability (GPT-2's embd_pdrop, attn_pdrop and resid_pdrop together, as nanoGPT's
+    /// `dropout`): on the embeddings, the attention probabilities and the output of each block's
+    /// two branches. 0 (the default) is no dropout.
+    public let dropout: Float
 
     // Activations of the last forward (per layer: L consecutive slices).
     let encoded: FloatBuffer                     // [N, E]   wte[token] + wpe[position]
@@ -42,15 +46,19 @@ public final class GPT2TrainingModel {
     let dWide: FloatBuffer                       // [N, max(I, 3E)]
     let lnScratch: FloatBuffer
     let attentionScratch: FloatBuffer
+    let dDropout: FloatBuffer                    // [N, E]  a branch's gradient through its dropout
+    var dropoutSeed: UInt64 = 0
     var inputs: [Int32]
     var targets: [Int32]
     var hasTargets = false
 
     /// - Throws: ``TrainingError/invalidShape(_:)`` for a batch of 0, a sequence of 0 or longer
     ///   than n_ctx; ``AllocationError`` when memory for the activations cannot be had.
-    public init(parameters: GPT2ParameterBlock, batchSize: Int, sequenceLength: Int, context: ComputeContext) throws {
+    public init(parameters: GPT2ParameterBlock, batchSize: Int, sequenceLength: Int, context: ComputeContext, dropout: Float = 0) throws {
         let c = parameters.configuration
         try c.validate()
+        guard dropout >= 0, dropout < 1 else { throw TrainingError.invalidShape("the dropout probability is \(dropout); it must be in [0, 1)") }
+        self.dropout = dropout
         guard batchSize >= 1 else { throw TrainingError.invalidShape("the batch size is \(batchSize); it must be at least 1") }
         guard sequenceLength >= 1 else { throw TrainingError.invalidShape("the sequence length is \(sequenceLength); it must be at least 1") }
         guard sequenceLength <= c.contextLength else {
@@ -96,6 +104,7 @@ public final class GPT2TrainingModel {
         dWide = try buffer("gradient", N, max(I, 3 * E))
         lnScratch = try buffer("gradient", 2 * E, g2w_layernorm_backward_chunks(N))
         attentionScratch = try buffer("gradient", T, context.threads)
+        dDropout = try buffer("gradient", N, E)
         losses = [Double](repeating: 0, count: N)
         inputs = [Int32](repeating: 0, count: N)
         targets = [Int32](repeating: 0, count: N)
@@ -107,12 +116,23 @@ public final class GPT2TrainingModel {
     /// Clears the gradients.
     public func zeroGradients() { gradients.storage.zero() }
 
+    /// The key of dropout site `site` (0: embeddings; 1 + 3l, 2 + 3l, 3 + 3l: layer l's attention
+    /// probabilities, attention output, MLP output) for the current forward.
+    func dropoutKey(_ site: Int) -> UInt64 { Self.dropoutKey(seed: dropoutSeed, site: site) }
+
+    /// The mask key of dropout site `site` for a forward drawn with `seed` (shared with the reference path).
+    public static func dropoutKey(seed: UInt64, site: Int) -> UInt64 {
+        var r = SplitMix64(seed: seed ^ (UInt64(site) &* 0xD1B5_4A32_D192_ED03))
+        return r.next()
+    }
+
     /// Runs the model on `inputs` (B x T token ids, sequence after sequence) and keeps what the
     /// backward needs. With `targets` (the next token of each position), returns the mean
     /// cross-entropy over all B x T positions; without, returns nil and leaves the logits in
-    /// ``logits``.
+    /// ``logits``. `dropoutSeed` draws this pass's dropout masks (when ``dropout`` > 0); the
+    /// backward recomputes the same masks.
     @discardableResult
-    public func forward(inputs: [Int32], targets: [Int32]?) throws -> Double? {
+    public func forward(inputs: [Int32], targets: [Int32]?, dropoutSeed: UInt64 = 0) throws -> Double? {
         let c = configuration, N = rows, V = c.vocabularySize
         guard inputs.count == N else { throw TrainingError.wrongCount(what: "inputs", expected: N, found: inputs.count) }
         for (i, t) in inputs.enumerated() where t < 0 || Int(t) >= V {
@@ -126,7 +146,9 @@ public final class GPT2TrainingModel {
             self.targets = targets
         }
         self.inputs = inputs
+        self.dropoutSeed = dropoutSeed
         hasTargets = targets != nil
+        let drop = dropout
         let p = parameters.parameters
         let L = c.layerCount, E = c.embeddingSize, I = c.innerSize, H = c.headCount, T = sequenceLength, B = batchSize
         let eps = Float(c.layerNormEpsilon)
@@ -137,6 +159,7 @@ public final class GPT2TrainingModel {
         for n in 0..<N {
             g2w_add3(nil, wte + Int(inputs[n]) * E, wpe + (n % T) * E, encoded.base + n * E, E)
         }
+        if drop > 0 { g2w_dropout(pool, encoded.base, encoded.base, N * E, drop, dropoutKey(0)) }
         for l in 0..<L {
             let w = p.layers[l]
             let x = l == 0 ? encoded.base : residual3.base + (l - 1) * N * E
@@ -146,14 +169,16 @@ public final class GPT2TrainingModel {
             // Attention block: res2 = x + proj(attention(qkv(LN1(x))))
             g2w_layernorm_forward(pool, x, w.ln1Weight, w.ln1Bias, ln1, ln1Mean.base + l * N, ln1Rstd.base + l * N, N, E, eps)
             linear(ln1, w.attention, w.attentionBias, qkv, N)                            // [N, 3E]
-            g2w_attention_forward(pool, qkv, att, atty, B, T, H, c.headSize)              // [N, E]
+            g2w_attention_forward(pool, qkv, att, atty, B, T, H, c.headSize, drop, dropoutKey(1 + 3 * l))  // [N, E]
             linear(atty, w.projection, w.projectionBias, res2, N)
+            if drop > 0 { g2w_dropout(pool, res2, res2, N * E, drop, dropoutKey(2 + 3 * l)) }
             g2w_add3(pool, res2, x, res2, N * E)
             // MLP block: res3 = res2 + proj(gelu(fc(LN2(res2))))
             g2w_layernorm_forward(pool, res2, w.ln2Weight, w.ln2Bias, ln2, ln2Mean.base + l * N, ln2Rstd.base + l * N, N, E, eps)
             linear(ln2, w.feedForward, w.feedForwardBias, fc, N)                         // [N, I]
             g2w_gelu_forward(pool, fc, fcg, N * I)
             linear(fcg, w.feedForwardOut, w.feedForwardOutBias, res3, N)                 // [N, E]
+            if drop > 0 { g2w_dropout(pool, res3, res3, N * E, drop, dropoutKey(3 + 3 * l)) }
             g2w_add3(pool, res3, res2, res3, N * E)
         }
         // Final LayerNorm and LM head.                                                 [N, V]
@@ -188,6 +213,13 @@ public final class GPT2TrainingModel {
         let p = parameters.parameters, g = gradients.parameters
         hasTargets = false  // the probabilities become gradients below
         let acc: Int32 = accumulate ? 1 : 0
+        let drop = dropout
+        /// The gradient of a branch's output through its dropout (the residual stream's gradient itself flows on unchanged).
+        func throughDropout(_ site: Int) -> UnsafePointer<Float> {
+            guard drop > 0 else { return UnsafePointer(dResidual.base) }
+            g2w_dropout(pool, dResidual.base, dDropout.base, N * E, drop, dropoutKey(site))
+            return UnsafePointer(dDropout.base)
+        }
         if !accumulate {
             // Written below only where tokens and positions occur: clear them first. (A tied head's
             // gradient is wte's, written whole by the head's product.)
@@ -213,15 +245,15 @@ public final class GPT2TrainingModel {
             let atty = attentionOut.base + l * N * E, res2 = residual2.base + l * N * E
             let ln2 = ln2.base + l * N * E, fc = fc.base + l * N * I, fcg = fcGelu.base + l * N * I
             // MLP block (dResidual = d res3; it also flows straight to res2).
-            linearBackward(dY: dResidual.base, x: fcg, w: w.feedForwardOut, dW: gw.feedForwardOut, dBias: gw.feedForwardOutBias, dX: dWide.base, N, acc)
+            linearBackward(dY: throughDropout(3 + 3 * l), x: fcg, w: w.feedForwardOut, dW: gw.feedForwardOut, dBias: gw.feedForwardOutBias, dX: dWide.base, N, acc)
             g2w_gelu_backward(pool, fc, dWide.base, dWide.base, N * I)
             linearBackward(dY: dWide.base, x: ln2, w: w.feedForward, dW: gw.feedForward, dBias: gw.feedForwardBias, dX: dSmall.base, N, acc)
             g2w_layernorm_backward(pool, dSmall.base, res2, w.ln2Weight, ln2Mean.base + l * N, ln2Rstd.base + l * N, dResidual.base,
                                    mutable(gw.ln2Weight), mutable(gw.ln2Bias), N, E, lnScratch.base, acc)
             // Attention block (dResidual = d res2; it also flows straight to x).
-            linearBackward(dY: dResidual.base, x: atty, w: w.projection, dW: gw.projection, dBias: gw.projectionBias, dX: dSmall.base, N, acc)
+            linearBackward(dY: throughDropout(2 + 3 * l), x: atty, w: w.projection, dW: gw.projection, dBias: gw.projectionBias, dX: dSmall.base, N, acc)
             memset(dWide.base, 0, N * 3 * E * MemoryLayout<Float>.stride)
-            g2w_attention_backward(pool, dSmall.base, qkv, att, dWide.base, B, T, H, c.headSize, attentionScratch.base)
+            g2w_attention_backward(pool, dSmall.base, qkv, att, dWide.base, B, T, H, c.headSize, attentionScratch.base, drop, dropoutKey(1 + 3 * l))
             linearBackward(dY: dWide.base, x: ln1, w: w.attention, dW: gw.attention, dBias: gw.attentionBias, dX: dSmall.base, N, acc)
             // The key bias cannot change the output: it adds q_t . b_k to every score of row t, and
             // softmax ignores a shift of its row. Its gradient is exactly zero; the column sums
@@ -233,8 +265,9 @@ public final class GPT2TrainingModel {
         }
         // Embeddings: dResidual = d(wte[token] + wpe[position]).
         let dwte = mutable(g.tokenEmbedding), dwpe = mutable(g.positionEmbedding)
+        let dEmbedding = throughDropout(0)
         for n in 0..<N {
-            let d = dResidual.base + n * E
+            let d = dEmbedding + n * E
             let te = dwte + Int(inputs[n]) * E, pe = dwpe + (n % T) * E
             g2w_add3(nil, te, d, te, E)
             g2w_add3(nil, pe, d, pe, E)

@@ -15,15 +15,17 @@ public struct TrainingStep {
     }
 
     /// Runs step number `index` (for errors). `batches` are (inputs, targets) pairs of B x T ids.
+    /// `dropoutSeed` draws the step's dropout masks (micro-batch i uses a seed derived from it and i).
     /// - Throws: ``TrainingError/nonFiniteLoss(step:loss:)`` or
     ///   ``TrainingError/nonFiniteGradient(step:norm:)`` before any parameter changes.
     public static func run(model: GPT2TrainingModel, optimizer: AdamW, batches: [(inputs: [Int32], targets: [Int32])], learningRate: Float,
-                           maxGradientNorm: Double?, index: Int) throws -> Result {
+                           maxGradientNorm: Double?, index: Int, dropoutSeed: UInt64 = 0) throws -> Result {
         guard !batches.isEmpty else { throw TrainingError.invalidShape("a step needs at least one micro-batch") }
         var loss = 0.0
         let k = Float(batches.count)
         for (i, (x, y)) in batches.enumerated() {
-            guard let l = try model.forward(inputs: x, targets: y) else { continue }
+            var seeds = SplitMix64(seed: dropoutSeed &+ UInt64(i))
+            guard let l = try model.forward(inputs: x, targets: y, dropoutSeed: seeds.next()) else { continue }
             loss += l / Double(batches.count)
             model.backward(lossScale: 1 / k, accumulate: i > 0)  // the first replaces the last step's gradients
         }

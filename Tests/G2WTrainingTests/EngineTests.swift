@@ -41,6 +41,45 @@ final class EngineTests: XCTestCase {
         }
     }
 
+    /// Dropout 0.2 on the embeddings, attention probabilities and both branches: the fast path
+    /// and the reference draw the same masks (counter-based) and agree as without dropout.
+    func testDropoutMatchesReferenceAtEveryLevel() throws {
+        let block = try randomBlock(odd, untied: false, seed: 12)
+        let B = 2, T = 9
+        let x = randomTokens(B * T, vocabulary: 101, seed: 13), y = randomTokens(B * T, vocabulary: 101, seed: 14)
+        let reference = GPT2ReferenceTraining(block: block).run(inputs: x.map(Int.init), targets: y.map(Int.init), batchSize: B, dropout: 0.2, dropoutSeed: 99)
+        let plain = GPT2ReferenceTraining(block: block).run(inputs: x.map(Int.init), targets: y.map(Int.init), batchSize: B)
+        XCTAssertGreaterThan(abs(reference.loss! - plain.loss!), 1e-3, "dropout changes the loss")
+        try atEveryLevel { level in
+            let model = try GPT2TrainingModel(parameters: block, batchSize: B, sequenceLength: T, context: ComputeContext(threads: 2), dropout: 0.2)
+            let loss = try XCTUnwrap(try model.forward(inputs: x, targets: y, dropoutSeed: 99))
+            XCTAssertEqual(loss, reference.loss!, accuracy: 1e-6 * reference.loss!, "level \(level)")
+            model.backward(accumulate: false)
+            for e in block.entries {
+                XCTAssertLessThan(relativeToMax(model.gradients.tensor(named: e.name)!, reference.gradients[e.name]!), 3e-6, "\(e.name), level \(level)")
+            }
+            let other = try XCTUnwrap(try model.forward(inputs: x, targets: y, dropoutSeed: 100))
+            XCTAssertNotEqual(other, loss, "another seed, other masks")
+        }
+    }
+
+    func testDropoutMasks() throws {
+        let n = 1 << 20
+        for p: Float in [0.1, 0.5] {
+            var out = [Float](repeating: 0, count: n)
+            let ones = [Float](repeating: 1, count: n)
+            ComputeContext(threads: 2).withPool { g2w_dropout($0, ones, &out, n, p, 12345) }
+            let dropped = out.filter { $0 == 0 }.count
+            XCTAssertEqual(Double(dropped) / Double(n), Double(p), accuracy: 0.003, "fraction dropped at p \(p)")
+            XCTAssertTrue(out.allSatisfy { $0 == 0 || $0 == 1 / (1 - p) })
+            XCTAssertEqual(out.reduce(0.0) { $0 + Double($1) } / Double(n), 1, accuracy: 0.005, "expectation kept")
+        }
+        XCTAssertThrowsError(try GPT2TrainingModel(parameters: try randomBlock(odd, untied: false, seed: 1), batchSize: 1, sequenceLength: 2,
+                                                   context: ComputeContext(threads: 1), dropout: 1)) {
+            XCTAssertEqual($0 as? TrainingError, .invalidShape("the dropout probability is 1.0; it must be in [0, 1)"))
+        }
+    }
+
     /// Same inputs, same thread count: bit-identical gradients (what resuming a run relies on);
     /// and 1 or 2 threads give the same bits too (every reduction has a fixed order).
     func testGradientsAreDeterministic() throws {

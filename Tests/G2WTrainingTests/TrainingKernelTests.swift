@@ -13,6 +13,7 @@ final class TrainingKernelTests: XCTestCase {
     /// C (+)= A B (+ bias) for the three stride patterns of a linear layer and a general one.
     func testGEMMAgainstDoubleLoops() throws {
         let pool = ComputeContext(threads: 2)
+        defer { withExtendedLifetime(pool) {} }
         // (M, N, K) including 1s, sizes around the tiles (8 x 32, 6 x 16), the K chunk (256) and the row block (256).
         let shapes = [(1, 1, 1), (7, 33, 5), (9, 31, 17), (13, 65, 300), (257, 40, 3), (6, 16, 257), (300, 97, 513), (8, 32, 256)]
         atEveryLevel { level in
@@ -63,6 +64,7 @@ final class TrainingKernelTests: XCTestCase {
 
     func testColumnSumsLayerNormGELUAndAdamW() throws {
         let ctx = ComputeContext(threads: 2)
+        defer { withExtendedLifetime(ctx) {} }
         atEveryLevel { level in
             // Column sums of a 37 x 300 matrix (row stride 301) added to existing values.
             let M = 37, N = 300

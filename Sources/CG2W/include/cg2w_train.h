@@ -57,12 +57,32 @@ void g2w_gelu_backward(g2w_pool *pool, const float *x, const float *dy, float *d
 
 /// B sequences of T positions; qkv is [B*T, 3C] (q, k, v of every head side by side, head h at
 /// columns h*D..), C = H * D. Writes the probabilities P [B, H, T, T] (row t: positions 0...t,
-/// zeros after) and out [B*T, C] = P V per head.
-void g2w_attention_forward(g2w_pool *pool, const float *qkv, float *P, float *out, size_t B, size_t T, size_t H, size_t D);
-/// dqkv += attention'(dout): the gradients of q, k and v through the softmax and both products.
-/// `scratch` has room for T * threads floats (threads = the pool's, or 1).
+/// zeros after) and out [B*T, C] = dropout(P) V per head, the dropout of element i of P being
+/// g2w_dropout_factor(key, i, dropout) (none when dropout is 0).
+void g2w_attention_forward(g2w_pool *pool, const float *qkv, float *P, float *out, size_t B, size_t T, size_t H, size_t D, float dropout,
+                           uint64_t key);
+/// dqkv += attention'(dout): the gradients of q, k and v through both products, the forward's
+/// dropout (same dropout and key) and the softmax. `scratch` has room for T * threads floats
+/// (threads = the pool's, or 1).
 void g2w_attention_backward(g2w_pool *pool, const float *dout, const float *qkv, const float *P, float *dqkv, size_t B, size_t T, size_t H,
-                            size_t D, float *scratch);
+                            size_t D, float *scratch, float dropout, uint64_t key);
+
+// ---- Dropout ------------------------------------------------------------------------------------
+
+/// The factor dropout applies to element `index` of the tensor whose masks are drawn with `key`:
+/// 0 with probability p, else 1 / (1 - p). Counter-based (SplitMix64's finalizer of
+/// key + index x golden ratio, top 24 bits against p x 2^24), so the backward recomputes the
+/// forward's mask instead of storing it, and the result does not depend on threads.
+static inline float g2w_dropout_factor(uint64_t key, uint64_t index, float p) {
+    uint64_t z = key + (index + 1) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (float)(z >> 40) < p * 16777216.0f ? 0.0f : 1.0f / (1.0f - p);
+}
+/// dst[i] = src[i] * g2w_dropout_factor(key, i, p) for i < n (dst may be src). Applied to a
+/// gradient with the forward's key, it is the backward.
+void g2w_dropout(g2w_pool *pool, const float *src, float *dst, size_t n, float p, uint64_t key);
 
 // ---- Softmax cross-entropy ---------------------------------------------------------------------
 

@@ -7,7 +7,14 @@ public final class ComputeContext: @unchecked Sendable {
     /// Threads that take part in a computation, the caller included.
     public let threads: Int
     /// The C pool; nil when it could not be created (then everything runs on the calling thread).
+    /// Valid while this object lives: hold the context across calls that use it (or use
+    /// ``withPool(_:)``), since Swift may release an object right after its last use.
     public let pool: OpaquePointer?
+
+    /// Calls `body` with the pool, keeping the context alive until it returns.
+    public func withPool<R>(_ body: (OpaquePointer?) throws -> R) rethrows -> R {
+        try withExtendedLifetime(self) { try body(pool) }
+    }
 
     /// - Parameter threads: worker threads (default: the number of active processors).
     public init(threads: Int? = nil) {
