@@ -13,6 +13,7 @@ As a module:
     f.tensor("wte.weight").shape              # -> [50257, 64]
     f.tensor_values("h.0.ln_1.weight")        # -> list of floats (reads the blob)
     f.verify()                                # spec section 9.2; raises G2WError on failure
+    g2w_reader.training_state(f)              # spec section 14: a checkpoint's state, or None
 
 As a command:
 
@@ -37,7 +38,7 @@ from array import array
 
 __all__ = [
     "G2WError", "G2WFile", "MetadataEntry", "Tensor", "read_g2w", "crc32c", "to_json_object",
-    "format_json",
+    "format_json", "training_state",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -769,6 +770,55 @@ def format_json(obj):
 
 
 # --------------------------------------------------------------------------------------------
+# Training checkpoints (spec section 14)
+
+TRAIN_KEYS = {
+    "train.format_version": 1, "train.step": 1, "train.tokens_seen": 1, "train.adamw_step": 1,
+    "train.rng_state": 1, "train.data_state": 5, "train.hyperparameters": 5, "train.history": 5,
+}
+
+
+def training_state(g):
+    """The training state of a checkpoint (spec section 14) as a dict, or None if the file has no
+    `train.format_version` key. Raises G2WError if the state is incomplete or inconsistent: a
+    missing or mistyped key, JSON that does not parse, or a missing, misshapen or non-f32 moment."""
+    keys = {m.key: m for m in g.metadata}
+    if "train.format_version" not in keys:
+        return None
+    out = {}
+    for k, code in TRAIN_KEYS.items():
+        m = keys.get(k)
+        if m is None:
+            raise G2WError("metadata", k, "required by spec section 14, missing")
+        if m.type_code != code:
+            raise G2WError("metadata", k, "expected %s, found %s" % (TYPE_NAMES[code], m.type_name))
+        out[k[len("train."):]] = m.value
+    if out["format_version"] != 1:
+        raise G2WError("metadata", "train.format_version", "version %d is not implemented" % out["format_version"])
+    for k in ("data_state", "hyperparameters", "history"):
+        try:
+            out[k] = json.loads(out[k])
+        except ValueError as e:
+            raise G2WError("metadata", "train." + k, "not JSON: %s" % e)
+    best = keys.get("train.best_val_loss")
+    if best is not None:
+        if best.type_code != 3:
+            raise G2WError("metadata", "train.best_val_loss", "expected f64, found %s" % best.type_name)
+        out["best_val_loss"] = best.value
+    names = {t.name: t for t in g.tensors}
+    params = [t for t in g.tensors if not t.name.startswith("train.")]
+    for t in params:
+        for prefix in ("train.adamw_m.", "train.adamw_v."):
+            m = names.get(prefix + t.name)
+            if m is None:
+                raise G2WError("tensor table", prefix + t.name, "required by spec section 14, missing")
+            if m.shape != t.shape or m.dtype != "f32":
+                raise G2WError("tensor table", m.name, "expected f32 %s, found %s %s" % (t.shape, m.dtype, m.shape))
+    out["parameter_tensors"] = len(params)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
 # Human-readable listing
 
 def _format_text(g, path, verified):
@@ -815,6 +865,15 @@ def _format_text(g, path, verified):
     if verified:
         out.append("verify: all %d tensor checksums match (CRC-32C), padding is zero"
                    % len(g.tensors))
+    try:
+        state = training_state(g)
+    except G2WError as e:
+        out.append("training checkpoint: invalid state: %s" % e)
+        state = None
+    if state is not None:
+        out.append("training checkpoint: step %d, %d tokens seen, AdamW step %d, %d parameter tensors "
+                   "with both moments, %d history entries" % (state["step"], state["tokens_seen"], state["adamw_step"],
+                                                              state["parameter_tensors"], len(state["history"])))
     return "\n".join(out) + "\n"
 
 

@@ -27,7 +27,7 @@ public final class AdamW {
     public let firstMoment: GPT2ParameterBlock
     public let secondMoment: GPT2ParameterBlock
     /// Updates done so far (t in the bias corrections of the next update is `step + 1`).
-    public internal(set) var step = 0
+    public var step = 0
 
     public init(layoutOf parameters: GPT2ParameterBlock, hyperparameters: Hyperparameters = Hyperparameters()) throws {
         self.hyperparameters = hyperparameters

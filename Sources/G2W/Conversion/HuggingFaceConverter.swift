@@ -142,10 +142,7 @@ public struct HuggingFaceConverter {
         meta["g2w.source_dtype"] = .string(dtypes.joined(separator: ","))
         config.write(to: &meta)
         if let t = tokenizer {
-            meta["tokenizer.model"] = .string("gpt2-bpe")
-            meta["tokenizer.vocab"] = .stringArray(G2WStringArray(t.vocabularyInIDOrder))
-            meta["tokenizer.merges"] = .stringArray(G2WStringArray(t.mergeStrings))
-            if let eos = t.endOfTextID { meta["tokenizer.eos_id"] = .uint(UInt64(eos)) }
+            for (k, v) in GPT2ModelWriter.tokenizerMetadata(t) { meta[k] = v }
         }
 
         let descriptors = plan.map { G2WTensorDescriptor(name: $0.name, dtype: $0.shape.count == 2 ? options.dtype : .f32, shape: $0.shape) }

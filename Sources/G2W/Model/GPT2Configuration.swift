@@ -59,7 +59,7 @@ public struct GPT2Configuration: Sendable, Equatable, CustomStringConvertible {
     /// The layout every 2-D weight is stored in: [out, in], row-major, so y = W x reads rows.
     public static let matrixLayout = "out_in"
 
-    func write(to m: inout G2WMetadata) {
+    package func write(to m: inout G2WMetadata) {
         m[Key.layerCount] = .uint(UInt64(layerCount))
         m[Key.headCount] = .uint(UInt64(headCount))
         m[Key.embeddingSize] = .uint(UInt64(embeddingSize))
