@@ -7,6 +7,7 @@
 //                  AVX2/FMA/F16C code paths are enabled per function
 //                  with `__attribute__((target(...)))` and chosen at run time, so the package needs
 //                  no unsafe compiler flags and stays usable as a versioned dependency.
+//   CGPT2Vocabulary C: OpenAI's GPT-2 BPE merges as data (the built-in tokenizer).
 //   G2WFormat      the .g2w container (spec/g2w.md) and the safetensors reader. No model knowledge.
 //   G2WTokenizer   GPT-2 byte-level BPE (CG2W for UTF-8 validation).
 //   G2W            the GPT-2 model, conversion from Hugging Face checkpoints, sampling, generation.
@@ -26,10 +27,11 @@ let package = Package(
     ],
     targets: [
         .target(name: "CG2W"),
+        .target(name: "CGPT2Vocabulary"),
         .target(name: "G2WFormat", dependencies: ["CG2W"]),
-        .target(name: "G2WTokenizer", dependencies: ["CG2W"]),
+        .target(name: "G2WTokenizer", dependencies: ["CG2W", "CGPT2Vocabulary"]),
         .target(name: "G2W", dependencies: ["G2WFormat", "G2WTokenizer", "CG2W"]),
-        .target(name: "G2WTraining", dependencies: ["G2W", "G2WFormat", "CG2W"]),
+        .target(name: "G2WTraining", dependencies: ["G2W", "G2WFormat", "G2WTokenizer", "CG2W"]),
         .target(name: "G2WCommandLine", dependencies: ["G2W", "G2WFormat", "G2WTraining", "CG2W"]),
         .executableTarget(name: "g2w-convert", dependencies: ["G2WCommandLine"]),
         .executableTarget(name: "g2w-run", dependencies: ["G2WCommandLine"]),
@@ -39,6 +41,6 @@ let package = Package(
         .testTarget(name: "G2WTokenizerTests", dependencies: ["G2WTokenizer"]),
         .testTarget(name: "G2WTests", dependencies: ["G2W", "G2WFormat", "CG2W"]),
         .testTarget(name: "CLITests", dependencies: ["G2W", "G2WFormat"]),
-        .testTarget(name: "G2WTrainingTests", dependencies: ["G2WTraining", "G2W", "G2WFormat", "CG2W"]),
+        .testTarget(name: "G2WTrainingTests", dependencies: ["G2WTraining", "G2W", "G2WFormat", "G2WTokenizer", "CG2W"]),
     ]
 )

@@ -35,3 +35,26 @@ void g2w_cleanup_install_handlers(void) {
     signal(SIGXFSZ, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
 }
+
+// Deferred stop for long runs (training): SIGINT/SIGTERM/SIGHUP only record the signal; the run
+// checks between steps, saves its state and exits 128 + signal. A second signal while a stop is
+// pending exits at once (removing a registered temporary file), for a user who will not wait.
+static volatile sig_atomic_t stop_signal = 0;
+
+static void on_stop_signal(int sig) {
+    if (stop_signal) on_signal(sig);
+    stop_signal = sig;
+}
+
+void g2w_stop_install_handlers(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
+    signal(SIGXFSZ, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+int g2w_stop_requested(void) { return stop_signal; }

@@ -48,6 +48,7 @@ public final class GPT2TrainingModel {
     let attentionScratch: FloatBuffer
     let dDropout: FloatBuffer                    // [N, E]  a branch's gradient through its dropout
     var dropoutSeed: UInt64 = 0
+    var activeDropout: Float = 0                 // the last forward's (0 when it ran without dropout)
     var inputs: [Int32]
     var targets: [Int32]
     var hasTargets = false
@@ -129,10 +130,10 @@ public final class GPT2TrainingModel {
     /// Runs the model on `inputs` (B x T token ids, sequence after sequence) and keeps what the
     /// backward needs. With `targets` (the next token of each position), returns the mean
     /// cross-entropy over all B x T positions; without, returns nil and leaves the logits in
-    /// ``logits``. `dropoutSeed` draws this pass's dropout masks (when ``dropout`` > 0); the
-    /// backward recomputes the same masks.
+    /// ``logits``. `dropoutSeed` draws this pass's dropout masks (when ``dropout`` > 0 and
+    /// `training`; evaluation passes `training: false`); the backward recomputes the same masks.
     @discardableResult
-    public func forward(inputs: [Int32], targets: [Int32]?, dropoutSeed: UInt64 = 0) throws -> Double? {
+    public func forward(inputs: [Int32], targets: [Int32]?, dropoutSeed: UInt64 = 0, training: Bool = true) throws -> Double? {
         let c = configuration, N = rows, V = c.vocabularySize
         guard inputs.count == N else { throw TrainingError.wrongCount(what: "inputs", expected: N, found: inputs.count) }
         for (i, t) in inputs.enumerated() where t < 0 || Int(t) >= V {
@@ -148,7 +149,8 @@ public final class GPT2TrainingModel {
         self.inputs = inputs
         self.dropoutSeed = dropoutSeed
         hasTargets = targets != nil
-        let drop = dropout
+        activeDropout = training ? dropout : 0
+        let drop = activeDropout
         let p = parameters.parameters
         let L = c.layerCount, E = c.embeddingSize, I = c.innerSize, H = c.headCount, T = sequenceLength, B = batchSize
         let eps = Float(c.layerNormEpsilon)
@@ -213,7 +215,7 @@ public final class GPT2TrainingModel {
         let p = parameters.parameters, g = gradients.parameters
         hasTargets = false  // the probabilities become gradients below
         let acc: Int32 = accumulate ? 1 : 0
-        let drop = dropout
+        let drop = activeDropout
         /// The gradient of a branch's output through its dropout (the residual stream's gradient itself flows on unchanged).
         func throughDropout(_ site: Int) -> UnsafePointer<Float> {
             guard drop > 0 else { return UnsafePointer(dResidual.base) }

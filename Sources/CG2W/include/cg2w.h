@@ -37,6 +37,10 @@ extern "C" {
 void g2w_cleanup_register(const char *path);
 void g2w_cleanup_unregister(void);
 void g2w_cleanup_install_handlers(void);
+/// For long runs: SIGINT/SIGTERM/SIGHUP only record the signal (a second one exits at once, as
+/// above); g2w_stop_requested() returns the signal number caught, 0 if none.
+void g2w_stop_install_handlers(void);
+int g2w_stop_requested(void);
 #ifdef __cplusplus
 }
 #endif

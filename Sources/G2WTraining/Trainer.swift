@@ -1,0 +1,498 @@
+import CG2W
+import Dispatch
+import Foundation
+import G2W
+import G2WFormat
+import G2WTokenizer
+
+/// Everything a training run is made of. Codable: a checkpoint stores it (`train.hyperparameters`)
+/// and a resumed run continues with it.
+public struct TrainerConfiguration: Codable, Equatable, Sendable {
+    // Model
+    /// Fine-tune this `.g2w` model (f16 or f32; trained in f32). nil: train from scratch.
+    public var initModel: String?
+    /// From scratch: GPT-2's shape (n_layer, n_head, n_embd, n_ctx); vocabulary 50,257.
+    public var layerCount = 4, headCount = 4, embeddingSize = 256, contextLength = 256
+    /// From scratch: a separate LM head instead of one tied to `wte`.
+    public var untiedHead = false
+    // Data
+    /// Training files: UTF-8 text, or llm.c token files (named `*.bin`, or starting with llm.c's magic number).
+    public var trainFiles: [String] = []
+    /// Validation files (same kinds). Empty: the last `validationSplit` of the training text.
+    public var validationFiles: [String] = []
+    public var validationSplit = 0.1
+    /// N, tokens per window (default min(256, n_ctx)); S, the stride between windows (default N).
+    public var windowLength: Int?
+    public var stride: Int?
+    /// B windows per micro-batch; K micro-batches per step.
+    public var batchSize = 16
+    public var gradientAccumulation = 1
+    /// Length of the run: `maxSteps`, or `epochs` passes over the training windows (default 1).
+    public var epochs: Int?
+    public var maxSteps: Int?
+    public var shuffle = true
+    // Optimizer and schedule
+    public var learningRate = 1e-3
+    /// Default learningRate / 10.
+    public var minLearningRate: Double?
+    public var warmupSteps = 100
+    /// Default: the run's last step.
+    public var decaySteps: Int?
+    /// "cosine" (nanoGPT's warmup + cosine) or "constant".
+    public var schedule = "cosine"
+    public var weightDecay = 0.1, beta1 = 0.9, beta2 = 0.95, epsilon = 1e-8
+    /// Global-norm clipping; 0 turns it off.
+    public var gradientClip = 1.0
+    public var dropout = 0.0
+    // Evaluation, samples, logs, checkpoints
+    /// Every N steps (0: only at the end); K validation batches (0: every validation window).
+    public var evalInterval = 100, evalIters = 10
+    /// Every N steps (0: only at each epoch's end), `sampleTokens` tokens continuing `samplePrompt`.
+    public var sampleInterval = 0, sampleTokens = 64
+    public var samplePrompt = "\n"
+    /// Sampling of the samples: temperature 0 = greedy (the default).
+    public var sampleTemperature = 0.0, sampleTopK = 40, sampleTopP = 0.95
+    public var logInterval = 10
+    /// JSON lines, one object per logged step and per evaluation.
+    public var logFile: String?
+    public var outputDirectory = "out"
+    /// Every N steps (0: only at the end and on a stop signal).
+    public var saveInterval = 0
+    /// Keep the last N checkpoints (0: all); keep the best by validation loss as `best.g2w` too.
+    public var keep = 3
+    public var keepBest = false
+    public var seed: UInt64 = 1337
+    public var threads: Int?
+
+    public init() {}
+}
+
+/// What the trainer reports as it goes.
+public enum TrainerEvent: Sendable {
+    /// The run is set up: model, data and plan.
+    case started(TrainerPlan)
+    /// A step is done (every step; logging decides which to show).
+    case step(StepRecord)
+    case evaluation(EvaluationRecord)
+    case sample(step: Int, text: String)
+    case checkpoint(step: Int, path: String, reason: String)
+    /// A message for the user (resuming, warnings).
+    case note(String)
+}
+
+public struct TrainerPlan: Sendable {
+    public var parameterCount: Int
+    public var configuration: GPT2Configuration
+    public var trainTokens: Int, validationTokens: Int
+    public var trainWindows: Int, validationBatches: Int
+    public var batchesPerEpoch: Int
+    public var totalSteps: Int
+    public var firstStep: Int
+    public var tokensPerStep: Int
+    public var threads: Int
+}
+
+public struct StepRecord: Codable, Sendable, Equatable {
+    public var step: Int          // 1-based: steps done after this one
+    public var epoch: Int
+    public var loss: Double
+    public var learningRate: Double
+    public var gradientNorm: Double
+    public var milliseconds: Double
+    public var tokensPerSecond: Double
+    public var tokensSeen: Int
+    public var etaSeconds: Double
+}
+
+public struct EvaluationRecord: Codable, Sendable, Equatable {
+    public var step: Int
+    public var tokensSeen: Int
+    public var trainLoss: Double
+    public var validationLoss: Double
+    public var validationPerplexity: Double { exp(validationLoss) }
+}
+
+/// One entry of the loss history stored in checkpoints (`train.history`).
+public struct HistoryEntry: Codable, Sendable, Equatable {
+    public var step: Int
+    public var tokens: Int
+    public var train_loss: Double
+    public var val_loss: Double?
+}
+
+/// A training run: data, model, AdamW, schedule, evaluations, samples, checkpoints and resume.
+///
+/// ```swift
+/// var c = TrainerConfiguration()
+/// c.trainFiles = ["input.txt"]; c.maxSteps = 500
+/// let summary = try Trainer(configuration: c).run { event in print(event) }
+/// ```
+public final class Trainer {
+    public private(set) var configuration: TrainerConfiguration
+    let resumeFrom: String?
+
+    /// The run's result.
+    public struct Summary: Sendable {
+        public var steps: Int
+        public var tokensSeen: Int
+        public var seconds: Double
+        public var finalValidationLoss: Double?
+        public var finalCheckpoint: String
+        /// Set when a stop signal ended the run early (the signal number).
+        public var stoppedBySignal: Int32?
+    }
+
+    /// A new run with `configuration`, or the continuation of the checkpoint `resume` (its
+    /// settings are used; `configuration` may change only the run's length, its output, logging
+    /// and threads).
+    public init(configuration: TrainerConfiguration, resume: String? = nil) {
+        self.configuration = configuration
+        resumeFrom = resume
+    }
+
+    /// An error of the run's set-up or of its data.
+    public struct SetupError: Error, Equatable, CustomStringConvertible {
+        public var description: String
+        /// A problem with the settings (the command line's usage), not with files or data.
+        public var isUsage: Bool
+        public init(_ d: String, usage: Bool = false) { description = d; isUsage = usage }
+    }
+
+    static func encode<T: Encodable>(_ v: T) -> String {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        return String(decoding: (try? e.encode(v)) ?? Data("null".utf8), as: UTF8.self)
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ s: String, what: String, path: String) throws -> T {
+        do { return try JSONDecoder().decode(type, from: Data(s.utf8)) } catch {
+            throw SetupError("\(path): \(what) in the checkpoint cannot be read: \(error)")
+        }
+    }
+
+    /// Runs to the end (or to a stop signal, if the caller installed g2w_stop_install_handlers).
+    public func run(_ report: (TrainerEvent) -> Void = { _ in }) throws -> Summary {
+        let start = Date()
+        var c = configuration
+        var block: GPT2ParameterBlock
+        var optimizer: AdamW
+        var tokenizerMetadata: G2WMetadata
+        var tokenizer: GPT2Tokenizer?
+        var state: TrainingState?
+        var history: [HistoryEntry] = []
+
+        // Model, optimizer, and (when resuming) the state and settings of the run.
+        if let path = resumeFrom {
+            let peek: GPT2Model
+            do { peek = try GPT2Model(path: path) } catch { throw SetupError("\(path): \(error)") }
+            guard let h = peek.file.metadata["train.hyperparameters"]?.stringValue else {
+                throw SetupError("\(path): not a g2w-train checkpoint (no training state); to fine-tune a model, use --init")
+            }
+            var stored = try Self.decode(TrainerConfiguration.self, h, what: "the run's settings", path: path)
+            // What a resumed run may change.
+            if c.maxSteps != nil || c.epochs != nil { stored.maxSteps = c.maxSteps; stored.epochs = c.epochs }
+            stored.outputDirectory = c.outputDirectory
+            stored.logFile = c.logFile ?? stored.logFile
+            stored.threads = c.threads
+            c = stored
+            let loaded = try TrainingCheckpoint.read(path, hyperparameters: .init(beta1: Float(c.beta1), beta2: Float(c.beta2),
+                                                                                  epsilon: Float(c.epsilon), weightDecay: Float(c.weightDecay)))
+            block = loaded.parameters
+            optimizer = loaded.optimizer
+            tokenizerMetadata = loaded.tokenizer
+            tokenizer = try? loaded.model.requireTokenizer()
+            state = loaded.state
+            history = try Self.decode([HistoryEntry].self, loaded.state.history, what: "the loss history", path: path)
+            report(.note("resuming \(path) at step \(loaded.state.step) (\(loaded.state.tokensSeen) tokens seen)"))
+        } else if let path = c.initModel {
+            let model: GPT2Model
+            do { model = try GPT2Model(path: path) } catch { throw SetupError("\(path): \(error)") }
+            block = try GPT2ParameterBlock(copying: model)
+            tokenizerMetadata = GPT2ModelWriter.tokenizerMetadata(of: model.file)
+            if model.hasTokenizer {
+                do { tokenizer = try model.requireTokenizer() } catch { throw SetupError("\(path): \(error)") }
+            }
+            optimizer = try AdamW(layoutOf: block, hyperparameters: .init(beta1: Float(c.beta1), beta2: Float(c.beta2), epsilon: Float(c.epsilon),
+                                                                          weightDecay: Float(c.weightDecay)))
+        } else {
+            let t = try GPT2Tokenizer.gpt2()
+            let shape = GPT2Configuration(layerCount: c.layerCount, headCount: c.headCount, embeddingSize: c.embeddingSize,
+                                          contextLength: c.contextLength, vocabularySize: t.vocabularySize)
+            do { try shape.validate() } catch { throw SetupError("\(error)") }
+            block = try GPT2ParameterBlock(configuration: shape, untiedHead: c.untiedHead)
+            GPT2Initialization.initialize(block, seed: c.seed)
+            tokenizer = t
+            tokenizerMetadata = GPT2ModelWriter.tokenizerMetadata(t)
+            optimizer = try AdamW(layoutOf: block, hyperparameters: .init(beta1: Float(c.beta1), beta2: Float(c.beta2), epsilon: Float(c.epsilon),
+                                                                          weightDecay: Float(c.weightDecay)))
+        }
+        let shape = block.configuration
+        let N = c.windowLength ?? min(256, shape.contextLength)
+        guard N >= 1, N <= shape.contextLength else {
+            throw SetupError("--ctx \(N) is outside 1...\(shape.contextLength) (the model's n_ctx)", usage: true)
+        }
+
+        // Data.
+        let (trainIDs, valIDs) = try Self.loadData(c, tokenizer: tokenizer, vocabularySize: shape.vocabularySize)
+        let trainWindows = try TokenWindows(tokens: trainIDs, context: N, stride: c.stride, vocabularySize: shape.vocabularySize,
+                                            source: c.trainFiles.joined(separator: ", "))
+        var batcher: TrainingBatcher
+        if let s = state {
+            let st = try Self.decode(TrainingBatcher.State.self, s.data, what: "the data position", path: resumeFrom!)
+            batcher = try TrainingBatcher(windows: trainWindows, restoring: st)
+        } else {
+            batcher = try TrainingBatcher(windows: trainWindows, batchSize: c.batchSize, shuffle: c.shuffle, seed: c.seed)
+        }
+        let valSource = c.validationFiles.isEmpty ? "the last \(c.validationSplit) of \(c.trainFiles.joined(separator: ", "))" : c.validationFiles.joined(separator: ", ")
+        var validation: ValidationBatches?
+        if valIDs.count > N {
+            let windows = try TokenWindows(tokens: valIDs, context: N, vocabularySize: shape.vocabularySize, source: valSource)
+            if windows.count >= c.batchSize {
+                validation = try ValidationBatches(windows: windows, batchSize: c.batchSize, evaluationBatches: c.evalIters)
+            }
+        }
+        if validation == nil {
+            report(.note("the validation data (\(valIDs.count) tokens) has fewer than one batch of \(c.batchSize) windows of \(N + 1) tokens: evaluations report the training loss only"))
+        }
+        // Fixed training batches for the train-loss evaluation: the first K windows in order.
+        let trainEval = try ValidationBatches(windows: trainWindows, batchSize: c.batchSize, evaluationBatches: c.evalIters == 0 ? 10 : c.evalIters)
+
+        let K = c.gradientAccumulation
+        guard K >= 1 else { throw SetupError("--grad-accum is \(K); it must be at least 1", usage: true) }
+        let stepsPerEpoch = batcher.batchesPerEpoch / K
+        guard stepsPerEpoch >= 1 || c.maxSteps != nil else {
+            throw SetupError("one epoch has \(batcher.batchesPerEpoch) micro-batches, fewer than --grad-accum \(K): give --max-steps", usage: true)
+        }
+        let totalSteps = c.maxSteps ?? (c.epochs ?? 1) * stepsPerEpoch
+        let schedule: LearningRateSchedule = c.schedule == "constant" ? .constant(c.learningRate)
+            : .warmupCosine(rate: c.learningRate, minRate: c.minLearningRate ?? c.learningRate / 10, warmupSteps: c.warmupSteps,
+                            decaySteps: c.decaySteps ?? totalSteps)
+
+        let context = ComputeContext(threads: c.threads)
+        let model = try GPT2TrainingModel(parameters: block, batchSize: c.batchSize, sequenceLength: N, context: context, dropout: Float(c.dropout))
+        var rng = SplitMix64(seed: state?.rngState ?? (c.seed ^ 0x5EED_D809_0000_0000))
+        var step = state?.step ?? 0
+        var tokensSeen = state?.tokensSeen ?? 0
+        var best = state?.bestValidationLoss
+        let tokensPerStep = K * c.batchSize * N
+        report(.started(TrainerPlan(parameterCount: block.count, configuration: shape, trainTokens: trainIDs.count, validationTokens: valIDs.count,
+                                    trainWindows: trainWindows.count, validationBatches: validation?.count ?? 0, batchesPerEpoch: batcher.batchesPerEpoch,
+                                    totalSteps: totalSteps, firstStep: step, tokensPerStep: tokensPerStep, threads: context.threads)))
+
+        // Output directory and log.
+        let fm = FileManager.default
+        do { try fm.createDirectory(atPath: c.outputDirectory, withIntermediateDirectories: true) } catch {
+            throw SetupError("\(c.outputDirectory): cannot create the output directory: \(error.localizedDescription)")
+        }
+        let log = try c.logFile.map { try JSONLines(path: $0, append: resumeFrom != nil) }
+        let settingsJSON = Self.encode(c)
+
+        func evaluate() throws -> EvaluationRecord {
+            func mean(_ batches: ValidationBatches) throws -> Double {
+                var s = 0.0
+                for b in batches { s += try model.forward(inputs: b.inputs, targets: b.targets, training: false)! }
+                return s / Double(batches.count)
+            }
+            let train = try mean(trainEval)
+            let val = try validation.map { try mean($0) } ?? train
+            return EvaluationRecord(step: step, tokensSeen: tokensSeen, trainLoss: train, validationLoss: val)
+        }
+        func checkpointPath(_ s: Int) -> String { (c.outputDirectory as NSString).appendingPathComponent(String(format: "ckpt-%06d.g2w", s)) }
+        func save(reason: String) throws -> String {
+            let st = TrainingState(step: step, tokensSeen: tokensSeen, data: Self.encode(batcher.state), rngState: rng.state,
+                                   hyperparameters: settingsJSON, history: Self.encode(history), bestValidationLoss: best)
+            let path = checkpointPath(step)
+            try TrainingCheckpoint.write(to: path, parameters: block, optimizer: optimizer, state: st, tokenizer: tokenizerMetadata)
+            report(.checkpoint(step: step, path: path, reason: reason))
+            if c.keep > 0 { Self.prune(directory: c.outputDirectory, keep: c.keep) }
+            return path
+        }
+        func plot() {
+            let train = history.map { (tokens: $0.tokens, loss: $0.train_loss) }
+            let val = history.compactMap { h in h.val_loss.map { (tokens: h.tokens, loss: $0) } }
+            try? LossPlot.write(LossPlot.svg(train: train, validation: val, title: "g2w-train: loss against tokens seen"),
+                                to: (c.outputDirectory as NSString).appendingPathComponent("loss.svg"))
+        }
+        func sample() throws {
+            guard let tokenizer, c.sampleTokens > 0 else { return }
+            let text = try Self.sample(block, tokenizerMetadata: tokenizerMetadata, tokenizer: tokenizer, configuration: c, directory: c.outputDirectory,
+                                       threads: context.threads)
+            report(.sample(step: step, text: text))
+        }
+        func evaluationRound() throws {
+            let e = try evaluate()
+            report(.evaluation(e))
+            try log?.write(["type": "eval", "step": e.step, "tokens": e.tokensSeen, "train_loss": e.trainLoss, "val_loss": e.validationLoss,
+                            "val_ppl": e.validationPerplexity])
+            if let i = history.lastIndex(where: { $0.step == step }) { history[i].val_loss = e.validationLoss } else {
+                history.append(HistoryEntry(step: step, tokens: tokensSeen, train_loss: e.trainLoss, val_loss: e.validationLoss))
+            }
+            plot()
+            if c.keepBest, validation != nil, best.map({ e.validationLoss < $0 }) ?? true {
+                best = e.validationLoss
+                let bestPath = (c.outputDirectory as NSString).appendingPathComponent("best.g2w")
+                let st = TrainingState(step: step, tokensSeen: tokensSeen, data: Self.encode(batcher.state), rngState: rng.state,
+                                       hyperparameters: settingsJSON, history: Self.encode(history), bestValidationLoss: best)
+                try TrainingCheckpoint.write(to: bestPath, parameters: block, optimizer: optimizer, state: st, tokenizer: tokenizerMetadata)
+                report(.checkpoint(step: step, path: bestPath, reason: "best validation loss \(String(format: "%.4f", e.validationLoss))"))
+            } else if best.map({ e.validationLoss < $0 }) ?? true {
+                best = e.validationLoss
+            }
+        }
+
+        if step == 0 && state == nil && c.evalInterval > 0 { try evaluationRound() }
+        var lastCheckpoint = ""
+        var windowStart = Date()
+        var windowSteps = 0
+        var stopped: Int32?
+        while step < totalSteps {
+            let sig = g2w_stop_requested()
+            if sig != 0 { stopped = sig; break }
+            let lr = schedule.rate(atStep: step)
+            let epochBefore = batcher.epoch
+            var batches: [TokenBatch] = []
+            for _ in 0..<K { batches.append(batcher.nextBatch()) }
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let r = try TrainingStep.run(model: model, optimizer: optimizer, batches: batches, learningRate: Float(lr),
+                                         maxGradientNorm: c.gradientClip > 0 ? c.gradientClip : nil, index: step, dropoutSeed: rng.next())
+            let ms = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
+            step += 1
+            tokensSeen += tokensPerStep
+            windowSteps += 1
+            let elapsed = Date().timeIntervalSince(windowStart)
+            let rate = Double(windowSteps * tokensPerStep) / max(elapsed, 1e-9)
+            let record = StepRecord(step: step, epoch: batcher.epoch, loss: r.loss, learningRate: lr, gradientNorm: r.gradientNorm, milliseconds: ms,
+                                    tokensPerSecond: Double(tokensPerStep) / (ms / 1000), tokensSeen: tokensSeen,
+                                    etaSeconds: Double(totalSteps - step) * Double(tokensPerStep) / max(rate, 1e-9))
+            report(.step(record))
+            history.append(HistoryEntry(step: step, tokens: tokensSeen, train_loss: r.loss, val_loss: nil))
+            if c.logInterval > 0 && (step % c.logInterval == 0 || step == totalSteps) {
+                try log?.write(["type": "step", "step": step, "epoch": record.epoch, "loss": r.loss, "lr": lr, "grad_norm": r.gradientNorm,
+                                "ms": ms, "tok_s": record.tokensPerSecond, "tokens": tokensSeen])
+            }
+            if step % 50 == 0 { windowStart = Date(); windowSteps = 0 }
+            let epochEnded = batcher.epoch != epochBefore || (batcher.batchInEpoch == 0 && step > 0)
+            if c.evalInterval > 0 && step % c.evalInterval == 0 && step < totalSteps { try evaluationRound() }
+            if (c.sampleInterval > 0 && step % c.sampleInterval == 0) || epochEnded { try sample() }
+            if c.saveInterval > 0 && step % c.saveInterval == 0 && step < totalSteps { lastCheckpoint = try save(reason: "every \(c.saveInterval) steps") }
+        }
+        var finalLoss: Double?
+        if stopped == nil {
+            try evaluationRound()
+            finalLoss = validation != nil ? history.last?.val_loss : nil
+            try sample()
+            lastCheckpoint = try save(reason: "end of the run")
+        } else {
+            lastCheckpoint = try save(reason: "stopped by signal \(stopped!)")
+        }
+        plot()
+        return Summary(steps: step, tokensSeen: tokensSeen, seconds: Date().timeIntervalSince(start), finalValidationLoss: finalLoss,
+                       finalCheckpoint: lastCheckpoint, stoppedBySignal: stopped)
+    }
+
+    // MARK: Pieces
+
+    /// Token ids of the training and validation data: text files (tokenized with `tokenizer`) or
+    /// llm.c token files (recognised by their header's magic number).
+    static func loadData(_ c: TrainerConfiguration, tokenizer: GPT2Tokenizer?, vocabularySize: Int) throws -> (train: [Int32], validation: [Int32]) {
+        guard !c.trainFiles.isEmpty else { throw SetupError("no training data: give --train FILE...") }
+        // llm.c token files: named *.bin (llm.c's data scripts write *_train.bin, *_val.bin; such a
+        // file with a bad header is an error, not text), or any file starting with their magic number.
+        func isTokenFile(_ path: String) -> Bool {
+            if path.hasSuffix(".bin") { return true }
+            guard let h = FileHandle(forReadingAtPath: path) else { return false }
+            defer { try? h.close() }
+            let d = (try? h.read(upToCount: 4)) ?? Data()
+            return d.count == 4 && d.withUnsafeBytes { $0.loadUnaligned(as: Int32.self) } == LlmcTokenFile.magic
+        }
+        func tokens(_ files: [String]) throws -> [Int32] {
+            var out: [Int32] = []
+            for f in files { out += try readLlmcTokens(from: f, vocabularySize: vocabularySize) }
+            return out
+        }
+        func text(_ files: [String], split: Double) throws -> ([Int32], [Int32]) {
+            guard let tokenizer else { throw SetupError("the model has no tokenizer, so text cannot be tokenized: give llm.c token files") }
+            let t = try TrainingText(files: files, validationFraction: split)
+            let (a, b) = t.tokenized(with: tokenizer)
+            return (a.map(Int32.init), b.map(Int32.init))
+        }
+        let trainAreTokens = c.trainFiles.map(isTokenFile)
+        guard Set(trainAreTokens).count == 1 else { throw SetupError("--train mixes text files and llm.c token files") }
+        var train: [Int32], val: [Int32]
+        if trainAreTokens[0] {
+            train = try tokens(c.trainFiles)
+            if c.validationFiles.isEmpty {
+                let cut = Int(Double(train.count) * (1 - c.validationSplit))
+                val = Array(train[cut...]); train = Array(train[..<cut])
+            } else { val = [] }
+        } else {
+            (train, val) = try text(c.trainFiles, split: c.validationFiles.isEmpty ? c.validationSplit : 0)
+        }
+        if !c.validationFiles.isEmpty {
+            val = c.validationFiles.allSatisfy(isTokenFile) ? try tokens(c.validationFiles) : try text(c.validationFiles, split: 0).0
+        }
+        return (train, val)
+    }
+
+    /// A continuation of the sample prompt by g2w's inference path, from an export of the current
+    /// weights (written beside the checkpoints, opened, and removed).
+    static func sample(_ block: GPT2ParameterBlock, tokenizerMetadata: G2WMetadata, tokenizer: GPT2Tokenizer, configuration c: TrainerConfiguration,
+                       directory: String, threads: Int) throws -> String {
+        let path = (directory as NSString).appendingPathComponent(".sample-\(getpid()).g2w")
+        try GPT2ModelWriter.write(block, to: path, dtype: .f32, tokenizer: tokenizerMetadata, writer: "g2w-train", overwrite: true)
+        defer { unlink(path) }
+        let model = try GPT2Model(path: path)
+        var prompt = tokenizer.encode(c.samplePrompt)
+        if prompt.isEmpty, let eos = tokenizer.endOfTextID { prompt = [eos] }
+        guard !prompt.isEmpty else { return "" }
+        var o = GenerationOptions()
+        o.maxTokens = min(c.sampleTokens, block.configuration.contextLength - prompt.count)
+        guard (o.maxTokens ?? 0) > 0 else { return "" }
+        o.sampling.temperature = c.sampleTemperature
+        o.sampling.topK = c.sampleTopK
+        o.sampling.topP = c.sampleTopP
+        o.sampling.seed = 1
+        o.stopAtEndOfText = false
+        o.threads = threads
+        let r = try model.generate(prompt: prompt, options: o) { _ in true }
+        return c.samplePrompt + r.text
+    }
+
+    /// Removes all but the `keep` newest `ckpt-*.g2w` of `directory`.
+    static func prune(directory: String, keep: Int) {
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [])
+            .filter { $0.hasPrefix("ckpt-") && $0.hasSuffix(".g2w") }.sorted()
+        for n in names.dropLast(keep) { try? FileManager.default.removeItem(atPath: (directory as NSString).appendingPathComponent(n)) }
+    }
+}
+
+/// A JSON-lines log: one object per line, flushed as written.
+final class JSONLines {
+    let handle: FileHandle
+    let path: String
+    init(path: String, append: Bool) throws {
+        self.path = path
+        if !append || !FileManager.default.fileExists(atPath: path) {
+            guard FileManager.default.createFile(atPath: path, contents: nil) else { throw Trainer.SetupError("\(path): cannot create the log file") }
+        }
+        guard let h = FileHandle(forWritingAtPath: path) else { throw Trainer.SetupError("\(path): cannot open the log file") }
+        handle = h
+        _ = try? handle.seekToEnd()
+    }
+    deinit { try? handle.close() }
+    func write(_ object: [String: Any]) throws {
+        var parts: [String] = []
+        for k in object.keys.sorted() {
+            let v = object[k]!
+            switch v {
+            case let d as Double: parts.append("\"\(k)\": \(d.isFinite ? "\(d)" : "null")")
+            case let i as Int: parts.append("\"\(k)\": \(i)")
+            case let s as String: parts.append("\"\(k)\": \(Trainer.encode(s))")
+            default: parts.append("\"\(k)\": null")
+            }
+        }
+        do { try handle.write(contentsOf: Data(("{" + parts.joined(separator: ", ") + "}\n").utf8)) } catch {
+            throw Trainer.SetupError("\(path): cannot write the log: \(error.localizedDescription)")
+        }
+    }
+}
