@@ -151,6 +151,27 @@ final class HuggingFaceExportTests: XCTestCase {
         assertBitIdentical(try GPT2ParameterBlock(copying: convertBack(b, into: scratch, skipTokenizer: true)), small)
     }
 
+    /// Exports for tools/check_hf_export.py: with `G2W_EXPORT_SOURCE` (a `.g2w` file) and
+    /// `G2W_EXPORT_DIRECTORY`, that model and its tokenizer; with `G2W_EXPORT_RANDOM` (a
+    /// directory), a random block with an untied head and n_inner 12 and the fixture tokenizer.
+    /// Existing exports are replaced. Skipped when neither is set.
+    func testExportForTheTransformersCheck() throws {
+        let env = ProcessInfo.processInfo.environment
+        var done = false
+        if let source = env["G2W_EXPORT_SOURCE"], let directory = env["G2W_EXPORT_DIRECTORY"] {
+            let model = try GPT2Model(path: source)
+            let tokenizer = model.hasTokenizer ? try model.requireTokenizer() : nil
+            try HuggingFaceExport.export(GPT2ParameterBlock(copying: model), tokenizer: tokenizer, to: directory, overwrite: true)
+            done = true
+        }
+        if let directory = env["G2W_EXPORT_RANDOM"] {
+            let block = try randomBlock(configuration(inner: 12), untied: true, seed: 42)
+            try HuggingFaceExport.export(block, tokenizer: Self.tokenizer.get(), to: directory, overwrite: true)
+            done = true
+        }
+        if !done { throw XCTSkip("set G2W_EXPORT_SOURCE + G2W_EXPORT_DIRECTORY, or G2W_EXPORT_RANDOM, to export for tools/check_hf_export.py") }
+    }
+
     func testRefusals() throws {
         let tokenizer = try Self.tokenizer.get()
         let scratch = try temporaryDirectory()
