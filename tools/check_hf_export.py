@@ -184,7 +184,10 @@ def main(argv=None):
     r.check(c.activation_function in ("gelu_new", "gelu_pytorch_tanh") and act in ("gelu_new", "gelu_pytorch_tanh"),
             "activation (tanh GELU)", "config %s, .g2w %s" % (c.activation_function, act))
 
-    names = [t.name for t in g.tensors]
+    # A g2w-train checkpoint also holds the optimizer's moments (spec section 14, `train.` tensors):
+    # not part of the model, not exported.
+    model_tensors = [t for t in g.tensors if not t.name.startswith("train.")]
+    names = [t.name for t in model_tensors]
     untied = "lm_head.weight" in names
     tied_storage = model.lm_head.weight.data_ptr() == model.transformer.wte.weight.data_ptr()
     r.check(bool(c.tie_word_embeddings) == (not untied) and tied_storage == (not untied),
@@ -200,7 +203,7 @@ def main(argv=None):
     params = dict(model.named_parameters(remove_duplicate=False))
     weights = {}
     mismatched = []
-    for t in g.tensors:
+    for t in model_tensors:
         key = checkpoint_name(t.name)
         v = g2w_tensor(torch, g, t)
         weights[t.name] = v
@@ -215,7 +218,7 @@ def main(argv=None):
             else:
                 diff = (hf.double() - mine.double()).abs().max().item()
                 mismatched.append("%s: differs (max |diff| %g)" % (key, diff))
-    r.check(not mismatched, "%d tensors equal bit for bit (Conv1D weights transposed)" % len(g.tensors), "; ".join(mismatched[:5]))
+    r.check(not mismatched, "%d tensors equal bit for bit (Conv1D weights transposed)" % len(model_tensors), "; ".join(mismatched[:5]))
     covered = {checkpoint_name(n) for n in names}
     if not untied:
         covered.add("lm_head.weight")  # tied: the same tensor as transformer.wte.weight, checked above

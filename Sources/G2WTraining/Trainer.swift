@@ -371,7 +371,7 @@ public final class Trainer {
                                 "ms": ms, "tok_s": record.tokensPerSecond, "tokens": tokensSeen])
             }
             if step % 50 == 0 { windowStart = Date(); windowSteps = 0 }
-            let epochEnded = batcher.epoch != epochBefore || (batcher.batchInEpoch == 0 && step > 0)
+            let epochEnded = batcher.epoch != epochBefore
             if c.evalInterval > 0 && step % c.evalInterval == 0 && step < totalSteps { try evaluationRound() }
             if (c.sampleInterval > 0 && step % c.sampleInterval == 0) || epochEnded { try sample() }
             if c.saveInterval > 0 && step % c.saveInterval == 0 && step < totalSteps { lastCheckpoint = try save(reason: "every \(c.saveInterval) steps") }

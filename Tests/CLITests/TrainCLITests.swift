@@ -40,7 +40,7 @@ final class TrainCLITests: XCTestCase {
     func recipe(out: String, log: String, steps: Int = 30) -> [String] {
         ["--train", text, "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--n-ctx", "32", "--ctx", "16", "--batch", "4", "--grad-accum", "2",
          "--max-steps", "\(steps)", "--warmup", "3", "--lr", "3e-3", "--dropout", "0.1", "--save-interval", "4", "--keep", "0", "--eval-interval", "10",
-         "--eval-iters", "2", "--sample-tokens", "0", "--log-interval", "1", "--seed", "7", "--threads", "2", "--out", out, "--log", log]
+         "--eval-iters", "2", "--sample-tokens", "0", "--log-interval", "1", "--seed", "7", "--threads", "2", "--keep-best", "--out", out, "--log", log]
     }
 
     func stepLosses(_ log: String) throws -> [Int: String] {
@@ -99,6 +99,8 @@ final class TrainCLITests: XCTestCase {
         XCTAssertEqual(gen.status, 0, gen.err)
         XCTAssertTrue(gen.out.hasPrefix("ROMEO:"), gen.out)
         XCTAssertTrue(FileManager.default.fileExists(atPath: path("a/loss.svg")))
+        XCTAssertTrue(a.err.contains("best.g2w (best validation loss"), a.err)
+        XCTAssertEqual(try run("g2w-inspect", ["--verify", path("a/best.g2w")]).status, 0)
         // Export: an f16 inference file without training state, and a Hugging Face directory that converts back to the same weights.
         let e = try run("g2w-train", ["--export", path("m.g2w"), "--dtype", "f32", path("a/ckpt-000030.g2w")])
         XCTAssertEqual(e.status, 0, e.err)
@@ -144,5 +146,48 @@ final class TrainCLITests: XCTestCase {
             XCTAssertTrue(r.err.contains(message), "\(args): expected '\(message)' in: \(r.err)")
             XCTAssertFalse(FileManager.default.fileExists(atPath: path("o/ckpt-000001.g2w")), "\(args): trained anyway")
         }
+    }
+
+    /// SIGTERM mid-run: the current step ends, a checkpoint is saved, exit 143; it resumes.
+    func testSIGTERMSavesACheckpointAndExits143() throws {
+        let p = Process()
+        p.executableURL = CLITests.bin.appendingPathComponent("g2w-train")
+        p.arguments = recipe(out: path("s"), log: path("s.jsonl"), steps: 2000)
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline {
+            if let s = try? stepLosses(path("s.jsonl")), s.count >= 3 { break }
+            usleep(2000)
+        }
+        kill(p.processIdentifier, SIGTERM)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 143)
+        let names = try FileManager.default.contentsOfDirectory(atPath: path("s"))
+        XCTAssertFalse(names.contains { $0.hasPrefix(".") }, "temporary files left: \(names)")
+        let ckpt = try XCTUnwrap(names.filter { $0.hasPrefix("ckpt-") }.sorted().last)
+        let steps = try stepLosses(path("s.jsonl")).keys.max()!
+        XCTAssertEqual(ckpt, String(format: "ckpt-%06d.g2w", steps), "the checkpoint is of the last finished step")
+        let r = try run("g2w-train", ["--resume", path("s/" + ckpt), "--max-steps", "\(steps + 2)", "--log", path("s2.jsonl")])
+        XCTAssertEqual(r.status, 0, r.err)
+    }
+
+    /// A file-size limit while saving (as a full disk): exit 1 naming the checkpoint, no partial file.
+    func testFailedSaveIsAnErrorAndLeavesNothing() throws {
+        let sh = Process()
+        sh.executableURL = URL(fileURLWithPath: "/bin/sh")
+        let args = recipe(out: path("f"), log: path("f.jsonl"), steps: 6).map { "'\($0)'" }.joined(separator: " ")
+        sh.arguments = ["-c", "ulimit -f 2048; exec '\(CLITests.bin.appendingPathComponent("g2w-train").path)' \(args)"]
+        let e = Pipe()
+        sh.standardError = e
+        sh.standardOutput = FileHandle.nullDevice
+        try sh.run()
+        let err = String(decoding: e.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        sh.waitUntilExit()
+        XCTAssertEqual(sh.terminationStatus, 1, err)
+        XCTAssertTrue(err.contains("ckpt-000004.g2w") && err.contains("file size limit"), err)
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: path("f"))) ?? []
+        XCTAssertFalse(names.contains { $0.hasPrefix(".") || $0.hasPrefix("ckpt-") }, "\(names)")
     }
 }
