@@ -11,6 +11,7 @@
 // same plan; the portable path is the plain loop.
 #include "cg2w_train.h"
 #include "simd.h"
+#include "panel.h"
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>

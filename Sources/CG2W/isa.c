@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int isa = -1;  // 0 generic, 1 avx2+fma+f16c, 2 the same + avx512f (batched matmul only)
+int g2w_isa_cache = -1;  // 0 generic, 1 avx2+fma+f16c, 2 the same + avx512f (batched matmul only)
 
 static int detect_isa(void) {
 #if G2W_X86
@@ -20,17 +20,17 @@ static int detect_isa(void) {
 }
 
 int g2w_isa_level(void) {
-    int v = __atomic_load_n(&isa, __ATOMIC_RELAXED);
-    if (v < 0) { v = detect_isa(); __atomic_store_n(&isa, v, __ATOMIC_RELAXED); }
+    int v = __atomic_load_n(&g2w_isa_cache, __ATOMIC_RELAXED);
+    if (v < 0) { v = detect_isa(); __atomic_store_n(&g2w_isa_cache, v, __ATOMIC_RELAXED); }
     return v;
 }
 
-void g2w_force_generic(int on) { __atomic_store_n(&isa, on ? 0 : detect_isa(), __ATOMIC_RELAXED); }
+void g2w_force_generic(int on) { __atomic_store_n(&g2w_isa_cache, on ? 0 : detect_isa(), __ATOMIC_RELAXED); }
 
 int g2w_force_isa(int level) {
     int best = detect_isa();
     int v = level < 0 || level > best ? best : level;
-    __atomic_store_n(&isa, v, __ATOMIC_RELAXED);
+    __atomic_store_n(&g2w_isa_cache, v, __ATOMIC_RELAXED);
     return v;
 }
 

@@ -5,6 +5,7 @@
 #include "cg2w.h"
 #include "half.h"
 #include "simd.h"
+#include "panel.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -352,66 +353,6 @@ AVX512 static inline void gemm_packed_8x32(const float *Bp, size_t kc, const flo
         }
         _mm512_mask_storeu_ps(y, m0, v0);
         _mm512_mask_storeu_ps(y + 16, m1, v1);
-    }
-}
-
-// In-register transpose of a 16 x 16 block: on return r[c] holds column c (r[0][c], ..., r[15][c]).
-// Three rounds of 16 shuffles: pairs of rows (unpack), 4 x 4 blocks in each 128-bit lane, then lanes.
-AVX512 static inline void transpose16x16(__m512 r[16]) {
-    __m512 t[16];
-    for (int i = 0; i < 16; i += 2) { t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]); t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]); }
-    // r[4q + m], lane L: rows 4q..4q+3 of column 4L + m.
-    for (int q = 0; q < 4; q++) {
-        __m512 a = t[4 * q], b = t[4 * q + 1], c = t[4 * q + 2], d = t[4 * q + 3];
-        r[4 * q + 0] = _mm512_shuffle_ps(a, c, 0x44); r[4 * q + 1] = _mm512_shuffle_ps(a, c, 0xEE);
-        r[4 * q + 2] = _mm512_shuffle_ps(b, d, 0x44); r[4 * q + 3] = _mm512_shuffle_ps(b, d, 0xEE);
-    }
-    // Column 4L + m = lane L of r[m], r[4 + m], r[8 + m], r[12 + m].
-    for (int m = 0; m < 4; m++) {
-        __m512 e0 = _mm512_shuffle_f32x4(r[m], r[4 + m], 0x88), e1 = _mm512_shuffle_f32x4(r[m], r[4 + m], 0xDD);
-        __m512 e2 = _mm512_shuffle_f32x4(r[8 + m], r[12 + m], 0x88), e3 = _mm512_shuffle_f32x4(r[8 + m], r[12 + m], 0xDD);
-        t[m] = _mm512_shuffle_f32x4(e0, e2, 0x88); t[8 + m] = _mm512_shuffle_f32x4(e0, e2, 0xDD);
-        t[4 + m] = _mm512_shuffle_f32x4(e1, e3, 0x88); t[12 + m] = _mm512_shuffle_f32x4(e1, e3, 0xDD);
-    }
-    for (int i = 0; i < 16; i++) r[i] = t[i];
-}
-
-// Packs one panel: Bp[k][j] = W(rb + j, k0 + k) for k < kc, j < NRP, 0 for j >= nr (see below
-// for W's forms). Row-major W goes through 16 x 16 register transposes (f16 converted on the way);
-// a W read transposed (rs == 1: the panel's rows are adjacent floats) is copied row by row.
-AVX512 void g2w_pack_panel_avx512(const float *Wf, size_t rs, size_t ks, const uint16_t *Wh, size_t cols, size_t rb, size_t nr,
-                              size_t k0, size_t kc, float *Bp, size_t ahead_nr) {
-    if (Wf && rs == 1) {
-        __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xFFFF : (1u << nr) - 1);
-        __mmask16 m1 = (__mmask16)(nr >= 32 ? 0xFFFF : nr > 16 ? (1u << (nr - 16)) - 1 : 0);
-        for (size_t k = 0; k < kc; k++) {
-            const float *w = Wf + rb + (k0 + k) * ks;
-            _mm512_store_ps(Bp + k * NRP, _mm512_maskz_loadu_ps(m0, w));
-            _mm512_store_ps(Bp + k * NRP + 16, _mm512_maskz_loadu_ps(m1, w + 16));
-        }
-        return;
-    }
-    size_t k16 = (Wh || ks == 1) ? kc & ~(size_t)15 : 0;
-    for (size_t j0 = 0; j0 < NRP; j0 += 16) {
-        size_t kdone = 0;
-        if (j0 + 16 <= nr) {
-            for (size_t k = 0; k < k16; k += 16) {
-                __m512 r[16];
-                for (size_t i = 0; i < 16; i++) {
-                    r[i] = Wh ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(Wh + (rb + j0 + i) * cols + k0 + k)))
-                              : _mm512_loadu_ps(Wf + (rb + j0 + i) * rs + k0 + k);
-                    if (j0 + i < ahead_nr)  // the same place PFP panels ahead, to be in cache when that one is packed
-                        _mm_prefetch(Wh ? (const char *)(Wh + (rb + PFP * NRP + j0 + i) * cols + k0 + k)
-                                        : (const char *)(Wf + (rb + PFP * NRP + j0 + i) * rs + k0 + k), _MM_HINT_T0);
-                }
-                transpose16x16(r);
-                for (size_t c = 0; c < 16; c++) _mm512_store_ps(Bp + (k + c) * NRP + j0, r[c]);
-            }
-            kdone = k16;
-        }
-        for (size_t j = j0; j < j0 + 16; j++)
-            for (size_t k = kdone; k < kc; k++)
-                Bp[k * NRP + j] = j >= nr ? 0.0f : Wh ? half_to_float(Wh[(rb + j) * cols + k0 + k]) : Wf[(rb + j) * rs + (k0 + k) * ks];
     }
 }
 

@@ -6,7 +6,11 @@
 #include <stdint.h>
 #include "cg2w.h"
 
-static inline int isa_level(void) { return g2w_isa_level(); }
+extern int g2w_isa_cache;  // isa.c: the level once chosen, -1 before
+static inline int isa_level(void) {
+    int v = __atomic_load_n(&g2w_isa_cache, __ATOMIC_RELAXED);
+    return v >= 0 ? v : g2w_isa_level();
+}
 static inline int use_avx2(void) { return isa_level() >= 1; }
 static inline int use_avx512(void) { return isa_level() == 2; }
 
@@ -49,9 +53,4 @@ AVX2 static inline __m256 exp_avx2(__m256 x) {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
-// Packs one panel of the packed GEMM (matmul.c): Bp[k][j] = W(rb + j, k0 + k) for k < kc,
-// j < 32 (zero for j >= nr), W(r, k) = Wf[r * rs + k * ks] (f32) or Wh[r * cols + k] (f16).
-// `ahead_nr` rows of the panel two ahead are prefetched. Bp is 64-byte aligned, kc <= 512.
-AVX512 void g2w_pack_panel_avx512(const float *Wf, size_t rs, size_t ks, const uint16_t *Wh, size_t cols, size_t rb, size_t nr,
-                                  size_t k0, size_t kc, float *Bp, size_t ahead_nr);
 #endif
