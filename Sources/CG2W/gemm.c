@@ -46,37 +46,6 @@ void g2w_sgemm_reference(size_t M, size_t N, size_t K, const float *A, size_t a_
 }
 
 #if G2W_X86
-// 8 rows of A (mr valid; the others repeat row 0 and are not stored) x one packed 32-column panel.
-AVX512 static inline void tile_8x32(const float *Bp, size_t kc, const float *A, size_t ars, size_t acs, size_t mr, float *C, size_t ldc,
-                                    __mmask16 m0, __mmask16 m1, const float *bias, int add) {
-    const float *a[MR512];
-    for (size_t i = 0; i < MR512; i++) a[i] = A + (i < mr ? i : 0) * ars;
-    __m512 c0[MR512], c1[MR512];
-    for (size_t i = 0; i < MR512; i++) { c0[i] = _mm512_setzero_ps(); c1[i] = _mm512_setzero_ps(); }
-    for (size_t k = 0; k < kc; k++) {
-        __m512 b0 = _mm512_load_ps(Bp + k * NR512), b1 = _mm512_load_ps(Bp + k * NR512 + 16);
-        size_t o = k * acs;
-        for (size_t i = 0; i < MR512; i++) {
-            __m512 x = _mm512_set1_ps(a[i][o]);
-            c0[i] = _mm512_fmadd_ps(x, b0, c0[i]);
-            c1[i] = _mm512_fmadd_ps(x, b1, c1[i]);
-        }
-    }
-    for (size_t i = 0; i < mr; i++) {
-        float *c = C + i * ldc;
-        __m512 v0 = c0[i], v1 = c1[i];
-        if (add) {
-            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, c));
-            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, c + 16));
-        } else if (bias) {
-            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, bias));
-            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, bias + 16));
-        }
-        _mm512_mask_storeu_ps(c, m0, v0);
-        _mm512_mask_storeu_ps(c + 16, m1, v1);
-    }
-}
-
 // 6 rows x 64 columns: 24 accumulators; per k, four loads of the two packed 32-column panels,
 // six broadcasts, 24 FMAs (2.4 FMAs per load against 1.6 for 8 x 32).
 AVX512 static inline void tile_6x64(const float *Bp0, const float *Bp1, size_t kc, const float *A, size_t ars, size_t acs, size_t mr,

@@ -327,34 +327,6 @@ enum { NRP = 32, KCP = 512, MRP = 8, PFP = 2 };  // PFP: packing prefetches the 
 // (at 16 rows the 4 x 4 tile above is ~12 % faster).
 enum { PACKED_MIN_ROWS_F16 = 8, PACKED_MIN_ROWS_F32 = 32 };
 
-AVX512 static inline void gemm_packed_8x32(const float *Bp, size_t kc, const float *X, size_t ldx, size_t mr,
-                                           float *Y, size_t ldy, __mmask16 m0, __mmask16 m1, const float *bias, int accumulate) {
-    const float *x[MRP];
-    for (size_t i = 0; i < MRP; i++) x[i] = X + (i < mr ? i : 0) * ldx;  // rows past mr: computed, not stored
-    __m512 c0[MRP], c1[MRP];
-    for (size_t i = 0; i < MRP; i++) { c0[i] = _mm512_setzero_ps(); c1[i] = _mm512_setzero_ps(); }
-    for (size_t k = 0; k < kc; k++) {
-        __m512 b0 = _mm512_loadu_ps(Bp + k * NRP), b1 = _mm512_loadu_ps(Bp + k * NRP + 16);
-        for (size_t i = 0; i < MRP; i++) {
-            __m512 a = _mm512_set1_ps(x[i][k]);
-            c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
-            c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
-        }
-    }
-    for (size_t i = 0; i < mr; i++) {
-        float *y = Y + i * ldy;
-        __m512 v0 = c0[i], v1 = c1[i];
-        if (accumulate) {
-            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, y));
-            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, y + 16));
-        } else if (bias) {
-            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, bias));
-            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, bias + 16));
-        }
-        _mm512_mask_storeu_ps(y, m0, v0);
-        _mm512_mask_storeu_ps(y + 16, m1, v1);
-    }
-}
 
 // W is f32 (Wf) or f16 (Wh); rows [r0, r1).
 // Element (r, k) of an f32 W is Wf[r * rs + k * ks] (rs = cols, ks = 1 for a row-major matrix;
@@ -385,7 +357,7 @@ AVX512 static int matmul_packed_strided_avx512(const float *Wf, size_t rs, size_
                     if (end <= k0) continue;          // k0 > 0 here (in_limit >= 1): nothing to add
                     if (end - k0 < kn) kn = end - k0;
                 }
-                gemm_packed_8x32(Bp, kn, X + t * ldx + k0, ldx, mr, Y + t * ldy + rb, ldy, m0, m1, bias ? bias + rb : NULL, k0 > 0);
+                tile_8x32(Bp, kn, X + t * ldx + k0, ldx, 1, mr, Y + t * ldy + rb, ldy, m0, m1, bias ? bias + rb : NULL, k0 > 0);
             }
         }
     }

@@ -6,7 +6,7 @@
 #include "simd.h"
 
 #if G2W_X86
-enum { PANEL_NR = 32, PANEL_AHEAD = 2 };  // rows per panel; packing prefetches the panel PANEL_AHEAD panels ahead
+enum { PANEL_NR = 32, PANEL_MR = 8, PANEL_AHEAD = 2 };  // rows per panel; packing prefetches the panel PANEL_AHEAD panels ahead
 
 // In-register transpose of a 16 x 16 block: on return r[c] holds column c (r[0][c], ..., r[15][c]).
 // Three rounds of 16 shuffles: pairs of rows (unpack), 4 x 4 blocks in each 128-bit lane, then lanes.
@@ -65,6 +65,40 @@ AVX512 static inline void g2w_pack_panel_avx512(const float *Wf, size_t rs, size
         for (size_t j = j0; j < j0 + 16; j++)
             for (size_t k = kdone; k < kc; k++)
                 Bp[k * PANEL_NR + j] = j >= nr ? 0.0f : Wh ? half_to_float(Wh[(rb + j) * cols + k0 + k]) : Wf[(rb + j) * rs + (k0 + k) * ks];
+    }
+}
+
+// The 8 x 32 register tile of both packed GEMMs: 8 rows of A (mr valid; the others repeat row 0
+// and are not stored) against one packed 32-column panel Bp[k][32]: per k, two loads of Bp, eight
+// broadcasts of A(i, k) = A[i * ars + k * acs], sixteen FMAs into 16 zmm accumulators; then C
+// (row stride ldc, columns masked by m0/m1) = the sums, + C when `add`, else + bias when given.
+AVX512 static inline void tile_8x32(const float *Bp, size_t kc, const float *A, size_t ars, size_t acs, size_t mr, float *C, size_t ldc,
+                                    __mmask16 m0, __mmask16 m1, const float *bias, int add) {
+    const float *a[PANEL_MR];
+    for (size_t i = 0; i < PANEL_MR; i++) a[i] = A + (i < mr ? i : 0) * ars;
+    __m512 c0[PANEL_MR], c1[PANEL_MR];
+    for (size_t i = 0; i < PANEL_MR; i++) { c0[i] = _mm512_setzero_ps(); c1[i] = _mm512_setzero_ps(); }
+    for (size_t k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_load_ps(Bp + k * PANEL_NR), b1 = _mm512_load_ps(Bp + k * PANEL_NR + 16);
+        size_t o = k * acs;
+        for (size_t i = 0; i < PANEL_MR; i++) {
+            __m512 x = _mm512_set1_ps(a[i][o]);
+            c0[i] = _mm512_fmadd_ps(x, b0, c0[i]);
+            c1[i] = _mm512_fmadd_ps(x, b1, c1[i]);
+        }
+    }
+    for (size_t i = 0; i < mr; i++) {
+        float *c = C + i * ldc;
+        __m512 v0 = c0[i], v1 = c1[i];
+        if (add) {
+            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, c));
+            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, c + 16));
+        } else if (bias) {
+            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, bias));
+            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, bias + 16));
+        }
+        _mm512_mask_storeu_ps(c, m0, v0);
+        _mm512_mask_storeu_ps(c + 16, m1, v1);
     }
 }
 
