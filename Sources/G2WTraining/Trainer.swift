@@ -298,11 +298,20 @@ public final class Trainer {
             return EvaluationRecord(step: step, tokensSeen: tokensSeen, trainLoss: train, validationLoss: val)
         }
         func checkpointPath(_ s: Int) -> String { (c.outputDirectory as NSString).appendingPathComponent(String(format: "ckpt-%06d.g2w", s)) }
-        func save(reason: String) throws -> String {
+        func writeCheckpoint(_ path: String) throws {
             let st = TrainingState(step: step, tokensSeen: tokensSeen, data: Self.encode(batcher.state), rngState: rng.state,
                                    hyperparameters: settingsJSON, history: Self.encode(history), bestValidationLoss: best)
+            do {
+                try TrainingCheckpoint.write(to: path, parameters: block, optimizer: optimizer, state: st, tokenizer: tokenizerMetadata)
+            } catch let G2WFormatError.io(operation, _, reason) {
+                // Name the checkpoint, not the writer's temporary file (already removed), and what is left.
+                let kept = Self.latestCheckpoint(in: c.outputDirectory).map { "; the last checkpoint, \($0), is intact" } ?? ""
+                throw SetupError("\(path): cannot save the checkpoint at step \(step) (\(operation) failed: \(reason))\(kept)")
+            }
+        }
+        func save(reason: String) throws -> String {
             let path = checkpointPath(step)
-            try TrainingCheckpoint.write(to: path, parameters: block, optimizer: optimizer, state: st, tokenizer: tokenizerMetadata)
+            try writeCheckpoint(path)
             report(.checkpoint(step: step, path: path, reason: reason))
             if c.keep > 0 { Self.prune(directory: c.outputDirectory, keep: c.keep) }
             return path
@@ -331,9 +340,7 @@ public final class Trainer {
             if c.keepBest, validation != nil, best.map({ e.validationLoss < $0 }) ?? true {
                 best = e.validationLoss
                 let bestPath = (c.outputDirectory as NSString).appendingPathComponent("best.g2w")
-                let st = TrainingState(step: step, tokensSeen: tokensSeen, data: Self.encode(batcher.state), rngState: rng.state,
-                                       hyperparameters: settingsJSON, history: Self.encode(history), bestValidationLoss: best)
-                try TrainingCheckpoint.write(to: bestPath, parameters: block, optimizer: optimizer, state: st, tokenizer: tokenizerMetadata)
+                try writeCheckpoint(bestPath)
                 report(.checkpoint(step: step, path: bestPath, reason: "best validation loss \(String(format: "%.4f", e.validationLoss))"))
             } else if best.map({ e.validationLoss < $0 }) ?? true {
                 best = e.validationLoss
@@ -456,6 +463,12 @@ public final class Trainer {
         o.threads = threads
         let r = try model.generate(prompt: prompt, options: o) { _ in true }
         return c.samplePrompt + r.text
+    }
+
+    /// The newest `ckpt-*.g2w` of `directory`, if any.
+    static func latestCheckpoint(in directory: String) -> String? {
+        ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasPrefix("ckpt-") && $0.hasSuffix(".g2w") }.sorted().last
+            .map { (directory as NSString).appendingPathComponent($0) }
     }
 
     /// Removes all but the `keep` newest `ckpt-*.g2w` of `directory`.

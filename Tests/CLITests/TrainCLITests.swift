@@ -118,10 +118,10 @@ final class TrainCLITests: XCTestCase {
 
     func testBadInputIsAPreciseErrorBeforeTraining() throws {
         let empty = path("empty.txt"), bad = path("bad.txt"), short = path("short.txt"), tokens = path("bad.bin")
-        FileManager.default.createFile(atPath: empty, contents: Data())
-        FileManager.default.createFile(atPath: bad, contents: Data([0x61, 0x62, 0x63, 0xFF, 0x64]))
-        FileManager.default.createFile(atPath: short, contents: Data("Hello there.".utf8))
-        FileManager.default.createFile(atPath: tokens, contents: Data(repeating: 7, count: 1030))
+        _ = FileManager.default.createFile(atPath: empty, contents: Data())
+        _ = FileManager.default.createFile(atPath: bad, contents: Data([0x61, 0x62, 0x63, 0xFF, 0x64]))
+        _ = FileManager.default.createFile(atPath: short, contents: Data("Hello there.".utf8))
+        _ = FileManager.default.createFile(atPath: tokens, contents: Data(repeating: 7, count: 1030))
         let scratch = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--n-ctx", "32", "--out", path("o")]
         let cases: [([String], Int32, String)] = [
             (["--train", empty] + scratch, 1, "empty"),
@@ -186,7 +186,8 @@ final class TrainCLITests: XCTestCase {
         let err = String(decoding: e.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         sh.waitUntilExit()
         XCTAssertEqual(sh.terminationStatus, 1, err)
-        XCTAssertTrue(err.contains("ckpt-000004.g2w") && err.contains("file size limit"), err)
+        XCTAssertTrue(err.contains("ckpt-000004.g2w: cannot save the checkpoint at step 4") && err.contains("file size limit"), err)
+        XCTAssertFalse(err.contains(".tmp-"), "the message names the checkpoint, not the temporary file: \(err)")
         let names = (try? FileManager.default.contentsOfDirectory(atPath: path("f"))) ?? []
         XCTAssertFalse(names.contains { $0.hasPrefix(".") || $0.hasPrefix("ckpt-") }, "\(names)")
     }
