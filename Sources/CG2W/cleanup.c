@@ -23,18 +23,21 @@ static void on_signal(int sig) {
     _exit(128 + sig);
 }
 
-void g2w_cleanup_install_handlers(void) {
+// `handler` for SIGINT, SIGTERM and SIGHUP. A file-size limit (ulimit -f) or a closed pipe
+// becomes an error return (EFBIG, EPIPE) that the writer reports and cleans up after, instead of
+// killing the process.
+static void install(void (*handler)(int)) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
+    sa.sa_handler = handler;
     sigemptyset(&sa.sa_mask);
     int sigs[] = {SIGINT, SIGTERM, SIGHUP};
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
-    // A file-size limit (ulimit -f) or a closed pipe becomes an error return (EFBIG, EPIPE) that
-    // the writer reports and cleans up after, instead of killing the process.
     signal(SIGXFSZ, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
 }
+
+void g2w_cleanup_install_handlers(void) { install(on_signal); }
 
 // Deferred stop for long runs (training): SIGINT/SIGTERM/SIGHUP only record the signal; the run
 // checks between steps, saves its state and exits 128 + signal. A second signal while a stop is
@@ -46,15 +49,6 @@ static void on_stop_signal(int sig) {
     stop_signal = sig;
 }
 
-void g2w_stop_install_handlers(void) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    int sigs[] = {SIGINT, SIGTERM, SIGHUP};
-    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
-    signal(SIGXFSZ, SIG_IGN);
-    signal(SIGPIPE, SIG_IGN);
-}
+void g2w_stop_install_handlers(void) { install(on_stop_signal); }
 
 int g2w_stop_requested(void) { return stop_signal; }

@@ -147,6 +147,23 @@ public struct G2WTensor: @unchecked Sendable {
     }
 }
 
+/// Writes all of `bytes` to `fd` (retrying after EINTR and short writes); a failure is an I/O
+/// error naming `path`, with full disks and file-size limits said in words. For the writers.
+func writeFully(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {
+    guard let base = bytes.baseAddress else { return }
+    var done = 0
+    while done < bytes.count {
+        let n = write(fd, base + done, bytes.count - done)
+        if n < 0 {
+            if errno == EINTR { continue }
+            let code = errno
+            let why = code == ENOSPC ? "no space left on the device" : code == EFBIG ? "file size limit exceeded" : errnoText(code)
+            throw G2WFormatError.io(operation: "write", path: path, reason: why)
+        }
+        done += n
+    }
+}
+
 func errnoText(_ code: Int32 = errno) -> String {
     String(cString: strerror(code))
 }

@@ -250,19 +250,7 @@ public final class G2WWriter {
         try buffer.withUnsafeBytes { try writeAll($0) }
     }
 
-    private func writeAll(_ bytes: UnsafeRawBufferPointer) throws {
-        var done = 0
-        while done < bytes.count {
-            let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
-            if n < 0 {
-                if errno == EINTR { continue }
-                let code = errno
-                let why = code == ENOSPC ? "no space left on the device" : code == EFBIG ? "file size limit exceeded" : errnoText(code)
-                throw G2WFormatError.io(operation: "write", path: temporaryPath, reason: why)
-            }
-            done += n
-        }
-    }
+    private func writeAll(_ bytes: UnsafeRawBufferPointer) throws { try writeFully(fd, bytes, path: temporaryPath) }
 
     private func abandon() {
         if fd >= 0 { close(fd); fd = -1 }

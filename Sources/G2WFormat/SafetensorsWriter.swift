@@ -417,20 +417,7 @@ public final class AtomicFileWriter {
         try buffer.withUnsafeBytes { try writeAll($0) }
     }
 
-    private func writeAll(_ bytes: UnsafeRawBufferPointer) throws {
-        guard let base = bytes.baseAddress else { return }
-        var written = 0
-        while written < bytes.count {
-            let n = Glibc.write(fd, base + written, bytes.count - written)
-            if n < 0 {
-                if errno == EINTR { continue }
-                let code = errno
-                let why = code == ENOSPC ? "no space left on the device" : code == EFBIG ? "file size limit exceeded" : errnoText(code)
-                throw G2WFormatError.io(operation: "write", path: temporaryPath, reason: why)
-            }
-            written += n
-        }
-    }
+    private func writeAll(_ bytes: UnsafeRawBufferPointer) throws { try writeFully(fd, bytes, path: temporaryPath) }
 
     private func abandon() {
         if fd >= 0 { close(fd); fd = -1 }
