@@ -37,16 +37,18 @@ public struct GPT2Parameters: @unchecked Sendable {
     public init(configuration c: GPT2Configuration, untiedHead: Bool,
                 storage: (_ name: String, _ shape: [Int]) throws -> (UnsafeRawPointer, G2WDType)) throws {
         configuration = c
-        let shapes = Dictionary(uniqueKeysWithValues: GPT2Tensors.all(c, untiedHead: untiedHead).map { ($0.name, $0.shape) })
+        // Shapes are asked tensor by tensor (not the whole schema up front): a file claiming 2^20
+        // layers fails at its first missing tensor instead of building millions of names.
+        func shape(_ name: String) -> [Int] { GPT2Tensors.shape(of: name, c) }
         func vector(_ name: String) throws -> UnsafePointer<Float> {
-            let (p, dtype) = try storage(name, shapes[name]!)
+            let (p, dtype) = try storage(name, shape(name))
             guard dtype == .f32 else { throw ModelError.wrongDType(name: name, found: dtype.description) }
             return p.assumingMemoryBound(to: Float.self)
         }
         func matrix(_ name: String) throws -> WeightMatrix {
-            let shape = shapes[name]!
-            let (p, dtype) = try storage(name, shape)
-            return WeightMatrix(base: p, dtype: dtype, rows: shape[0], cols: shape[1])
+            let sh = shape(name)
+            let (p, dtype) = try storage(name, sh)
+            return WeightMatrix(base: p, dtype: dtype, rows: sh[0], cols: sh[1])
         }
         tokenEmbedding = try matrix(GPT2Tensors.tokenEmbedding)
         positionEmbedding = try matrix(GPT2Tensors.positionEmbedding)

@@ -36,15 +36,23 @@ public enum GPT2Tensors {
         }
     }
 
+    /// The `.g2w` shape of the tensor called `name` (a global one or `h.L.SUFFIX`).
+    public static func shape(of name: String, _ c: GPT2Configuration) -> [Int] {
+        switch name {
+        case tokenEmbedding, lmHead: return [c.vocabularySize, c.embeddingSize]
+        case positionEmbedding: return [c.contextLength, c.embeddingSize]
+        case finalNormWeight, finalNormBias: return [c.embeddingSize]
+        default: return shape(ofLayerTensor: String(name.split(separator: ".", maxSplits: 2).last ?? ""), c)
+        }
+    }
+
     /// All tensor names of a model with `c`'s shape, in file order, with their `.g2w` shapes.
     public static func all(_ c: GPT2Configuration, untiedHead: Bool) -> [(name: String, shape: [Int])] {
-        var out: [(String, [Int])] = [(tokenEmbedding, [c.vocabularySize, c.embeddingSize]), (positionEmbedding, [c.contextLength, c.embeddingSize])]
+        var out: [(String, [Int])] = [(tokenEmbedding, shape(of: tokenEmbedding, c)), (positionEmbedding, shape(of: positionEmbedding, c))]
         for l in 0..<c.layerCount {
             for s in layerSuffixes { out.append((layer(l, s), shape(ofLayerTensor: s, c))) }
         }
-        out.append((finalNormWeight, [c.embeddingSize]))
-        out.append((finalNormBias, [c.embeddingSize]))
-        if untiedHead { out.append((lmHead, [c.vocabularySize, c.embeddingSize])) }
+        for name in [finalNormWeight, finalNormBias] + (untiedHead ? [lmHead] : []) { out.append((name, shape(of: name, c))) }
         return out
     }
 }
