@@ -9,6 +9,15 @@ extension, an empty file) -- both readers print `--json` and the parsed objects 
 (floats to a relative 1e-12; the "file" field is ignored). Both then run `--verify` on two
 files, and both must reject a handful of corrupted files.
 
+Version 1.1 (q8_0 / q4_0, spec 6.4): files built here from the reference encodings in
+Tests/Fixtures/quant/ (made by ggml's own Python quantizer, tools/make_quant_fixtures.py) must
+read back, through the Python reader, bit for bit equal to that quantizer's dequantized values;
+g2w-inspect must either agree (--json equal) or, as a 1.0 reader, reject them naming the
+element type code; and both readers must reject the malformed ones (last dimension not a
+multiple of 32, a NaN or infinite scale, a wrong byte_length, an unknown code, a quantized
+tensor in a file labelled 1.0), the Python reader with an error naming the tensor, the block or
+the value concerned.
+
 Python 3 standard library only. Usage: python3 tools/check_reader.py [--keep DIR]
 Prints one line per check and ends with "N passed, M failed"; exit status 1 if any failed.
 """
@@ -30,6 +39,7 @@ CONVERT = os.path.join(ROOT, ".build", "release", "g2w-convert")
 EXAMPLE = os.path.join(ROOT, "spec", "example-tiny.g2w")
 TINY_MODEL = os.path.join(ROOT, "Tests", "Fixtures", "tiny-f32", "model.safetensors")
 SHAKESPEARE = os.path.join(ROOT, "Tests", "Fixtures", "shakespeare.g2w")
+QUANT_FIXTURES = os.path.join(ROOT, "Tests", "Fixtures", "quant")
 
 REL_TOL = 1e-12
 TMP = None          # the temporary directory, shown as "$TMP" in the output
@@ -369,6 +379,226 @@ def negative_checks(checks, tmp, converted_f16):
                        variant("model-trunc.g2w", big[:data_off + 4096]))
 
 
+# --------------------------------------------------------------------------------------------
+# Version 1.1: quantized tensors (spec 6.4, 9.1 steps 29 and 37)
+
+Q8_0, Q4_0 = 3, 4
+QTYPES = {"q8_0": Q8_0, "q4_0": Q4_0}
+
+
+def _import_reader():
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import g2w_reader
+    return g2w_reader
+
+
+def load_quant_fixtures(checks):
+    """Reads Tests/Fixtures/quant/manifest.json and every file it lists (checking sizes and
+    SHA-256). Returns {name: {"shape": [...], "<file key>": bytes}} or None."""
+    import hashlib
+    try:
+        with open(os.path.join(QUANT_FIXTURES, "manifest.json"), encoding="utf-8") as f:
+            manifest = json.load(f)
+        out = {}
+        nfiles = nbytes = 0
+        for fx in manifest["fixtures"]:
+            entry = {"shape": fx["shape"]}
+            for key, info in fx["files"].items():
+                with open(os.path.join(QUANT_FIXTURES, info["file"]), "rb") as f:
+                    data = f.read()
+                if len(data) != info["bytes"] or hashlib.sha256(data).hexdigest() != info["sha256"]:
+                    raise ValueError("%s does not match manifest.json" % info["file"])
+                entry[key] = data
+                nfiles += 1
+                nbytes += len(data)
+            out[fx["name"]] = entry
+        checks.record(True, rel(QUANT_FIXTURES), "%d fixtures, %d files (%d bytes) match "
+                      "manifest.json (gguf %s)" % (len(out), nfiles, nbytes,
+                                                   manifest["generator"]["gguf"]))
+        return out
+    except (OSError, ValueError, KeyError) as e:
+        checks.record(False, rel(QUANT_FIXTURES), "%s: %s" % (type(e).__name__, e))
+        return None
+
+
+def check_positive_quant(checks, path, codes):
+    """Both readers must print equal --json, or g2w-inspect must reject the file as a 1.0
+    reader does (spec 11): naming the element type code it does not implement."""
+    ok, detail, a, _ = both_json(path)
+    if ok:
+        return checks.record(True, rel(path), "--json equal (%d tensors, g2w-inspect reads "
+                             "1.1)" % len(a["tensors"]))
+    rc1, _, err1 = run(inspect_cmd(path, "--json"))
+    rc2, out2, err2 = run(reader_cmd(path, "--json"))
+    low = err1.lower()
+    named = any(("code %d" % c) in low for c in codes)
+    if rc1 != 0 and rc2 == 0 and named:
+        return checks.record(True, rel(path), "g2w_reader reads it; g2w-inspect rejects it as a "
+                             "1.0 reader must, naming the unknown dtype code")
+    return checks.record(False, rel(path), detail)
+
+
+def check_quant_values(checks, path, expect, minor=1):
+    """Module API: the file opens, is labelled 1.<minor>, verifies, and every tensor named in
+    `expect` ({tensor name: (dtype, shape, dequantized float32 bytes)}) reads back bit for bit."""
+    g2w_reader = _import_reader()
+    try:
+        g = g2w_reader.read_g2w(path)
+        problems = []
+        if g.header["version_minor"] != minor:
+            problems.append("version_minor %d" % g.header["version_minor"])
+        g.verify()
+        for name, (dtype, shape, want) in expect.items():
+            t = g.tensor(name)
+            if t.dtype != dtype or t.shape != shape:
+                problems.append("%s is %s %s" % (name, t.dtype, t.shape))
+                continue
+            vals = g.tensor_values(t)
+            got = struct.pack("<%df" % len(vals), *vals)
+            if got != want:
+                i = next(j for j in range(0, len(got), 4) if got[j:j + 4] != want[j:j + 4]) // 4
+                problems.append("%s element %d: %r, gguf %r" % (
+                    name, i, vals[i], struct.unpack_from("<f", want, 4 * i)[0]))
+        ok = not problems
+        n = sum(len(w) // 4 for _, _, w in expect.values())
+        detail = ("opens as 1.%d, verifies, %d tensors (%d values) equal gguf's dequantize bit for "
+                  "bit" % (minor, len(expect), n)) if ok else "; ".join(problems)
+    except Exception as e:  # noqa: BLE001 - report anything as a failed check
+        ok, detail = False, "%s: %s" % (type(e).__name__, e)
+    return checks.record(ok, rel(path) + " (module API)", detail)
+
+
+def check_rejected_quant(checks, label, path, needles, *flags):
+    """Both readers reject; the Python reader's message contains every string of `needles`."""
+    rc1, _, err1 = run(inspect_cmd(path, *flags))
+    rc2, _, err2 = run(reader_cmd(path, *flags))
+    msg2 = err2.strip().splitlines()[-1] if err2.strip() else ""
+    missing = [n for n in needles if n not in msg2]
+    ok = rc1 != 0 and rc2 != 0 and "Traceback" not in err2 and not missing
+    for marker in ("invalid .g2w file: ", "verify failed: "):
+        if marker in msg2:
+            msg2 = msg2.split(marker, 1)[1]
+    if ok:
+        detail = "both reject: " + (msg2 if len(msg2) <= 130 else msg2[:127] + "...")
+    else:
+        detail = "g2w-inspect exit %d, g2w_reader exit %d%s | %s | %s" % (
+            rc1, rc2, (", message lacks %r" % missing) if missing else "", err1.strip()[:200],
+            err2.strip()[-300:])
+    return checks.record(ok, "%s [%s]" % (label, " ".join(flags) or "open"), detail)
+
+
+def quant_checks(checks, tmp):
+    fx = load_quant_fixtures(checks)
+    if fx is None:
+        return
+    f32 = lambda *xs: struct.pack("<%df" % len(xs), *xs)   # noqa: E731
+    names = list(fx)                      # awkward, gpt2_like, spec_example, underflow
+
+    def path(name):
+        return os.path.join(tmp, name)
+
+    # 1. one file per type with every fixture; the dequantized values must be gguf's
+    for tname, code in QTYPES.items():
+        tensors = [(n, code, fx[n]["shape"], fx[n][tname]) for n in names]
+        tensors.append(("bias", 0, [4], f32(0.5, -1.0, 2.0, -0.0)))
+        p = write_g2w(path("quant-%s.g2w" % tname), [meta("x.note", 5, b"1.1")], tensors, minor=1)
+        check_positive_quant(checks, p, [code])
+        check_quant_values(checks, p, {n: (tname, fx[n]["shape"], fx[n][tname + ".dequant"])
+                                       for n in names})
+
+    # 2. mixed types and ranks: the same blocks seen as rank 1, 3 and 4 tensors (a block never
+    #    crosses the last dimension, so only the shape changes, not the bytes)
+    g = fx["gpt2_like"]
+    mixed = [
+        ("w.f16", 1, [2, 3], struct.pack("<6e", 1, 2, 3, -1, 0.5, 0.25)),
+        ("w.q8_0 rank 1", Q8_0, [3072], g["q8_0"]),
+        ("w.q4_0 rank 3", Q4_0, [4, 24, 32], g["q4_0"]),
+        ("w.q8_0 rank 4", Q8_0, [2, 2, 3, 256], g["q8_0"]),
+        ("b", 0, [3], f32(1, 2, 3)),
+    ]
+    p = write_g2w(path("quant-mixed.g2w"), [], mixed, minor=1)
+    check_positive_quant(checks, p, [Q8_0, Q4_0])
+    check_quant_values(checks, p, {
+        "w.q8_0 rank 1": ("q8_0", [3072], g["q8_0.dequant"]),
+        "w.q4_0 rank 3": ("q4_0", [4, 24, 32], g["q4_0.dequant"]),
+        "w.q8_0 rank 4": ("q8_0", [2, 2, 3, 256], g["q8_0.dequant"])})
+
+    # 3. what the open checks must reject
+    q8, q4 = g["q8_0"], g["q4_0"]          # [4, 768]: 96 blocks
+    nb = 96
+
+    def with_scale(blob, qbytes, block, bits):
+        b = bytearray(blob)
+        struct.pack_into("<H", b, qbytes * nb + 2 * block, bits)
+        return bytes(b)
+
+    # cols not a multiple of 32, although the element count is (2 x 48 = 3 blocks)
+    check_rejected_quant(checks, "q8_0 [2, 48]: cols 48 not a multiple of 32",
+                         write_g2w(path("q-cols48.g2w"), [], [("w48", Q8_0, [2, 48],
+                                                               bytes(3 * 34))], minor=1),
+                         ["'w48'", "cols = 48", "D.29"])
+    check_rejected_quant(checks, "q4_0 [40]: cols 40 (rank 1)",
+                         write_g2w(path("q-cols40.g2w"), [], [("v40", Q4_0, [40],
+                                                               bytes(18))], minor=1),
+                         ["'v40'", "cols = 40", "D.29"])
+    # non-finite scales, with CRCs that match (the scales check, not the CRC, must reject)
+    check_rejected_quant(checks, "q8_0: NaN scale (0x7e00) in block 5",
+                         write_g2w(path("q-nan.g2w"), [], [("w", Q8_0, [4, 768],
+                                                            with_scale(q8, 32, 5, 0x7E00))],
+                                   minor=1),
+                         ["'w'", "block 5", "NaN", "E.37"])
+    check_rejected_quant(checks, "q4_0: +inf scale (0x7c00) in the last block, 95",
+                         write_g2w(path("q-inf.g2w"), [], [
+                             ("ok", Q8_0, [4, 768], q8),
+                             ("w4", Q4_0, [4, 768], with_scale(q4, 16, 95, 0x7C00))], minor=1),
+                         ["'w4'", "block 95", "+inf", "E.37"])
+    check_rejected_quant(checks, "q4_0: -inf scale (0xfc00) in block 0",
+                         write_g2w(path("q-ninf.g2w"), [], [("w", Q4_0, [4, 768],
+                                                             with_scale(q4, 16, 0, 0xFC00))],
+                                   minor=1),
+                         ["'w'", "block 0 ", "-inf", "E.37"])
+    check_rejected_quant(checks, "q8_0: negative NaN (0xfe01) in block 64",
+                         write_g2w(path("q-nnan.g2w"), [], [("w", Q8_0, [4, 768],
+                                                             with_scale(q8, 32, 64, 0xFE01))],
+                                   minor=1),
+                         ["'w'", "block 64", "NaN", "E.37"])
+    # wrong byte_length: ggml's quants without scales, two bytes too many, f16's length
+    for label, code, blob, fname in (
+            ("q8_0: byte_length nb x 32 (no scales region)", Q8_0, q8[:nb * 32], "q-short.g2w"),
+            ("q4_0: byte_length nb x 18 + 2", Q4_0, q4 + bytes(2), "q-long.g2w"),
+            ("q8_0: byte_length of f16 (elements x 2)", Q8_0, bytes(4 * 768 * 2), "q-f16len.g2w")):
+        p = write_g2w(path(fname), [], [("w", code, [4, 768], blob)], minor=1)
+        check_rejected_quant(checks, label, p, ["'w'", "byte_length", "blocks x", "D.29"])
+    # a quantized tensor in a file labelled 1.0
+    check_rejected_quant(checks, "q8_0 tensor in a file labelled 1.0",
+                         write_g2w(path("q-minor0.g2w"), [], [("w", Q8_0, [4, 768], q8)], minor=0),
+                         ["'w'", "version 1.1", "1.0", "D.29"])
+    # element type codes this reader does not implement: 2 (reserved for bf16), 5, 255
+    for code in (2, 5, 255):
+        check_rejected_quant(checks, "dtype code %d" % code,
+                             write_g2w(path("q-code%d.g2w" % code), [],
+                                       [("w", code, [4, 32], bytes(4 * 32 * 2))], minor=1),
+                             ["'w'", "code %d " % code, "D.26"])
+    # a flipped quant byte: opens (the scales are fine), --verify finds it
+    b = bytearray(q4)
+    b[100] ^= 0x11
+    p = write_g2w(path("q-flip.g2w"), [], [("w", Q4_0, [4, 768], q4)], minor=1)
+    with open(p, "r+b") as f:
+        data = f.read()
+        off = struct.unpack_from("<Q", data, struct.unpack_from("<Q", data, 48)[0] + 40)[0]
+        f.seek(off + 100)
+        f.write(bytes([b[100]]))
+    g2w_reader = _import_reader()
+    try:
+        g2w_reader.read_g2w(p)
+        opened = True
+    except g2w_reader.G2WError:
+        opened = False
+    checks.record(opened, "q4_0: flipped quant byte [open]",
+                  "opens (only the scales are checked at open)" if opened else "rejected at open")
+    check_rejected_quant(checks, "q4_0: flipped quant byte", p, ["'w'", "CRC-32C"], "--verify")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--keep", metavar="DIR", help="write the temporary files to DIR and keep them")
@@ -414,6 +644,7 @@ def main():
         if "f16" in converted:
             check_verify(checks, converted["f16"])
         negative_checks(checks, tmp, converted.get("f16"))
+        quant_checks(checks, tmp)
     finally:
         if tmp_ctx is not None:
             tmp_ctx.cleanup()

@@ -11,13 +11,19 @@ As a module:
     f = g2w_reader.read_g2w("model.g2w")      # every check of spec section 9.1, in order
     f.metadata_value("gpt2.n_layer")          # -> 2
     f.tensor("wte.weight").shape              # -> [50257, 64]
-    f.tensor_values("h.0.ln_1.weight")        # -> list of floats (reads the blob)
+    f.tensor_values("h.0.ln_1.weight")        # -> list of floats (reads the blob; q8_0 and
+                                              #    q4_0 tensors come back dequantized)
     f.verify()                                # spec section 9.2; raises G2WError on failure
     g2w_reader.training_state(f)              # spec section 14: a checkpoint's state, or None
 
 As a command:
 
     python3 tools/g2w_reader.py FILE.g2w [--verify] [--json]
+
+Version 1.1 of the format (block-quantized `q8_0` and `q4_0` tensors, spec section 6.4) is
+implemented: at open, a quantized tensor's last dimension must be a multiple of 32, its
+byte_length must be that of its blocks, and every scale must be finite (spec 9.1 step 37, the
+one check that reads from the data section: the scales regions only).
 
 `--json` prints the same JSON object as `g2w-inspect --json` (so the two can be compared).
 Exit status: 0 ok, 1 invalid file or failed verification, 2 usage error.
@@ -38,7 +44,7 @@ from array import array
 
 __all__ = [
     "G2WError", "G2WFile", "MetadataEntry", "Tensor", "read_g2w", "crc32c", "to_json_object",
-    "format_json", "training_state",
+    "format_json", "training_state", "dequantize",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -59,7 +65,14 @@ TENSOR_ENTRY_FIXED = 56
 CRC_FIELD_OFFSET = 96
 
 TYPE_NAMES = {1: "u64", 2: "i64", 3: "f64", 4: "bool", 5: "string", 6: "bytes", 7: "string[]"}
-DTYPES = {0: ("f32", 4), 1: ("f16", 2)}   # code -> (name, element size); what this reader implements
+# code -> (name, elements per block, bytes per block); what this reader implements (spec 6.2)
+DTYPES = {0: ("f32", 1, 4), 1: ("f16", 1, 2), 3: ("q8_0", 32, 34), 4: ("q4_0", 32, 18)}
+QUANT_BYTES = {3: 32, 4: 16}   # quantized types: bytes of quants per block (spec 6.4)
+QBLOCK = 32
+# A binary16 is NaN or an infinity when its five exponent bits are all ones: in the high byte of
+# the little-endian value, (byte & 0x7C) == 0x7C. bytes.translate with this table maps such a
+# high byte to 01 and any other to 00, so one find() locates the first non-finite scale.
+_NONFINITE_HIGH = bytes(1 if (b & 0x7C) == 0x7C else 0 for b in range(256))
 
 KEY_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 
@@ -224,6 +237,23 @@ class Tensor:
         self.crc32c = crc
         self.entry_offset = entry_offset
 
+    @property
+    def quantized(self):
+        """True for the block-quantized types q8_0 and q4_0 (spec 6.4)."""
+        return self.dtype_code in QUANT_BYTES
+
+    @property
+    def blocks(self):
+        """Number of blocks: element count / 32 for q8_0 and q4_0 (element count otherwise)."""
+        return self.elements // DTYPES[self.dtype_code][1]
+
+    @property
+    def scales_offset(self):
+        """Absolute file offset of a quantized tensor's scales region (spec 6.4), else None."""
+        if not self.quantized:
+            return None
+        return self.offset + self.blocks * QUANT_BYTES[self.dtype_code]
+
     def __repr__(self):
         return "Tensor(%r, %s, %r, offset=%d)" % (self.name, self.dtype, self.shape, self.offset)
 
@@ -270,11 +300,17 @@ class G2WFile:
         return data
 
     def tensor_values(self, name_or_tensor):
-        """The tensor's elements as a flat list of Python floats (row-major, spec 6.3)."""
+        """The tensor's elements as a flat list of Python floats (row-major, spec 6.3).
+
+        q8_0 and q4_0 tensors are dequantized (spec 6.4): element i of block b is d_b x q. The
+        product of a binary16 scale and a quant of at most 8 bits is exact in binary32, so these
+        floats are exactly the float32 values any reader computes, signed zeros included."""
         t = name_or_tensor if isinstance(name_or_tensor, Tensor) else self._by_name[name_or_tensor]
         data = self.read_blob(t)
-        fmt = "<%d%s" % (t.elements, "f" if t.dtype == "f32" else "e")
-        return list(struct.unpack(fmt, data))
+        if not t.quantized:
+            fmt = "<%d%s" % (t.elements, "f" if t.dtype == "f32" else "e")
+            return list(struct.unpack(fmt, data))
+        return dequantize(t.dtype, data, t.elements)
 
     def verify(self, chunk_size=1 << 22):
         """Spec 9.2: every blob's CRC-32C and every padding byte between blobs."""
@@ -314,8 +350,34 @@ class G2WFile:
         return True
 
 
+def dequantize(dtype, blob, elements):
+    """Decodes a q8_0 or q4_0 blob in the g2w layout (spec 6.4: quants region, then scales
+    region) to a flat list of floats. `dtype` is "q8_0" or "q4_0"."""
+    nb = elements // QBLOCK
+    if dtype == "q8_0":
+        qbytes = nb * 32
+        scales = struct.unpack_from("<%de" % nb, blob, qbytes)
+        quants = memoryview(blob)[:qbytes].cast("b")            # int8, two's complement
+        out = []
+        for b in range(nb):
+            d = scales[b]
+            out.extend([d * q for q in quants[b * 32:(b + 1) * 32]])
+        return out
+    if dtype == "q4_0":
+        qbytes = nb * 16
+        scales = struct.unpack_from("<%de" % nb, blob, qbytes)
+        out = []
+        for b in range(nb):
+            d = scales[b]
+            block = blob[b * 16:(b + 1) * 16]
+            out.extend([d * ((v & 0x0F) - 8) for v in block])    # elements 32b .. 32b+15
+            out.extend([d * ((v >> 4) - 8) for v in block])      # elements 32b+16 .. 32b+31
+        return out
+    raise ValueError("not a quantized type: %r" % (dtype,))
+
+
 # --------------------------------------------------------------------------------------------
-# Reading and validation: spec section 9.1, steps 1..36 in the spec's (recommended) order.
+# Reading and validation: spec section 9.1, steps 1..37 in the spec's (recommended) order.
 
 def _u16(b, o):
     return struct.unpack_from("<H", b, o)[0]
@@ -358,9 +420,10 @@ def read_g2w(path, canonical_duplicate_names=True):
         if len(region) != data_offset:
             raise G2WError("header region", "data_offset", "file shrank while reading: got %d of "
                            "%d bytes" % (len(region), data_offset), len(region), "B.16")
-    _check_header_region(region, header)
-    metadata = _parse_metadata(region, header)
-    tensors = _parse_tensor_table(region, header, canonical_duplicate_names)
+        _check_header_region(region, header)
+        metadata = _parse_metadata(region, header)
+        tensors = _parse_tensor_table(region, header, canonical_duplicate_names)
+        _check_scales(f, tensors)
     return G2WFile(path, header, metadata, tensors)
 
 
@@ -627,7 +690,7 @@ def _parse_tensor_table(region, h, canonical):
         # 26.
         if dtype not in DTYPES:
             raise G2WError(S, label + " dtype", "element type code %d is not implemented by this "
-                           "reader (0 = f32, 1 = f16)" % dtype, e + 2, "D.26")
+                           "reader (0 = f32, 1 = f16, 3 = q8_0, 4 = q4_0)" % dtype, e + 2, "D.26")
         # 27.
         if not 1 <= rank <= 4:
             raise G2WError(S, label + " rank", "is %d, must be 1..4" % rank, e + 3, "D.27")
@@ -645,11 +708,29 @@ def _parse_tensor_table(region, h, canonical):
             elif dims[d] != 0:
                 raise G2WError(S, label + " dims[%d]" % d, "is %d, unused dimensions (rank %d) must "
                                "be 0" % (dims[d], rank), e + 8 + 8 * d, "D.28")
-        # 29.
-        size = DTYPES[dtype][1]
-        if blen != elements * size:
-            raise G2WError(S, label + " byte_length", "is %d, must be %d elements x %d bytes = %d"
-                           % (blen, elements, size, elements * size), e + 48, "D.29")
+        # 29. the blob size of the element type: blocks x block bytes (spec 6.2, 6.4)
+        tname, block, bbytes = DTYPES[dtype]
+        if block == 1:
+            if blen != elements * bbytes:
+                raise G2WError(S, label + " byte_length", "is %d, must be %d elements x %d bytes "
+                               "= %d" % (blen, elements, bbytes, elements * bbytes), e + 48, "D.29")
+        else:
+            cols = dims[rank - 1]
+            if cols % block:
+                raise G2WError(S, label + " dims[%d]" % (rank - 1), "cols = %d is not a multiple "
+                               "of %d: the last dimension of a %s tensor must be" % (cols, block,
+                                                                                    tname),
+                               e + 8 + 8 * (rank - 1), "D.29")
+            if h["version_minor"] < 1:
+                raise G2WError(S, label + " dtype", "%s is an element type of format version 1.1, "
+                               "the file says %d.%d" % (tname, h["version_major"],
+                                                        h["version_minor"]), e + 2, "D.29")
+            nb = elements // block
+            if blen != nb * bbytes:
+                raise G2WError(S, label + " byte_length", "is %d, must be %d blocks x %d bytes = "
+                               "%d (%s: %d quant bytes + 2 scale bytes per block of %d)"
+                               % (blen, nb, bbytes, nb * bbytes, tname, bbytes - 2, block),
+                               e + 48, "D.29")
         # 30.
         if offset % ALIGNMENT:
             raise G2WError(S, label + " offset", "%d is not a multiple of 64" % offset, e + 40,
@@ -694,6 +775,34 @@ def _parse_tensor_table(region, h, canonical):
         raise G2WError(S, "file_size", "the last blob ends at %d but the file has %d bytes"
                        % (expected, file_size), expected, "D.36")
     return tensors
+
+
+def _check_scales(f, tensors, chunk_blocks=1 << 19):
+    """Spec 9.1 step 37 (version 1.1): every scale of every q8_0 / q4_0 tensor is finite. Reads
+    only the scales regions (2 bytes per block), after the table has placed every blob inside
+    the file."""
+    for t in tensors:
+        if not t.quantized:
+            continue
+        start = t.scales_offset
+        nb = t.blocks
+        f.seek(start)
+        done = 0
+        while done < nb:
+            n = min(chunk_blocks, nb - done)
+            chunk = f.read(2 * n)
+            if len(chunk) != 2 * n:
+                raise G2WError("data", "tensor %r scales" % t.name, "file shrank while reading the "
+                               "scales region", start + 2 * done + len(chunk), "E.37")
+            j = chunk[1::2].translate(_NONFINITE_HIGH).find(1)
+            if j >= 0:
+                b = done + j
+                h = chunk[2 * j] | chunk[2 * j + 1] << 8
+                what = "NaN" if h & 0x03FF else ("-inf" if h & 0x8000 else "+inf")
+                raise G2WError("data", "tensor %r block %d scale" % (t.name, b),
+                               "is %s (binary16 0x%04x): every %s scale must be finite (block %d "
+                               "of %d)" % (what, h, t.dtype, b, nb), start + 2 * b, "E.37")
+            done += n
 
 
 # --------------------------------------------------------------------------------------------

@@ -89,7 +89,7 @@ uint64_t g2w_bench_read(const void *p, size_t n) {
 
 double g2w_bench_fma(size_t iterations, float *sink) {
 #if defined(__x86_64__)
-    if (g2w_isa_level() == 2) return fma_avx512(iterations, sink);
+    if (g2w_isa_level() >= 2) return fma_avx512(iterations, sink);
     if (g2w_isa_level() >= 1) return fma_avx2(iterations, sink);
 #endif
     return fma_generic(iterations, sink);

@@ -2,5 +2,5 @@
 // features and G2W_KERNELS, shared by every file with vector code so they all dispatch alike.
 #pragma once
 
-/// 0 portable, 1 AVX2+FMA+F16C, 2 the same + AVX-512F (chosen in isa.c).
+/// 0 portable, 1 AVX2+FMA+F16C, 2 the same + AVX-512F, 3 the same + AVX-512BW/VL/VNNI (chosen in isa.c).
 int g2w_isa_level(void);

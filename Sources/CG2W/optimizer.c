@@ -91,7 +91,7 @@ static void adamw_job(void *context, size_t job, size_t worker) {
     float decay = 1.0f - a->lr * a->wd, c1 = 1.0f - a->b1, c2 = 1.0f - a->b2;
     size_t i = job * CHUNK, n = chunk_end(job, a->n) - i;
 #if G2W_X86
-    if (g2w_isa_level() == 2) { adamw_avx512(a->p + i, a->g + i, a->m + i, a->v + i, n, step, bc2, decay, c1, a->b2, c2, a->eps, a->scale); return; }
+    if (g2w_isa_level() >= 2) { adamw_avx512(a->p + i, a->g + i, a->m + i, a->v + i, n, step, bc2, decay, c1, a->b2, c2, a->eps, a->scale); return; }
 #endif
     adamw_plain(a->p + i, a->g + i, a->m + i, a->v + i, n, step, bc2, decay, c1, a->b2, c2, a->eps, a->scale);
 }

@@ -12,7 +12,8 @@ static inline int isa_level(void) {
     return v >= 0 ? v : g2w_isa_level();
 }
 static inline int use_avx2(void) { return isa_level() >= 1; }
-static inline int use_avx512(void) { return isa_level() == 2; }
+static inline int use_avx512(void) { return isa_level() >= 2; }
+static inline int use_vnni512(void) { return isa_level() >= 3; }
 
 /// Runs task(context, job, worker) for jobs 0..<jobs on the pool, or in order on this thread
 /// (pool NULL, or a single job).
@@ -26,6 +27,7 @@ static inline void g2w_run(g2w_pool *pool, size_t jobs, g2w_pool_task task, void
 #define G2W_X86 1
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 #define AVX512 __attribute__((target("avx512f,avx2,fma,f16c")))
+#define VNNI512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 
 AVX2 static inline float hsum(__m256 v) {
     __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);

@@ -22,10 +22,11 @@ enum BenchCommand {
         let gb = 1e9
         if json {
             print("""
-            {"model": \(jsonString(modelPath)), "dtype": "\(r.weightDType)", "n_layer": \(c.layerCount), "n_embd": \(c.embeddingSize), "threads": \(n), "isa": "\(r.isa)", \
+            {"model": \(jsonString(modelPath)), "dtype": "\(r.weightDType)", "types": \(jsonString(r.weightTypes)), "n_layer": \(c.layerCount), "n_embd": \(c.embeddingSize), "threads": \(n), "isa": "\(r.isa)", \
             "bandwidth_gb_s": \(r.bandwidth / gb), "llc_bytes": \(r.lastLevelCacheBytes), "peak_gflops": \(r.peakFLOPS / 1e9), "open_ms": \(r.openMilliseconds), "reopen_ms": \(r.reopenMilliseconds), "model_init_ms": \(r.modelInitMilliseconds), "tokenizer_ms": \(r.tokenizerMilliseconds), \
             "pp": {"tokens": \(r.promptTokens), "tok_s": \(r.promptSpeed.mean), "sd": \(r.promptSpeed.sd), "samples": \(r.promptSpeed.samples), "gflops": \(r.promptSpeed.mean * r.promptFLOPsPerToken / 1e9), "peak_fraction": \(r.promptPeakFraction)}, \
             "tg": {"tokens": \(r.generatedTokens), "tok_s": \(r.generationSpeed.mean), "sd": \(r.generationSpeed.sd), "samples": \(r.generationSpeed.samples), "gb_s": \(r.generationSpeed.mean * Double(r.weightBytesPerToken) / gb), "bandwidth_fraction": \(r.generationBandwidthFraction), "ceiling_tok_s": \(r.bandwidth / Double(r.weightBytesPerToken)), "mapped_file_bandwidth_gb_s": \(r.mappedFileBandwidth / gb), "mapped_file_fraction": \(r.generationMappedFileFraction)}, \
+            "token_split_ms": {"layer_products": \(r.tokenLayerProducts / 1e6), "lm_head": \(r.tokenHead / 1e6), "other_forward": \(r.tokenOther / 1e6), "sampling": \(r.tokenSampling / 1e6)}, \
             "weight_bytes_per_token": \(r.weightBytesPerToken), "rss_bytes": \(r.residentBytes), "rss_anon_bytes": \(r.residentAnonymousBytes), "rss_file_bytes": \(r.residentFileBytes), "kv_cache_bytes": \(r.kvCacheBytes)}
             """)
             return 0
@@ -33,7 +34,7 @@ enum BenchCommand {
         let llc = r.lastLevelCacheBytes > 0 ? String(format: ", last-level cache %.0f MB", Double(r.lastLevelCacheBytes) / 1e6) : ""
         print(String(format: "machine: %d threads, %@ kernels, read bandwidth %.1f GB/s, peak %.1f GFLOP/s (FMA)%@", n, r.isa, r.bandwidth / gb, r.peakFLOPS / 1e9, llc))
         print(String(format: "model:   %@ (%@, n_layer %d, n_embd %d), %.1f MB of weights read per token; open %.2f ms (map + validate; again in this process %.2f ms), model %.2f ms, tokenizer %.1f ms",
-                     modelPath, r.weightDType.description, c.layerCount, c.embeddingSize, Double(r.weightBytesPerToken) / 1e6, r.openMilliseconds, r.reopenMilliseconds, r.modelInitMilliseconds, r.tokenizerMilliseconds))
+                     modelPath, r.weightTypes, c.layerCount, c.embeddingSize, Double(r.weightBytesPerToken) / 1e6, r.openMilliseconds, r.reopenMilliseconds, r.modelInitMilliseconds, r.tokenizerMilliseconds))
         print("")
         print("| test   |            tok/s |   GB/s | % of bandwidth | GFLOP/s | % of peak FLOP/s |")
         print("| ------ | ---------------: | -----: | -------------: | ------: | ---------------: |")
@@ -48,6 +49,9 @@ enum BenchCommand {
             print(String(format: "Note: the %.0f MB of weights are less than twice the %.0f MB last-level cache, which can serve part of each token's reads (more when other processes leave it alone), so tg can pass the bandwidth ceiling; the read of the mapped file, same bytes, is the ceiling to compare with.",
                          Double(r.weightBytesPerToken) / 1e6, Double(r.lastLevelCacheBytes) / 1e6))
         }
+        let step = r.tokenLayerProducts + r.tokenHead + r.tokenOther + r.tokenSampling
+        func part(_ ns: Double) -> String { String(format: "%.3f ms (%.0f%%)", ns / 1e6, 100 * ns / max(step, 1)) }
+        print("Per generated token (a profiled tg\(r.generatedTokens) pass): \(String(format: "%.3f", step / 1e6)) ms = layer matrix products \(part(r.tokenLayerProducts)) + LM head \(part(r.tokenHead)) + the rest of the forward pass (embeddings, LayerNorms, attention, adds, GELU) \(part(r.tokenOther)) + picking the token \(part(r.tokenSampling)).")
         print(String(format: "tg ceiling at the measured bandwidth: %.1f tok/s. Resident memory: %.1f MB (anonymous %.1f MB, file-backed %.1f MB); KV cache %.1f MB.",
                      r.bandwidth / Double(r.weightBytesPerToken), Double(r.residentBytes) / 1e6, Double(r.residentAnonymousBytes) / 1e6,
                      Double(r.residentFileBytes) / 1e6, Double(r.kvCacheBytes) / 1e6))

@@ -4,10 +4,12 @@ import G2WFormat
 
 /// `g2w-convert`: Hugging Face GPT-2 safetensors -> `.g2w`.
 public enum ConvertCommand {
-    static let usage = "usage: g2w-convert MODEL.safetensors|MODEL_DIR [-o OUT.g2w] [--dtype f16|f32] [--force] [options]"
+    static let usage = "usage: g2w-convert MODEL.safetensors|MODEL_DIR|MODEL.g2w [-o OUT.g2w] [--dtype f16|f32|q8_0|q4_0] [--force] [options]"
+    static let typeNames = G2WDType.allCases.map(\.description).joined(separator: ", ")
     static let parser = OptionParser(specs: [
         OptionSpec(names: ["-o", "--output"], valueName: "OUT.g2w", help: "output file (default: beside the input, model.safetensors -> model.g2w)"),
-        OptionSpec(names: ["--dtype"], valueName: "f16|f32", help: "element type of the weight matrices (default f16);\nbiases and LayerNorm parameters are always f32"),
+        OptionSpec(names: ["--dtype"], valueName: "TYPE", help: "element type of the layers' weight matrices: f32, f16 (default),\nq8_0 (8.5 bits per weight) or q4_0 (4.5 bits); biases and\nLayerNorm parameters are always f32"),
+        OptionSpec(names: ["--head-dtype"], valueName: "TYPE", help: "element type of wte, wpe and lm_head (read in full every\ntoken; default: q8_0 with --dtype q4_0, else --dtype)"),
         OptionSpec(names: ["-f", "--force"], valueName: nil, help: "overwrite OUT.g2w if it exists (replaced atomically)"),
         OptionSpec(names: ["--config"], valueName: "FILE", help: "config.json to use (default: beside the model)"),
         OptionSpec(names: ["--n-head"], valueName: "N", help: "number of attention heads, when there is no config.json"),
@@ -27,7 +29,9 @@ public enum ConvertCommand {
                 g2w-convert: convert a Hugging Face GPT-2 checkpoint to one self-contained .g2w file
                 (weights, hyperparameters and tokenizer). Reads model.safetensors directly; config.json
                 and the tokenizer files (vocab.json + merges.txt, encoder.json + vocab.bpe, or
-                tokenizer.json) are found beside it.
+                tokenizer.json) are found beside it. Given an f32 or f16 .g2w file instead, it
+                re-encodes it with --dtype/--head-dtype (default output: MODEL-TYPE.g2w), e.g.
+                  g2w-convert gpt2.g2w --dtype q8_0
 
                 \(usage)
 
@@ -44,8 +48,12 @@ public enum ConvertCommand {
             }
             var opts = HuggingFaceConverter.Options()
             if let d = o.string("--dtype") {
-                guard let t = G2WDType(name: d) else { throw UsageError("invalid value for --dtype: '\(d)' (expected f16 or f32)") }
+                guard let t = G2WDType(name: d) else { throw UsageError("invalid value for --dtype: '\(d)' (expected one of \(typeNames))") }
                 opts.dtype = t
+            }
+            if let d = o.string("--head-dtype") {
+                guard let t = G2WDType(name: d) else { throw UsageError("invalid value for --head-dtype: '\(d)' (expected one of \(typeNames))") }
+                opts.headDType = t
             }
             opts.output = o.string("--output")
             opts.overwrite = o.has("--force")
@@ -76,7 +84,7 @@ public enum ConvertCommand {
             progress.clear()
             if !quiet {
                 let mb = Double(summary.bytesWritten) / 1e6
-                Console.error("g2w-convert: wrote \(summary.output): \(summary.tensorCount) tensors, \(grouped(summary.parameterCount)) parameters, \(grouped(summary.bytesWritten)) bytes (\(opts.dtype) matrices) in \(String(format: "%.2f", summary.seconds)) s (\(String(format: "%.1f", mb / max(summary.seconds, 1e-9))) MB/s)")
+                Console.error("g2w-convert: wrote \(summary.output): \(summary.tensorCount) tensors, \(grouped(summary.parameterCount)) parameters, \(grouped(summary.bytesWritten)) bytes (\(opts.dtype) layers, \(opts.headDType ?? HuggingFaceConverter.defaultHeadDType(for: opts.dtype)) embeddings and head) in \(String(format: "%.2f", summary.seconds)) s (\(String(format: "%.1f", mb / max(summary.seconds, 1e-9))) MB/s)")
                 Console.error("g2w-convert: model: \(summary.configuration)\(summary.untiedHead ? ", separate lm_head" : ", lm_head tied to wte"); tokenizer: \(summary.tokenizerSource ?? "none")")
             }
             return 0

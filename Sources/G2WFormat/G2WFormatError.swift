@@ -53,7 +53,7 @@ public enum G2WFormatError: Error, Equatable, Sendable, CustomStringConvertible 
         case let .limitExceeded(section, what, value, limit):
             return "\(section): \(what) is \(value), over the limit of \(limit)"
         case let .invalidTensor(name, index, reason):
-            return "tensor #\(index) '\(escapedForDisplay(name))': \(reason)"
+            return index < 0 ? "tensor '\(escapedForDisplay(name))': \(reason)" : "tensor #\(index) '\(escapedForDisplay(name))': \(reason)"
         case let .duplicateName(section, name):
             return "\(section): duplicate name '\(escapedForDisplay(name))'"
         case let .tensorChecksumMismatch(name, offset, stored, computed):

@@ -65,8 +65,11 @@ public final class G2WWriter {
                 elements = p
             }
             // Same bound as the reader: byte lengths must fit comfortably in Int.
-            guard elements <= UInt64(Int.max / 8), let bytes = elements.multiplyingChecked(UInt64(t.dtype.size)) else {
+            guard elements <= UInt64(Int.max / 8), let bytes = t.dtype.byteCount(elements: elements) else {
                 throw G2WFormatError.invalidTensor(name: t.name, index: i, reason: "shape \(t.shape) is too large")
+            }
+            guard t.shape.last! % t.dtype.blockElements == 0 else {
+                throw G2WFormatError.invalidTensor(name: t.name, index: i, reason: "\(t.dtype) needs the last dimension to be a multiple of \(t.dtype.blockElements), is \(t.shape.last!)")
             }
             infos.append(G2WTensorInfo(name: t.name, dtype: t.dtype, shape: t.shape, offset: 0, byteCount: bytes, checksum: 0))
         }
@@ -91,7 +94,7 @@ public final class G2WWriter {
             offset = i == infos.count - 1 ? end : next
         }
         self.infos = infos
-        header = G2WHeader(versionMajor: G2WLayout.versionMajor, versionMinor: G2WLayout.versionMinor, alignment: G2WLayout.alignment,
+        header = G2WHeader(versionMajor: G2WLayout.versionMajor, versionMinor: infos.map { $0.dtype.minimumMinorVersion }.max() ?? 0, alignment: G2WLayout.alignment,
                            headerSize: G2WLayout.headerSize, metadataOffset: metadataOffset, metadataSize: UInt64(metadataBytes.count),
                            metadataCount: UInt64(metadata.count), tensorTableOffset: tableOffset, tensorTableSize: tableSize,
                            tensorCount: UInt64(infos.count), dataOffset: dataOffset, dataSize: offset - dataOffset,

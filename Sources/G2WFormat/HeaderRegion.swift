@@ -311,7 +311,7 @@ enum HeaderRegion {
                 throw bad("name", G2WLayout.tensorEntryFixedSize, "is not valid UTF-8 without NUL")
             }
             guard let dtype = G2WDType(rawValue: dtypeCode) else {
-                throw G2WFormatError.invalidTensor(name: name, index: i, reason: "unknown dtype code \(dtypeCode) (this reader knows 0 = f32, 1 = f16)")
+                throw G2WFormatError.invalidTensor(name: name, index: i, reason: "unknown dtype code \(dtypeCode) (this reader knows \(G2WDType.allCases.map { "\($0.rawValue) = \($0)" }.joined(separator: ", ")))")
             }
             guard rank >= 1, rank <= G2WLayout.maxRank else {
                 throw G2WFormatError.invalidTensor(name: name, index: i, reason: "rank \(rank), must be 1...\(G2WLayout.maxRank)")
@@ -328,7 +328,16 @@ enum HeaderRegion {
                     throw G2WFormatError.invalidTensor(name: name, index: i, reason: "dimension \(d) beyond rank \(rank) must be 0, is \(dim)")
                 }
             }
-            let expectedBytes = elements * UInt64(dtype.size)
+            if dtype.isQuantized {
+                let cols = dims[rank - 1]
+                guard cols % UInt64(dtype.blockElements) == 0 else {
+                    throw G2WFormatError.invalidTensor(name: name, index: i, reason: "\(dtype) needs the last dimension to be a multiple of \(dtype.blockElements), is \(cols)")
+                }
+                guard h.versionMinor >= dtype.minimumMinorVersion else {
+                    throw G2WFormatError.invalidTensor(name: name, index: i, reason: "\(dtype) needs format version 1.\(dtype.minimumMinorVersion), the file says 1.\(h.versionMinor)")
+                }
+            }
+            let expectedBytes = dtype.byteCount(elements: elements) ?? UInt64.max
             guard byteCount == expectedBytes else {
                 throw G2WFormatError.invalidTensor(name: name, index: i, reason: "byte_length \(byteCount) does not match shape x \(dtype) = \(expectedBytes)")
             }

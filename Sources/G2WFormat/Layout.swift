@@ -1,10 +1,14 @@
+import CG2W
+
 /// Constants of the `.g2w` format, version 1 (spec/g2w.md).
 public enum G2WLayout {
     /// `89 47 32 57 0D 0A 1A 0A`: a non-ASCII first byte, "G2W", then CR LF, EOF, LF so text-mode
     /// transfers and truncation to 7 bits are detected (the PNG trick).
     public static let magic: [UInt8] = [0x89, 0x47, 0x32, 0x57, 0x0D, 0x0A, 0x1A, 0x0A]
     public static let versionMajor: UInt16 = 1
-    public static let versionMinor: UInt16 = 0
+    /// The newest minor version this library reads and writes. Files are written with the lowest
+    /// minor version their element types need (1.0 unless a tensor is quantized, 1.1).
+    public static let versionMinor: UInt16 = 1
     /// Written as a little-endian u32: bytes `04 03 02 01`.
     public static let byteOrderMark: UInt32 = 0x0102_0304
     /// Every blob starts at a multiple of this many bytes (a cache line, and enough for AVX-512).
@@ -28,35 +32,61 @@ public enum G2WLayout {
     static let tensorEntryFixedSize = 56
 }
 
-/// The element type of a tensor.
+/// The element type of a tensor (spec/g2w.md, "Element types"). Everything the library knows
+/// about a type comes from one traits table (``traits``, backed by CG2W's `g2w_type`): block
+/// shape, byte lengths and the kernels, so no other code switches over the cases.
 public enum G2WDType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case f32 = 0
     case f16 = 1
-    // 2 is reserved for bf16, 3...255 for future (quantized) types.
+    // 2 is reserved for bf16.
+    /// 8-bit blocks: 32 int8 quants and one binary16 scale per block (8.5 bits per weight).
+    case q8_0 = 3
+    /// 4-bit blocks: 32 nibbles (offset 8) and one binary16 scale per block (4.5 bits per weight).
+    case q4_0 = 4
 
-    /// Bytes per element.
+    /// The traits table entry of this type (block shape and kernels).
+    public var traits: UnsafePointer<g2w_type_traits> { g2w_type(Int32(rawValue))! }
+
+    /// Elements per block (1 for f32 and f16, 32 for the quantized types). The last dimension
+    /// of a tensor must be a multiple of it.
+    public var blockElements: Int { traits.pointee.block_elements }
+    /// Bytes per block, scales included.
+    public var blockBytes: Int { traits.pointee.block_bytes }
+    /// Bytes per element of the unquantized types (f32: 4, f16: 2). For quantized types, use
+    /// ``byteCount(elements:)``.
     public var size: Int {
-        switch self {
-        case .f32: return 4
-        case .f16: return 2
-        }
+        precondition(!isQuantized, "\(self) has no per-element size: use byteCount(elements:)")
+        return blockBytes
     }
+    /// Whether values are stored as blocks of quants with scales.
+    public var isQuantized: Bool { blockElements > 1 }
+    /// Bits per element, scales included (32, 16, 8.5, 4.5).
+    public var bitsPerElement: Double { Double(blockBytes * 8) / Double(blockElements) }
 
-    public var description: String {
-        switch self {
-        case .f32: return "f32"
-        case .f16: return "f16"
-        }
+    /// Byte length of `elements` values (a multiple of the block), nil on overflow.
+    public func byteCount(elements: UInt64) -> UInt64? {
+        let (blocks, rem) = elements.quotientAndRemainder(dividingBy: UInt64(blockElements))
+        guard rem == 0 else { return nil }
+        return blocks.multiplyingChecked(UInt64(blockBytes))
     }
+    /// Byte offset of the scales region in a blob of `elements` values (quantized types).
+    public func scalesOffset(elements: Int) -> Int { elements / blockElements * traits.pointee.quant_bytes }
 
-    /// Parses "f32" / "f16".
+    public var description: String { String(cString: traits.pointee.name) }
+
+    /// Parses a type name ("f32", "float16", "q8_0", ...).
     public init?(name: String) {
         switch name.lowercased() {
-        case "f32", "float32": self = .f32
-        case "f16", "float16": self = .f16
-        default: return nil
+        case "float32": self = .f32
+        case "float16": self = .f16
+        default:
+            guard let t = Self.allCases.first(where: { $0.description == name.lowercased() }) else { return nil }
+            self = t
         }
     }
+
+    /// The file format's minor version that introduced this type (1.0 readers reject 1.1 types).
+    public var minimumMinorVersion: UInt16 { isQuantized ? 1 : 0 }
 }
 
 /// What the tensor table says about one tensor.

@@ -50,8 +50,9 @@ extern "C" {
 #endif
 /// Forces the portable kernels (1) or restores run-time dispatch (0). For tests and benchmarks.
 void g2w_force_generic(int on);
-/// Forces kernel level 0 (portable), 1 (AVX2+FMA+F16C) or 2 (+ AVX-512F for the batched
-/// matmul), capped at what the CPU supports; -1 restores run-time dispatch. Returns the level set.
+/// Forces kernel level 0 (portable), 1 (AVX2+FMA+F16C), 2 (+ AVX-512F for the batched
+/// matmul) or 3 (+ AVX-512BW/VL/VNNI for the int8 dot products of quantized weights),
+/// capped at what the CPU supports; -1 restores run-time dispatch. Returns the level set.
 int g2w_force_isa(int level);
 
 /// Matrix-vector product over rows [row_begin, row_end) of W (rows x cols, row-major):
@@ -147,6 +148,47 @@ size_t g2w_pool_threads(const g2w_pool *pool);
 void g2w_pool_run(g2w_pool *pool, size_t jobs, g2w_pool_task task, void *context);
 /// Stops and joins the workers and frees the pool (NULL is ignored).
 void g2w_pool_destroy(g2w_pool *pool);
+#ifdef __cplusplus
+}
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/// Element type codes of the tensor table (spec/g2w.md, "Element types").
+enum { G2W_TYPE_F32 = 0, G2W_TYPE_F16 = 1, G2W_TYPE_Q8_0 = 3, G2W_TYPE_Q4_0 = 4 };
+
+/// What the runtime knows about one element type: its block shape and its kernels. A tensor of
+/// `n` elements (n a multiple of block_elements, and of it along each row) takes
+/// n / block_elements * block_bytes bytes: first the values ("quants", quant_bytes per block),
+/// then for quantized types one binary16 scale per block. W below is a [rows, cols] matrix.
+typedef struct g2w_type_traits {
+    const char *name;
+    int code;
+    size_t block_elements, block_bytes, quant_bytes;
+    /// Bytes of the prepared activation of a `cols`-vector for matvec (0: matvec reads x as is).
+    size_t (*prepared_bytes)(size_t cols);
+    /// Prepares x (quantizes it per block to int8 for the integer dot products); NULL if none.
+    void (*prepare)(const float *x, size_t cols, void *prepared);
+    /// y[r] = dot(W[r, :], x) (+ bias[r]) for r in [r0, r1); xp is the prepared x (or x).
+    void (*matvec)(const void *W, size_t rows, size_t cols, const void *xp, const float *bias, float *y, size_t r0, size_t r1);
+    /// Y[t, r] = dot(X[t, :], W[r, :]) (+ bias[r]) for t < T, r in [r0, r1); Y's rows ldy apart.
+    void (*matmul)(const void *W, size_t rows, size_t cols, const float *X, const float *bias, float *Y, size_t T, size_t ldy, size_t r0, size_t r1);
+    /// Rows [r0, r1) of W as f32 into dst ((r1 - r0) x cols).
+    void (*dequantize)(const void *W, size_t rows, size_t cols, size_t r0, size_t r1, float *dst);
+    /// Encodes n elements (a multiple of block_elements): values to `values`, scales (if any) to `scales`.
+    void (*quantize)(const float *src, size_t n, void *values, uint16_t *scales);
+} g2w_type_traits;
+
+/// The traits of type `code`, or NULL for a code this library does not know.
+const g2w_type_traits *g2w_type(int code);
+
+/// ggml's reference quantizers (quantize_row_q8_0_ref / q4_0_ref), bit for bit: `nblocks` blocks
+/// of 32 floats to quants (32 int8 / 16 bytes of nibbles per block) and binary16 scales.
+void g2w_quantize_q8_0(const float *src, size_t nblocks, int8_t *quants, uint16_t *scales);
+void g2w_quantize_q4_0(const float *src, size_t nblocks, uint8_t *quants, uint16_t *scales);
+/// Index of the first binary16 value in h[0..<n] that is inf or NaN, n if none.
+size_t g2w_first_nonfinite_f16(const uint16_t *h, size_t n);
 #ifdef __cplusplus
 }
 #endif

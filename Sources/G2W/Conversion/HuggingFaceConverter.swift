@@ -19,8 +19,11 @@ public struct ConversionError: Error, CustomStringConvertible, Equatable {
 /// Memory stays bounded by about one tensor. Output is atomic (temporary file + rename).
 public struct HuggingFaceConverter {
     public struct Options {
-        /// Element type of the 2-D weight matrices (embeddings and projections). Default f16.
+        /// Element type of the layers' weight matrices. Default f16.
         public var dtype: G2WDType = .f16
+        /// Element type of the embeddings (`wte`, `wpe`) and the LM head, read in full every token
+        /// and the most sensitive to rounding; nil: ``defaultHeadDType(for:)``.
+        public var headDType: G2WDType?
         /// Output path; default: the input with its extension replaced by `.g2w`.
         public var output: String?
         public var overwrite = false
@@ -56,6 +59,28 @@ public struct HuggingFaceConverter {
     public let input: String
     public var options: Options
 
+    /// The embeddings' and LM head's type when none is given: q8_0 for q4_0 layers (4-bit
+    /// embeddings cost the most quality per byte saved), otherwise the layers' type.
+    public static func defaultHeadDType(for dtype: G2WDType) -> G2WDType { dtype == .q4_0 ? .q8_0 : dtype }
+
+    /// The element type of tensor `name` of `shape` under `options`: vectors f32, embeddings and
+    /// head the head type, other matrices the layers' type.
+    static func dtype(of name: String, shape: [Int], _ o: Options) -> G2WDType {
+        guard shape.count == 2 else { return .f32 }
+        let head = [GPT2Tensors.tokenEmbedding, GPT2Tensors.positionEmbedding, GPT2Tensors.lmHead].contains(name)
+        return head ? (o.headDType ?? defaultHeadDType(for: o.dtype)) : o.dtype
+    }
+
+    /// Checks that every matrix of `plan` fits its block type (columns a multiple of the block).
+    static func checkBlocks(_ plan: [(name: String, shape: [Int])], _ o: Options) throws {
+        for (name, shape) in plan {
+            let t = dtype(of: name, shape: shape, o)
+            guard shape.last! % t.blockElements == 0 else {
+                throw ConversionError("tensor '\(name)' has \(shape.last!) columns, not a multiple of \(t)'s block of \(t.blockElements): choose another --dtype/--head-dtype (f16 or f32 fit any shape)")
+            }
+        }
+    }
+
     public init(input: String, options: Options = Options()) {
         self.input = input
         self.options = options
@@ -70,6 +95,7 @@ public struct HuggingFaceConverter {
     }
 
     public func run() throws -> Summary {
+        if Self.isG2WFile(input) { return try requantize(input) }
         let start = Date()
         var modelPath = input
         var isDir: ObjCBool = false
@@ -145,7 +171,8 @@ public struct HuggingFaceConverter {
             for (k, v) in GPT2ModelWriter.tokenizerMetadata(t) { meta[k] = v }
         }
 
-        let descriptors = plan.map { G2WTensorDescriptor(name: $0.name, dtype: $0.shape.count == 2 ? options.dtype : .f32, shape: $0.shape) }
+        try Self.checkBlocks(plan, options)
+        let descriptors = plan.map { G2WTensorDescriptor(name: $0.name, dtype: Self.dtype(of: $0.name, shape: $0.shape, options), shape: $0.shape) }
         let output = options.output ?? Self.defaultOutput(for: modelPath)
         let writer: G2WWriter
         do { writer = try G2WWriter(path: output, metadata: meta, tensors: descriptors, overwrite: options.overwrite) } catch let e as G2WFormatError {
@@ -162,23 +189,19 @@ public struct HuggingFaceConverter {
                 let rows = d.shape.count == 2 ? d.shape[0] : 1
                 let cols = d.shape.count == 2 ? d.shape[1] : d.shape[0]
                 let step = max(1, (1 << 20) / max(cols, 1))
+                var encoder = G2WTensorEncoder(writer: writer, name: d.name, dtype: d.dtype, shape: d.shape)
                 var r0 = 0
                 while r0 < rows {
                     let r1 = min(rows, r0 + step)
                     let floats = Self.readFloats(st, e, transpose: transpose, outputRows: r0..<r1)
-                    switch d.dtype {
-                    case .f32: try writer.write(floats)
-                    case .f16:
-                        var halves = [UInt16](repeating: 0, count: floats.count)
-                        g2w_f32_to_f16(floats, &halves, floats.count)
-                        try writer.write(halves)
-                    }
+                    try floats.withUnsafeBufferPointer { try encoder.append($0) }
                     if !transpose { st.release(e, bytes: (r0 * cols * e.dtype.size)..<(r1 * cols * e.dtype.size)) }
                     r0 = r1
                 }
+                try encoder.finish()
                 st.release(e)
                 parameters += d.shape.reduce(1, *)
-                written += UInt64(d.shape.reduce(1, *) * d.dtype.size)
+                written += d.dtype.byteCount(elements: UInt64(d.shape.reduce(1, *)))!
                 options.progress?(i + 1, descriptors.count, written, writer.fileSize)
             }
             try writer.finish()

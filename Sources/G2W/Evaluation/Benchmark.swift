@@ -55,6 +55,16 @@ public enum Benchmark {
         /// pages, all threads), measured after the runs: what streaming the weights in place can reach.
         public var mappedFileBandwidth: Double
 
+        /// Where a decoding step's time goes (one more tg pass with ``GPT2Session/profiling`` on),
+        /// per token in nanoseconds: the layers' matrix products, the LM head, everything else of
+        /// the forward pass, and picking the next token from the logits (argmax over the vocabulary).
+        public var tokenLayerProducts: Double
+        public var tokenHead: Double
+        public var tokenOther: Double
+        public var tokenSampling: Double
+        /// Element types in words ("q4_0 (wte q8_0)").
+        public var weightTypes: String
+
         public var generationBandwidthFraction: Double { generationSpeed.mean * Double(weightBytesPerToken) / bandwidth }
         public var generationMappedFileFraction: Double { generationSpeed.mean * Double(weightBytesPerToken) / mappedFileBandwidth }
         public var promptPeakFraction: Double { promptSpeed.mean * promptFLOPsPerToken / peakFLOPS }
@@ -189,6 +199,18 @@ public enum Benchmark {
                 log("rep \(r): pp\(pp) \(String(format: "%.1f", ppSpeeds.last!)) tok/s, tg\(tg) \(String(format: "%.1f", tgSpeeds.last!)) tok/s")
             }
         }
+        // The time split of a decoding step: one more tg pass, profiled.
+        session.reset()
+        session.profiling = true
+        var tok = 0, sampling: UInt64 = 0
+        for _ in 0..<tg {
+            let logits = try session.append([tok])
+            let a = DispatchTime.now().uptimeNanoseconds
+            tok = Sampler.argmax(logits)
+            sampling += DispatchTime.now().uptimeNanoseconds - a
+        }
+        let p = session.profile, perToken = { (ns: UInt64) in Double(ns) / Double(tg) }
+        session.profiling = false
         let (rss, anon, fileRSS) = residentMemory()
         // The weights start after the header region; the file ends with them.
         let dataStart = Int(file.header.dataOffset)
@@ -204,7 +226,9 @@ public enum Benchmark {
                       promptTokens: pp, generatedTokens: tg, promptSpeed: Stat(ppSpeeds), generationSpeed: Stat(tgSpeeds),
                       weightBytesPerToken: model.weightBytesPerToken, promptFLOPsPerToken: 2 * layerWeights + attention + head,
                       residentBytes: rss, residentAnonymousBytes: anon, residentFileBytes: fileRSS,
-                      kvCacheBytes: 2 * c.layerCount * c.contextLength * c.embeddingSize * 4, mappedFileBandwidth: mapped)
+                      kvCacheBytes: 2 * c.layerCount * c.contextLength * c.embeddingSize * 4, mappedFileBandwidth: mapped,
+                      tokenLayerProducts: perToken(p.layerProducts), tokenHead: perToken(p.head), tokenOther: perToken(p.other), tokenSampling: perToken(sampling),
+                      weightTypes: model.weightTypesDescription)
     }
 }
 

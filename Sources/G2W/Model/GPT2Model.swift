@@ -10,20 +10,17 @@ public struct WeightMatrix: @unchecked Sendable {
     public let rows: Int
     public let cols: Int
 
-    /// Row `r` converted to Float (for embedding lookups).
+    /// Bytes of the matrix (scales included).
+    public var byteCount: Int { Int(dtype.byteCount(elements: UInt64(rows * cols))!) }
+
+    /// Row `r` converted to Float (embedding lookups; dequantized for quantized types).
     func copyRow(_ r: Int, into dst: UnsafeMutablePointer<Float>) {
-        switch dtype {
-        case .f32: dst.update(from: base.assumingMemoryBound(to: Float.self) + r * cols, count: cols)
-        case .f16: g2w_f16_to_f32(base.assumingMemoryBound(to: UInt16.self) + r * cols, dst, cols)
-        }
+        dtype.traits.pointee.dequantize(base, rows, cols, r, r + 1, dst)
     }
 
-    /// Element (r, c) as Float. For the reference path only.
-    func element(_ r: Int, _ c: Int) -> Float {
-        switch dtype {
-        case .f32: return base.assumingMemoryBound(to: Float.self)[r * cols + c]
-        case .f16: return Float(Float16(bitPattern: base.assumingMemoryBound(to: UInt16.self)[r * cols + c]))
-        }
+    /// Row `r` as Floats. For the reference path only.
+    func row(_ r: Int) -> [Float] {
+        [Float](unsafeUninitializedCapacity: cols) { buffer, n in copyRow(r, into: buffer.baseAddress!); n = cols }
     }
 }
 
@@ -93,13 +90,20 @@ public final class GPT2Model: @unchecked Sendable {
     /// embedding), for bandwidth figures.
     public var weightBytesPerToken: Int {
         var n = 0
-        for l in parameters.layers { for m in [l.attention, l.projection, l.feedForward, l.feedForwardOut] { n += m.rows * m.cols * m.dtype.size } }
-        n += parameters.head.rows * parameters.head.cols * parameters.head.dtype.size
+        for l in parameters.layers { for m in [l.attention, l.projection, l.feedForward, l.feedForwardOut] { n += m.byteCount } }
+        n += parameters.head.byteCount
         return n
     }
 
-    /// Dtype of the weight matrices.
-    public var weightDType: G2WDType { parameters.tokenEmbedding.dtype }
+    /// Element type of the layers' weight matrices (of the embeddings if there are no layers).
+    public var weightDType: G2WDType { parameters.layers.first?.feedForward.dtype ?? parameters.tokenEmbedding.dtype }
+
+    /// The element types in words: "f16", or "q4_0 (wte q8_0)" when the embeddings / head differ.
+    public var weightTypesDescription: String {
+        let head = parameters.head.dtype, layers = weightDType
+        let name = hasSeparateHead ? "lm_head" : "wte"
+        return head == layers ? "\(layers)" : "\(layers) (\(name) \(head))"
+    }
 
     /// The embedded tokenizer (built on first use), or an error saying the file has none or why
     /// it is invalid.

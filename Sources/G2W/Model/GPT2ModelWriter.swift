@@ -33,7 +33,8 @@ public enum GPT2ModelWriter {
         return m
     }
 
-    /// Writes `block` to `path`: 2-D weights as `dtype` (f32 or f16, rounded to nearest even),
+    /// Writes `block` to `path`: 2-D weights as `dtype` (f16 rounded to nearest even; quantized
+    /// types with ggml's reference rounding),
     /// vectors as f32. `tokenizer` is `tokenizer.*` metadata (empty: no tokenizer); `metadata`
     /// adds application keys; `extraTensors` follow the model's. `writer` names the program in
     /// `g2w.converter`.
@@ -51,9 +52,9 @@ public enum GPT2ModelWriter {
         let w = try G2WWriter(path: path, metadata: meta, tensors: descriptors, overwrite: overwrite)
         do {
             for (e, d) in zip(block.entries, descriptors) {
-                try write(UnsafeBufferPointer(block.tensor(named: e.name)!), as: d.dtype, to: w)
+                try write(UnsafeBufferPointer(block.tensor(named: e.name)!), name: e.name, shape: e.shape, as: d.dtype, to: w)
             }
-            for t in extraTensors { try write(t.values, as: .f32, to: w) }
+            for t in extraTensors { try write(t.values, name: t.name, shape: t.shape, as: .f32, to: w) }
             try w.finish()
         } catch {
             w.cancel()
@@ -61,21 +62,17 @@ public enum GPT2ModelWriter {
         }
     }
 
-    /// Streams values in 1 Mi-element slices (f16 converted slice by slice).
-    static func write(_ values: UnsafeBufferPointer<Float>, as dtype: G2WDType, to w: G2WWriter) throws {
-        let slice = 1 << 20
-        var halves = [UInt16]()
+    /// Streams values in slices of about 1 Mi elements (whole rows), encoded as `dtype`.
+    static func write(_ values: UnsafeBufferPointer<Float>, name: String, shape: [Int], as dtype: G2WDType, to w: G2WWriter) throws {
+        var e = G2WTensorEncoder(writer: w, name: name, dtype: dtype, shape: shape)
+        let cols = shape.last!
+        let slice = max(1, (1 << 20) / cols) * cols
         var i = 0
         while i < values.count {
             let n = min(slice, values.count - i)
-            switch dtype {
-            case .f32: try w.write(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(values)[(4 * i)..<(4 * (i + n))]))
-            case .f16:
-                if halves.count < n { halves = [UInt16](repeating: 0, count: n) }
-                halves.withUnsafeMutableBufferPointer { g2w_f32_to_f16(values.baseAddress! + i, $0.baseAddress!, n) }
-                try halves.withUnsafeBytes { try w.write(UnsafeRawBufferPointer(rebasing: $0[0..<(2 * n)])) }
-            }
+            try e.append(UnsafeBufferPointer(rebasing: values[i..<(i + n)]))
             i += n
         }
+        try e.finish()
     }
 }

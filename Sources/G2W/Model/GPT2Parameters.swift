@@ -33,7 +33,7 @@ public struct GPT2Parameters: @unchecked Sendable {
 
     /// Builds the views. `storage(name, shape)` returns where the tensor of the schema with that
     /// name and shape lies and its element type, or throws (missing, wrong shape). Vectors must
-    /// be f32; matrices f32 or f16.
+    /// be f32; matrices may be of any element type.
     public init(configuration c: GPT2Configuration, untiedHead: Bool,
                 storage: (_ name: String, _ shape: [Int]) throws -> (UnsafeRawPointer, G2WDType)) throws {
         configuration = c
@@ -148,16 +148,14 @@ public final class GPT2ParameterBlock: @unchecked Sendable {
         try self.init(configuration: other.configuration, untiedHead: other.untiedHead, purpose: purpose)
     }
 
-    /// A writable f32 copy of a model's parameters (f16 weights are widened exactly).
+    /// A writable f32 copy of a model's parameters (f16 weights are widened exactly, quantized
+    /// ones dequantized).
     public convenience init(copying model: GPT2Model) throws {
         try self.init(configuration: model.configuration, untiedHead: model.parameters.hasSeparateHead)
         for e in entries {
             guard let t = model.file.tensor(named: e.name) else { throw ModelError.missingTensor(e.name) }
-            let dst = storage.base + e.offset
-            switch t.dtype {
-            case .f32: dst.update(from: t.baseAddress.assumingMemoryBound(to: Float.self), count: e.count)
-            case .f16: g2w_f16_to_f32(t.baseAddress.assumingMemoryBound(to: UInt16.self), dst, e.count)
-            }
+            let cols = e.shape.last!, rows = e.count / cols
+            t.dtype.traits.pointee.dequantize(t.baseAddress, rows, cols, 0, rows, storage.base + e.offset)
         }
     }
 

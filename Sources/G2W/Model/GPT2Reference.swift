@@ -11,7 +11,8 @@ public enum GPT2Reference {
         let E = c.embeddingSize, H = c.headCount, D = c.headSize, T = tokens.count
         // x = wte[tokens] + wpe[0..<T]                                         [T, E]
         var x: [[Float]] = tokens.enumerated().map { t, tok in
-            (0..<E).map { m.parameters.tokenEmbedding.element(tok, $0) + m.parameters.positionEmbedding.element(t, $0) }
+            let w = m.parameters.tokenEmbedding.row(tok), p = m.parameters.positionEmbedding.row(t)
+            return (0..<E).map { w[$0] + p[$0] }
         }
         for layer in m.parameters.layers {
             // Attention.
@@ -61,8 +62,9 @@ public enum GPT2Reference {
     /// y = W x + b with W stored [out, in].
     static func linear(_ w: WeightMatrix, _ b: UnsafePointer<Float>?, _ x: [Float]) -> [Float] {
         (0..<w.rows).map { r in
+            let row = w.row(r)  // dequantized exactly as the file says
             var s = 0.0
-            for k in 0..<w.cols { s += Double(w.element(r, k)) * Double(x[k]) }
+            for k in 0..<w.cols { s += Double(row[k]) * Double(x[k]) }
             return Float(s + Double(b?[r] ?? 0))
         }
     }

@@ -13,6 +13,22 @@ public final class GPT2Session {
     /// Tokens in the cache.
     public private(set) var count = 0
 
+    /// Where a forward pass's time goes, accumulated over calls while ``profiling`` is on.
+    public struct Profile: Sendable {
+        /// Nanoseconds in the layers' matrix products (thread hand-offs included).
+        public var layerProducts: UInt64 = 0
+        /// Nanoseconds in the LM head's product.
+        public var head: UInt64 = 0
+        /// Nanoseconds in whole `append` calls.
+        public var total: UInt64 = 0
+        /// Everything else: embeddings, LayerNorms, attention over the cache, residual adds, GELU.
+        public var other: UInt64 { total - layerProducts - head }
+        public var calls = 0
+    }
+    /// Turns the time split of ``profile`` on (a clock read around each product: ~60 per token).
+    public var profiling = false
+    public var profile = Profile()
+
     let c: GPT2Configuration
     // KV cache: [layer][position][E], keys and values.
     let keys: UnsafeMutablePointer<Float>
@@ -21,6 +37,9 @@ public final class GPT2Session {
     var capacity = 0
     var x, h, qkv, att, ff: UnsafeMutablePointer<Float>
     var scores: UnsafeMutablePointer<Float>  // per thread: n_ctx floats
+    /// The prepared (int8-quantized) activation of a decoding step's product, for quantized weights.
+    var prepared = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)
+    var preparedCapacity = 64
     /// Per thread: capacity x n_ctx floats, the score matrix of one head for a batched prompt.
     var promptScores: UnsafeMutablePointer<Float>
     /// The worker threads (the calling thread is worker 0); nil if none could be made (then all
@@ -46,7 +65,7 @@ public final class GPT2Session {
 
     deinit {
         g2w_pool_destroy(pool)
-        keys.deallocate(); values.deallocate()
+        keys.deallocate(); values.deallocate(); prepared.deallocate()
         for p in [x, h, qkv, att, ff, scores, promptScores] { p.deallocate() }
     }
 
@@ -84,6 +103,10 @@ public final class GPT2Session {
         }
         let T = tokens.count, E = c.embeddingSize, I = c.innerSize, H = c.headCount, D = c.headSize
         let start = count
+        let began = profiling ? DispatchTime.now().uptimeNanoseconds : 0
+        defer {
+            if profiling { profile.total += DispatchTime.now().uptimeNanoseconds - began; profile.calls += 1 }
+        }
         reserve(T)
         let eps = Float(c.layerNormEpsilon)
         let m = model
@@ -145,28 +168,47 @@ public final class GPT2Session {
         let rows = T - first
         for r in 0..<rows { g2w_layernorm(x + (first + r) * E, m.parameters.finalNormWeight, m.parameters.finalNormBias, h + r * E, E, eps) }
         var logits = [Float](repeating: 0, count: rows * c.vocabularySize)
-        logits.withUnsafeMutableBufferPointer { matmul(m.parameters.head, h, nil, $0.baseAddress!, rows) }
+        let headStart = profiling ? DispatchTime.now().uptimeNanoseconds : 0
+        logits.withUnsafeMutableBufferPointer { matmul(m.parameters.head, h, nil, $0.baseAddress!, rows, isHead: true) }
+        if profiling { profile.head += DispatchTime.now().uptimeNanoseconds - headStart }
         return logits
     }
 
-    /// Y[T, W.rows] = X[T, W.cols] W^T + bias, spread over the threads by output rows.
-    func matmul(_ w: WeightMatrix, _ X: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?, _ Y: UnsafeMutablePointer<Float>, _ T: Int) {
+    /// Y[T, W.rows] = X[T, W.cols] W^T + bias, spread over the threads by output rows. The
+    /// element type's kernels come from its traits; for one row (decoding), x is first prepared
+    /// once (quantized to int8 per block for the quantized types) and shared by the threads.
+    func matmul(_ w: WeightMatrix, _ X: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?, _ Y: UnsafeMutablePointer<Float>, _ T: Int, isHead: Bool = false) {
+        let began = profiling && !isHead ? DispatchTime.now().uptimeNanoseconds : 0
+        defer { if profiling && !isHead { profile.layerProducts += DispatchTime.now().uptimeNanoseconds - began } }
         let cols = w.cols, rows = w.rows
+        let k = w.dtype.traits.pointee
         // Chunks aligned to 12 rows (the kernels' 4-row and 3-row tiles).
         let n = threads
         let per = (rows + n - 1) / n
         let chunk = min(rows, max(12, (per + 11) / 12 * 12))
         let pieces = (rows + chunk - 1) / chunk
-        let run: (Int) -> Void = { i in
-            let r0 = i * chunk, r1 = min(rows, r0 + chunk)
-            switch (w.dtype, T) {
-            case (.f32, 1): g2w_matvec_f32(w.base.assumingMemoryBound(to: Float.self), X, bias, Y, cols, r0, r1)
-            case (.f16, 1): g2w_matvec_f16(w.base.assumingMemoryBound(to: UInt16.self), X, bias, Y, cols, r0, r1)
-            case (.f32, _): g2w_matmul_f32(w.base.assumingMemoryBound(to: Float.self), X, bias, Y, T, cols, rows, r0, r1)
-            case (.f16, _): g2w_matmul_f16(w.base.assumingMemoryBound(to: UInt16.self), X, bias, Y, T, cols, rows, r0, r1)
+        if T == 1 {
+            var xp = UnsafeRawPointer(X)
+            if let prepare = k.prepare {
+                let bytes = k.prepared_bytes(cols)
+                if bytes > preparedCapacity {
+                    prepared.deallocate()
+                    prepared = .allocate(byteCount: bytes, alignment: 64)
+                    preparedCapacity = bytes
+                }
+                prepare(X, cols, prepared)
+                xp = UnsafeRawPointer(prepared)
+            }
+            interleaved(pieces) { i, _ in
+                let r0 = i * chunk, r1 = min(rows, r0 + chunk)
+                k.matvec(w.base, rows, cols, xp, bias, Y, r0, r1)
+            }
+        } else {
+            interleaved(pieces) { i, _ in
+                let r0 = i * chunk, r1 = min(rows, r0 + chunk)
+                k.matmul(w.base, rows, cols, X, bias, Y, T, rows, r0, r1)
             }
         }
-        interleaved(pieces) { i, _ in run(i) }
     }
 
     /// Runs `body(job, worker)` for jobs 0..<n on the pool: the threads take the jobs one at a time,

@@ -1,0 +1,506 @@
+// Block-quantized weights (spec/g2w.md, "Quantized element types"): q8_0 and q4_0, 32 weights per
+// block, one binary16 scale per block, quants of a tensor stored first and its scales after them.
+//
+//   quantize      ggml's reference rounding, bit for bit (the converter)
+//   dequantize    rows to f32 (embedding lookups, the reference path, the prompt path's panels)
+//   prepare       the activation vector of a decoding step quantized to int8 once per product:
+//                 per block of 32, dx = max|x| / 127, xq = round(x / dx) (ggml's q8_0 rule, f32 scale)
+//   matvec        integer dot products per block, scaled by dw * dx and summed in f32: AVX-512 VNNI
+//                 (vpdpbusd), AVX2 (pmaddubsw / pmaddwd), portable C; four far-apart row streams
+//                 with software prefetch, as the f16 kernel
+//   matmul        the prompt path: groups of rows dequantized to f32, then the f32 kernels
+//
+// The element-type traits table at the end (g2w_type) is the one place a caller picks these.
+#include "cg2w.h"
+#include "half.h"
+#include "simd.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#pragma STDC FP_CONTRACT OFF  // the quantizers must round exactly as ggml's reference (no fused x * id + 8.5)
+
+enum { QK = 32 };
+
+// ---------------------------------------------------------------------------------------------
+// Quantization (ggml's quantize_row_q8_0_ref / quantize_row_q4_0_ref) and dequantization.
+
+void g2w_quantize_q8_0(const float *src, size_t nblocks, int8_t *quants, uint16_t *scales) {
+    for (size_t b = 0; b < nblocks; b++) {
+        const float *x = src + b * QK;
+        float amax = 0.0f;
+        for (int j = 0; j < QK; j++) { float a = fabsf(x[j]); if (a > amax) amax = a; }
+        const float d = amax / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        scales[b] = float_to_half(d);
+        for (int j = 0; j < QK; j++) {
+            const float v = x[j] * id;
+            quants[b * QK + j] = isfinite(v) ? (int8_t)roundf(v) : 0;  // 1/d overflowed: the scale is a binary16 zero anyway
+        }
+    }
+}
+
+void g2w_quantize_q4_0(const float *src, size_t nblocks, uint8_t *quants, uint16_t *scales) {
+    for (size_t b = 0; b < nblocks; b++) {
+        const float *x = src + b * QK;
+        // The first element of largest magnitude, with its sign (gguf's argmax; in a block of zeros
+        // that is x[0], so d = -0 or +0 by x[0]'s sign, where ggml's C code always gives -0).
+        float amax = fabsf(x[0]), max = x[0];
+        for (int j = 1; j < QK; j++) { float a = fabsf(x[j]); if (amax < a) { amax = a; max = x[j]; } }
+        const float d = max / -8.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        scales[b] = float_to_half(d);
+        for (int j = 0; j < QK / 2; j++) {
+            const float x0 = x[j] * id, x1 = x[QK / 2 + j] * id;
+            const float y0 = x0 + 8.5f, y1 = x1 + 8.5f;
+            int i0 = isfinite(y0) ? (int8_t)y0 : 0, i1 = isfinite(y1) ? (int8_t)y1 : 0;
+            uint8_t q0 = (uint8_t)(i0 < 15 ? i0 : 15), q1 = (uint8_t)(i1 < 15 ? i1 : 15);
+            quants[b * (QK / 2) + j] = (uint8_t)(q0 | (q1 << 4));
+        }
+    }
+}
+
+size_t g2w_first_nonfinite_f16(const uint16_t *h, size_t n) {
+    for (size_t i = 0; i < n; i++) if ((h[i] & 0x7C00) == 0x7C00) return i;
+    return n;
+}
+
+// Elements [e0, e0 + n) of a quantized tensor (e0 and n multiples of 32) to f32.
+static void dequant_q8_0(const int8_t *q, const uint16_t *s, size_t e0, size_t n, float *dst) {
+    for (size_t b = 0; b < n / QK; b++) {
+        size_t g = e0 / QK + b;
+        float d = half_to_float(s[g]);
+        for (int j = 0; j < QK; j++) dst[b * QK + j] = d * (float)q[g * QK + j];
+    }
+}
+static void dequant_q4_0(const uint8_t *q, const uint16_t *s, size_t e0, size_t n, float *dst) {
+    for (size_t b = 0; b < n / QK; b++) {
+        size_t g = e0 / QK + b;
+        float d = half_to_float(s[g]);
+        for (int j = 0; j < QK / 2; j++) {
+            uint8_t v = q[g * (QK / 2) + j];
+            dst[b * QK + j] = d * (float)((int)(v & 0x0F) - 8);
+            dst[b * QK + QK / 2 + j] = d * (float)((int)(v >> 4) - 8);
+        }
+    }
+}
+
+#if G2W_X86
+AVX512 static void dequant_q8_0_avx512(const int8_t *q, const uint16_t *s, size_t e0, size_t n, float *dst) {
+    for (size_t b = 0; b < n / QK; b++) {
+        size_t g = e0 / QK + b;
+        __m512 d = _mm512_set1_ps(half_to_float(s[g]));
+        const int8_t *p = q + g * QK;
+        __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)));
+        __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 16))));
+        _mm512_storeu_ps(dst + b * QK, _mm512_mul_ps(d, lo));
+        _mm512_storeu_ps(dst + b * QK + 16, _mm512_mul_ps(d, hi));
+    }
+}
+AVX512 static void dequant_q4_0_avx512(const uint8_t *q, const uint16_t *s, size_t e0, size_t n, float *dst) {
+    const __m512i mask = _mm512_set1_epi32(0x0F), eight = _mm512_set1_epi32(8);
+    for (size_t b = 0; b < n / QK; b++) {
+        size_t g = e0 / QK + b;
+        __m512 d = _mm512_set1_ps(half_to_float(s[g]));
+        __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(q + g * (QK / 2))));
+        __m512 lo = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_and_si512(v, mask), eight));
+        __m512 hi = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32(v, 4), eight));
+        _mm512_storeu_ps(dst + b * QK, _mm512_mul_ps(d, lo));
+        _mm512_storeu_ps(dst + b * QK + 16, _mm512_mul_ps(d, hi));
+    }
+}
+#endif
+
+// Where a [rows, cols] tensor's scales start: right after its quants.
+static inline const uint16_t *scales_q8_0(const void *W, size_t rows, size_t cols) { return (const uint16_t *)((const uint8_t *)W + rows * cols); }
+static inline const uint16_t *scales_q4_0(const void *W, size_t rows, size_t cols) { return (const uint16_t *)((const uint8_t *)W + rows * cols / 2); }
+
+static void dequant_elements_q8_0(const void *W, size_t rows, size_t cols, size_t e0, size_t n, float *dst) {
+    const uint16_t *s = scales_q8_0(W, rows, cols);
+#if G2W_X86
+    if (use_avx512()) { dequant_q8_0_avx512(W, s, e0, n, dst); return; }
+#endif
+    dequant_q8_0(W, s, e0, n, dst);
+}
+static void dequant_elements_q4_0(const void *W, size_t rows, size_t cols, size_t e0, size_t n, float *dst) {
+    const uint16_t *s = scales_q4_0(W, rows, cols);
+#if G2W_X86
+    if (use_avx512()) { dequant_q4_0_avx512(W, s, e0, n, dst); return; }
+#endif
+    dequant_q4_0(W, s, e0, n, dst);
+}
+void g2w_dequantize_q8_0(const void *W, size_t rows, size_t cols, size_t r0, size_t r1, float *dst) { dequant_elements_q8_0(W, rows, cols, r0 * cols, (r1 - r0) * cols, dst); }
+void g2w_dequantize_q4_0(const void *W, size_t rows, size_t cols, size_t r0, size_t r1, float *dst) { dequant_elements_q4_0(W, rows, cols, r0 * cols, (r1 - r0) * cols, dst); }
+
+// ---------------------------------------------------------------------------------------------
+// Activations. The prepared vector: float dx[nb], float cx[nb] (q4_0: 8 * dx * sum of the block's
+// xq, the nibbles' offset of 8 folded out), then the int8 xq at a 64-byte aligned offset.
+// For q8_0, xq is in element order. For q4_0, each group of four whole blocks is stored as the
+// low halves (elements 0-15) of its four blocks, then their high halves (16-31): the order in
+// which a 64-byte load of four blocks' nibbles unpacks (low nibbles, then high nibbles); blocks
+// after the last whole group stay in element order.
+static inline size_t xq_offset(size_t nb) { return (2 * nb * sizeof(float) + 63) & ~(size_t)63; }
+size_t g2w_prepared_bytes_q8(size_t cols) { return xq_offset(cols / QK) + cols; }
+
+static inline size_t q4_position(size_t nb4, size_t b, size_t j) {  // xq index of element j of block b (q4_0 order)
+    if (b >= nb4) return b * QK + j;
+    return (b / 4) * 128 + (j < 16 ? 0 : 64) + (b % 4) * 16 + (j & 15);
+}
+
+static void prepare_q8(const float *x, size_t cols, void *out, int q4_order) {
+    size_t nb = cols / QK, nb4 = q4_order ? nb & ~(size_t)3 : 0;
+    float *dx = out, *cx = dx + nb;
+    int8_t *xq = (int8_t *)out + xq_offset(nb);
+    for (size_t b = 0; b < nb; b++) {
+        const float *v = x + b * QK;
+        float amax = 0.0f;
+        for (int j = 0; j < QK; j++) { float a = fabsf(v[j]); if (a > amax) amax = a; }
+        const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        int sum = 0;
+        for (int j = 0; j < QK; j++) {
+            const float t = v[j] * id;
+            int q = isfinite(t) ? (int)roundf(t) : 0;
+            sum += q;
+            xq[q4_order ? q4_position(nb4, b, (size_t)j) : b * QK + j] = (int8_t)q;
+        }
+        dx[b] = d;
+        cx[b] = 8.0f * d * (float)sum;
+    }
+}
+void g2w_prepare_q8_0(const float *x, size_t cols, void *out) { prepare_q8(x, cols, out, 0); }
+void g2w_prepare_q4_0(const float *x, size_t cols, void *out) { prepare_q8(x, cols, out, 1); }
+
+// ---------------------------------------------------------------------------------------------
+// Portable dot products of one row (nb blocks) with the prepared activation.
+static inline float row_q8_0_generic(const int8_t *w, const uint16_t *s, const float *dx, const int8_t *xq, size_t nb) {
+    float acc = 0.0f;
+    for (size_t b = 0; b < nb; b++) {
+        int sum = 0;
+        for (int j = 0; j < QK; j++) sum += (int)w[b * QK + j] * (int)xq[b * QK + j];
+        acc += half_to_float(s[b]) * dx[b] * (float)sum;
+    }
+    return acc;
+}
+static inline float row_q4_0_generic(const uint8_t *w, const uint16_t *s, const float *dx, const float *cx, const int8_t *xq, size_t nb) {
+    size_t nb4 = nb & ~(size_t)3;
+    float acc = 0.0f;
+    for (size_t b = 0; b < nb; b++) {
+        int sum = 0;
+        for (int j = 0; j < QK / 2; j++) {
+            uint8_t v = w[b * (QK / 2) + j];
+            sum += (int)(v & 0x0F) * (int)xq[q4_position(nb4, b, (size_t)j)] + (int)(v >> 4) * (int)xq[q4_position(nb4, b, (size_t)j + 16)];
+        }
+        float d = half_to_float(s[b]);
+        acc += d * dx[b] * (float)sum - d * cx[b];
+    }
+    return acc;
+}
+
+static void matvec_q8_0_generic(const void *W, size_t rows, size_t cols, const void *xp, const float *bias, float *y, size_t r0, size_t r1) {
+    size_t nb = cols / QK;
+    const uint16_t *S = scales_q8_0(W, rows, cols);
+    const float *dx = xp;
+    const int8_t *xq = (const int8_t *)xp + xq_offset(nb);
+    for (size_t r = r0; r < r1; r++) y[r] = row_q8_0_generic((const int8_t *)W + r * cols, S + r * nb, dx, xq, nb) + (bias ? bias[r] : 0.0f);
+}
+static void matvec_q4_0_generic(const void *W, size_t rows, size_t cols, const void *xp, const float *bias, float *y, size_t r0, size_t r1) {
+    size_t nb = cols / QK;
+    const uint16_t *S = scales_q4_0(W, rows, cols);
+    const float *dx = xp, *cx = dx + nb;
+    const int8_t *xq = (const int8_t *)xp + xq_offset(nb);
+    for (size_t r = r0; r < r1; r++) y[r] = row_q4_0_generic((const uint8_t *)W + r * cols / 2, S + r * nb, dx, cx, xq, nb) + (bias ? bias[r] : 0.0f);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding kernels. Rows [r0, r1) as four far-apart streams (the quarters of the range, one row
+// of each at a time, sharing the activation loads), prefetching PFQ bytes ahead on each quants
+// stream and on each scales stream; leftover rows one at a time.
+enum { PFQ = 1024, PFS = 256 };
+
+#if G2W_X86
+// 32 blocks' worth of scale products: f[b] = d_w[b] * dx[b] for the blocks of one step.
+AVX2 static inline __m256 scale8(const uint16_t *s, const float *dx) {
+    return _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)s)), _mm256_loadu_ps(dx));
+}
+
+// AVX2: per block, |w| (u8) x sign(x, w) (s8) with pmaddubsw (pairs fit in int16: 2 x 128 x 127),
+// pmaddwd by ones to int32, to f32, times d_w * dx, into one f32 accumulator per row.
+AVX2 static inline __m256 block_q8_avx2(const int8_t *w, __m256i x) {
+    __m256i wv = _mm256_loadu_si256((const __m256i *)w);
+    __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(x, wv));
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+}
+AVX2 static inline __m256 block_q4_avx2(const uint8_t *w, __m256i x) {  // x: low-half then high-half activations
+    __m128i v = _mm_loadu_si128((const __m128i *)w);
+    __m256i nib = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), _mm256_set1_epi8(0x0F));
+    __m256i p = _mm256_maddubs_epi16(nib, x);
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+}
+AVX2 static inline __m256i x_q4_avx2(const int8_t *xq, size_t nb4, size_t b) {
+    if (b >= nb4) return _mm256_loadu_si256((const __m256i *)(xq + b * QK));
+    const int8_t *g = xq + (b / 4) * 128 + (b % 4) * 16;
+    return _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(g + 64)), _mm_loadu_si128((const __m128i *)g));
+}
+
+AVX2 static void matvec_q8_0_avx2(const void *W, size_t rows, size_t cols, const void *xp, const float *bias, float *y, size_t r0, size_t r1) {
+    size_t nb = cols / QK;
+    const uint16_t *S = scales_q8_0(W, rows, cols);
+    const float *dx = xp;
+    const int8_t *xq = (const int8_t *)xp + xq_offset(nb), *Q = W;
+    size_t per = (r1 - r0) / 4;
+    for (size_t i = 0; i < per; i++) {
+        const int8_t *w[4];
+        const uint16_t *s[4];
+        __m256 acc[4];
+        for (int j = 0; j < 4; j++) { w[j] = Q + (r0 + i + j * per) * cols; s[j] = S + (r0 + i + j * per) * nb; acc[j] = _mm256_setzero_ps(); }
+        for (int j = 0; j < 4; j++) _mm_prefetch((const char *)s[j] + PFS, _MM_HINT_T0);
+        for (size_t b = 0; b < nb; b++) {
+            __m256i x = _mm256_loadu_si256((const __m256i *)(xq + b * QK));
+            if ((b & 1) == 0)
+                for (int j = 0; j < 4; j++) _mm_prefetch((const char *)(w[j] + b * QK) + PFQ, _MM_HINT_T0);
+            for (int j = 0; j < 4; j++)
+                acc[j] = _mm256_fmadd_ps(block_q8_avx2(w[j] + b * QK, x), _mm256_set1_ps(half_to_float(s[j][b]) * dx[b]), acc[j]);
+        }
+        for (int j = 0; j < 4; j++) { size_t r = r0 + i + j * per; y[r] = hsum(acc[j]) + (bias ? bias[r] : 0.0f); }
+    }
+    for (size_t r = r0 + 4 * per; r < r1; r++) {
+        __m256 acc = _mm256_setzero_ps();
+        for (size_t b = 0; b < nb; b++)
+            acc = _mm256_fmadd_ps(block_q8_avx2(Q + r * cols + b * QK, _mm256_loadu_si256((const __m256i *)(xq + b * QK))),
+                                  _mm256_set1_ps(half_to_float(S[r * nb + b]) * dx[b]), acc);
+        y[r] = hsum(acc) + (bias ? bias[r] : 0.0f);
+    }
+}
+
+AVX2 static void matvec_q4_0_avx2(const void *W, size_t rows, size_t cols, const void *xp, const float *bias, float *y, size_t r0, size_t r1) {
+    size_t nb = cols / QK, nb4 = nb & ~(size_t)3;
+    const uint16_t *S = scales_q4_0(W, rows, cols);
+    const float *dx = xp, *cx = dx + nb;
+    const int8_t *xq = (const int8_t *)xp + xq_offset(nb);
+    const uint8_t *Q = W;
+    size_t per = (r1 - r0) / 4;
+    size_t r = r0;
+    for (size_t i = 0; i < per + (r1 - r0 - 4 * per); i++) {
+        int n = i < per ? 4 : 1;  // four streams, then the leftover rows one by one
+        const uint8_t *w[4];
+        const uint16_t *s[4];
+        size_t rr[4];
+        __m256 acc[4];
+        float corr[4];
+        for (int j = 0; j < n; j++) {
+            rr[j] = i < per ? r0 + i + j * per : r0 + 4 * per + (i - per);
+            w[j] = Q + rr[j] * cols / 2; s[j] = S + rr[j] * nb; acc[j] = _mm256_setzero_ps(); corr[j] = 0.0f;
+            _mm_prefetch((const char *)s[j] + PFS, _MM_HINT_T0);
+        }
+        for (size_t b = 0; b < nb; b++) {
+            __m256i x = x_q4_avx2(xq, nb4, b);
+            if ((b & 3) == 0)
+                for (int j = 0; j < n; j++) _mm_prefetch((const char *)(w[j] + b * 16) + PFQ, _MM_HINT_T0);
+            for (int j = 0; j < n; j++) {
+                float d = half_to_float(s[j][b]);
+                acc[j] = _mm256_fmadd_ps(block_q4_avx2(w[j] + b * 16, x), _mm256_set1_ps(d * dx[b]), acc[j]);
+                corr[j] += d * cx[b];
+            }
+        }
+        for (int j = 0; j < n; j++) y[rr[j]] = hsum(acc[j]) - corr[j] + (bias ? bias[rr[j]] : 0.0f);
+        (void)r;
+    }
+}
+
+// AVX-512 VNNI. q8_0: two blocks per 64-byte load; vpdpbusd(|w|, x with w's sign) gives eight
+// int32 partial sums per block; to f32, times [d_w dx of block 0 x 8, block 1 x 8], accumulated.
+VNNI512 static inline __m512 pair_scales(const uint16_t *s, const float *dx) {  // [f0 x 8, f1 x 8]
+    __m128 f = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(*(const int32_t *)s)), _mm_castpd_ps(_mm_load_sd((const double *)dx)));
+    return _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0), _mm512_castps128_ps512(f));
+}
+VNNI512 static inline __m512 quad_scales(const uint16_t *s, const float *dx) {  // [f0 x 4, f1 x 4, f2 x 4, f3 x 4]
+    __m128 f = _mm_mul_ps(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)s)), _mm_loadu_ps(dx));
+    return _mm512_permutexvar_ps(_mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0), _mm512_castps128_ps512(f));
+}
+VNNI512 static inline __m512i dot_q8_vnni(__m512i w, __m512i x) {
+    __mmask64 neg = _mm512_movepi8_mask(w);
+    __m512i xs = _mm512_mask_sub_epi8(x, neg, _mm512_setzero_si512(), x);
+    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(w), xs);
+}
+
+VNNI512 static void matvec_q8_0_vnni(const void *W, size_t rows, size_t cols, const void *xp, const float *bias, float *y, size_t r0, size_t r1) {
+    size_t nb = cols / QK, nb2 = nb & ~(size_t)1;
+    const uint16_t *S = scales_q8_0(W, rows, cols);
+    const float *dx = xp;
+    const int8_t *xq = (const int8_t *)xp + xq_offset(nb), *Q = W;
+    size_t per = (r1 - r0) / 4;
+    for (size_t i = 0; i < per + (r1 - r0 - 4 * per); i++) {
+        int n = i < per ? 4 : 1;
+        const int8_t *w[4];
+        const uint16_t *s[4];
+        size_t rr[4];
+        __m512 acc[4];
+        for (int j = 0; j < n; j++) {
+            rr[j] = i < per ? r0 + i + j * per : r0 + 4 * per + (i - per);
+            w[j] = Q + rr[j] * cols; s[j] = S + rr[j] * nb; acc[j] = _mm512_setzero_ps();
+            _mm_prefetch((const char *)s[j] + PFS, _MM_HINT_T0);
+        }
+        size_t b = 0;
+        for (; b < nb2; b += 2) {
+            __m512i x = _mm512_loadu_si512((const void *)(xq + b * QK));
+            for (int j = 0; j < n; j++) {
+                _mm_prefetch((const char *)(w[j] + b * QK) + PFQ, _MM_HINT_T0);
+                __m512i d = dot_q8_vnni(_mm512_loadu_si512((const void *)(w[j] + b * QK)), x);
+                acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), pair_scales(s[j] + b, dx + b), acc[j]);
+            }
+        }
+        for (int j = 0; j < n; j++) {
+            float v = _mm512_reduce_add_ps(acc[j]);
+            if (b < nb) {  // an odd last block
+                __m512i x = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(xq + b * QK)));
+                __m512i wv = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(w[j] + b * QK)));
+                __m512i d = _mm512_maskz_mov_epi32(0x00FF, dot_q8_vnni(wv, x));
+                v += (float)_mm512_reduce_add_epi32(d) * half_to_float(s[j][b]) * dx[b];
+            }
+            y[rr[j]] = v + (bias ? bias[rr[j]] : 0.0f);
+        }
+    }
+}
+
+// q4_0: four blocks per 64-byte load of nibbles; low nibbles (elements 0-15 of each block) and
+// high nibbles (16-31) against the activation's matching halves (prepare's q4_0 order): two
+// vpdpbusd, four int32 sums per block; the offset of 8 is subtracted once per row as sum d_w cx.
+VNNI512 static void matvec_q4_0_vnni(const void *W, size_t rows, size_t cols, const void *xp, const float *bias, float *y, size_t r0, size_t r1) {
+    size_t nb = cols / QK, nb4 = nb & ~(size_t)3;
+    const uint16_t *S = scales_q4_0(W, rows, cols);
+    const float *dx = xp, *cx = dx + nb;
+    const int8_t *xq = (const int8_t *)xp + xq_offset(nb);
+    const uint8_t *Q = W;
+    const __m512i low = _mm512_set1_epi8(0x0F);
+    size_t per = (r1 - r0) / 4;
+    for (size_t i = 0; i < per + (r1 - r0 - 4 * per); i++) {
+        int n = i < per ? 4 : 1;
+        const uint8_t *w[4];
+        const uint16_t *s[4];
+        size_t rr[4];
+        __m512 acc[4];
+        __m128 corr[4];
+        for (int j = 0; j < n; j++) {
+            rr[j] = i < per ? r0 + i + j * per : r0 + 4 * per + (i - per);
+            w[j] = Q + rr[j] * cols / 2; s[j] = S + rr[j] * nb; acc[j] = _mm512_setzero_ps(); corr[j] = _mm_setzero_ps();
+            _mm_prefetch((const char *)s[j] + PFS, _MM_HINT_T0);
+        }
+        for (size_t b = 0; b < nb4; b += 4) {
+            __m512i xl = _mm512_loadu_si512((const void *)(xq + b * QK)), xh = _mm512_loadu_si512((const void *)(xq + b * QK + 64));
+            __m128 c = _mm_loadu_ps(cx + b);
+            for (int j = 0; j < n; j++) {
+                _mm_prefetch((const char *)(w[j] + b * 16) + PFQ, _MM_HINT_T0);
+                __m512i v = _mm512_loadu_si512((const void *)(w[j] + b * 16));
+                __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(v, low), xl);
+                d = _mm512_dpbusd_epi32(d, _mm512_and_si512(_mm512_srli_epi16(v, 4), low), xh);
+                acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), quad_scales(s[j] + b, dx + b), acc[j]);
+                corr[j] = _mm_fmadd_ps(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(s[j] + b))), c, corr[j]);
+            }
+        }
+        for (int j = 0; j < n; j++) {
+            __m128 cr = corr[j];
+            cr = _mm_add_ps(cr, _mm_movehl_ps(cr, cr));
+            cr = _mm_add_ss(cr, _mm_movehdup_ps(cr));
+            float v = _mm512_reduce_add_ps(acc[j]) - _mm_cvtss_f32(cr);
+            for (size_t b = nb4; b < nb; b++) {  // the last nb % 4 blocks (element order)
+                __m256 p = block_q4_avx2(w[j] + b * 16, x_q4_avx2(xq, nb4, b));
+                float d = half_to_float(s[j][b]);
+                v += hsum(p) * d * dx[b] - d * cx[b];
+            }
+            y[rr[j]] = v + (bias ? bias[rr[j]] : 0.0f);
+        }
+    }
+}
+#endif
+
+void g2w_matvec_q8_0(const void *W, size_t rows, size_t cols, const void *xp, const float *bias, float *y, size_t r0, size_t r1) {
+#if G2W_X86
+    if (use_vnni512()) { matvec_q8_0_vnni(W, rows, cols, xp, bias, y, r0, r1); return; }
+    if (use_avx2()) { matvec_q8_0_avx2(W, rows, cols, xp, bias, y, r0, r1); return; }
+#endif
+    matvec_q8_0_generic(W, rows, cols, xp, bias, y, r0, r1);
+}
+void g2w_matvec_q4_0(const void *W, size_t rows, size_t cols, const void *xp, const float *bias, float *y, size_t r0, size_t r1) {
+#if G2W_X86
+    if (use_vnni512()) { matvec_q4_0_vnni(W, rows, cols, xp, bias, y, r0, r1); return; }
+    if (use_avx2()) { matvec_q4_0_avx2(W, rows, cols, xp, bias, y, r0, r1); return; }
+#endif
+    matvec_q4_0_generic(W, rows, cols, xp, bias, y, r0, r1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prompt path: rows [r0, r1) in groups dequantized to f32 (a group of about 128 KB stays in L2
+// while all T rows of X run against it), each group through the f32 batched kernel.
+typedef void (*dequant_fn)(const void *W, size_t rows, size_t cols, size_t e0, size_t n, float *dst);  // elements [e0, e0 + n)
+static void matmul_dequantized(dequant_fn dq, const void *W, size_t rows, size_t cols, const float *X, const float *bias, float *Y, size_t T,
+                               size_t ldy, size_t r0, size_t r1) {
+    size_t group = (32768 / cols) & ~(size_t)31;  // rows per group: ~128 KB of f32, a multiple of the 32-row panel
+    if (group < 32) group = 32;
+    if (group > r1 - r0) group = r1 - r0;
+    float *buf = aligned_alloc(64, ((group * cols * sizeof(float)) + 63) & ~(size_t)63);
+    if (!buf) {  // out of memory: block by block through a buffer on the stack (slow, but no failure)
+        float blk[QK];
+        for (size_t r = r0; r < r1; r++)
+            for (size_t t = 0; t < T; t++) {
+                float s = 0.0f;
+                for (size_t k = 0; k < cols; k += QK) {
+                    dq(W, rows, cols, r * cols + k, QK, blk);
+                    for (int j = 0; j < QK; j++) s += blk[j] * X[t * cols + k + (size_t)j];
+                }
+                Y[t * ldy + r] = s + (bias ? bias[r] : 0.0f);
+            }
+        return;
+    }
+    for (size_t g = r0; g < r1; g += group) {
+        size_t n = r1 - g < group ? r1 - g : group;
+        dq(W, rows, cols, g * cols, n * cols, buf);
+        g2w_matmul_f32(buf, X, bias ? bias + g : NULL, Y + g, T, cols, ldy, 0, n);
+    }
+    free(buf);
+}
+
+void g2w_matmul_q8_0(const void *W, size_t rows, size_t cols, const float *X, const float *bias, float *Y, size_t T, size_t ldy, size_t r0, size_t r1) {
+    matmul_dequantized(dequant_elements_q8_0, W, rows, cols, X, bias, Y, T, ldy, r0, r1);
+}
+void g2w_matmul_q4_0(const void *W, size_t rows, size_t cols, const float *X, const float *bias, float *Y, size_t T, size_t ldy, size_t r0, size_t r1) {
+    matmul_dequantized(dequant_elements_q4_0, W, rows, cols, X, bias, Y, T, ldy, r0, r1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The element-type traits table: f32 and f16 through the same interface (their activation is x
+// itself; their "quantize" is a copy or a conversion; they have no scales).
+static void matvec_f32_t(const void *W, size_t rows, size_t cols, const void *xp, const float *bias, float *y, size_t r0, size_t r1) {
+    (void)rows; g2w_matvec_f32(W, xp, bias, y, cols, r0, r1);
+}
+static void matvec_f16_t(const void *W, size_t rows, size_t cols, const void *xp, const float *bias, float *y, size_t r0, size_t r1) {
+    (void)rows; g2w_matvec_f16(W, xp, bias, y, cols, r0, r1);
+}
+static void matmul_f32_t(const void *W, size_t rows, size_t cols, const float *X, const float *bias, float *Y, size_t T, size_t ldy, size_t r0, size_t r1) {
+    (void)rows; g2w_matmul_f32(W, X, bias, Y, T, cols, ldy, r0, r1);
+}
+static void matmul_f16_t(const void *W, size_t rows, size_t cols, const float *X, const float *bias, float *Y, size_t T, size_t ldy, size_t r0, size_t r1) {
+    (void)rows; g2w_matmul_f16(W, X, bias, Y, T, cols, ldy, r0, r1);
+}
+static void dequant_f32_t(const void *W, size_t rows, size_t cols, size_t r0, size_t r1, float *dst) {
+    (void)rows; memcpy(dst, (const float *)W + r0 * cols, (r1 - r0) * cols * sizeof(float));
+}
+static void dequant_f16_t(const void *W, size_t rows, size_t cols, size_t r0, size_t r1, float *dst) {
+    (void)rows; g2w_f16_to_f32((const uint16_t *)W + r0 * cols, dst, (r1 - r0) * cols);
+}
+static void quantize_f32_t(const float *src, size_t n, void *values, uint16_t *scales) { (void)scales; memcpy(values, src, n * sizeof(float)); }
+static void quantize_f16_t(const float *src, size_t n, void *values, uint16_t *scales) { (void)scales; g2w_f32_to_f16(src, values, n); }
+static void quantize_q8_0_t(const float *src, size_t n, void *values, uint16_t *scales) { g2w_quantize_q8_0(src, n / QK, values, scales); }
+static void quantize_q4_0_t(const float *src, size_t n, void *values, uint16_t *scales) { g2w_quantize_q4_0(src, n / QK, values, scales); }
+static size_t no_prepare_bytes(size_t cols) { (void)cols; return 0; }
+
+static const g2w_type_traits traits[] = {
+    {"f32", G2W_TYPE_F32, 1, 4, 4, no_prepare_bytes, NULL, matvec_f32_t, matmul_f32_t, dequant_f32_t, quantize_f32_t},
+    {"f16", G2W_TYPE_F16, 1, 2, 2, no_prepare_bytes, NULL, matvec_f16_t, matmul_f16_t, dequant_f16_t, quantize_f16_t},
+    {"q8_0", G2W_TYPE_Q8_0, QK, 34, 32, g2w_prepared_bytes_q8, g2w_prepare_q8_0, g2w_matvec_q8_0, g2w_matmul_q8_0, g2w_dequantize_q8_0, quantize_q8_0_t},
+    {"q4_0", G2W_TYPE_Q4_0, QK, 18, 16, g2w_prepared_bytes_q8, g2w_prepare_q4_0, g2w_matvec_q4_0, g2w_matmul_q4_0, g2w_dequantize_q4_0, quantize_q4_0_t},
+};
+
+const g2w_type_traits *g2w_type(int code) {
+    for (size_t i = 0; i < sizeof traits / sizeof traits[0]; i++) if (traits[i].code == code) return &traits[i];
+    return NULL;
+}
