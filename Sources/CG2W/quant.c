@@ -218,10 +218,6 @@ static void matvec_q4_0_generic(const void *W, size_t rows, size_t cols, const v
 enum { PFQ = 1024, PFS = 256 };
 
 #if G2W_X86
-// 32 blocks' worth of scale products: f[b] = d_w[b] * dx[b] for the blocks of one step.
-AVX2 static inline __m256 scale8(const uint16_t *s, const float *dx) {
-    return _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)s)), _mm256_loadu_ps(dx));
-}
 
 // AVX2: per block, |w| (u8) x sign(x, w) (s8) with pmaddubsw (pairs fit in int16: 2 x 128 x 127),
 // pmaddwd by ones to int32, to f32, times d_w * dx, into one f32 accumulator per row.
@@ -309,106 +305,187 @@ AVX2 static void matvec_q4_0_avx2(const void *W, size_t rows, size_t cols, const
 
 // AVX-512 VNNI. q8_0: two blocks per 64-byte load; vpdpbusd(|w|, x with w's sign) gives eight
 // int32 partial sums per block; to f32, times [d_w dx of block 0 x 8, block 1 x 8], accumulated.
-VNNI512 static inline __m512 pair_scales(const uint16_t *s, const float *dx) {  // [f0 x 8, f1 x 8]
-    __m128 f = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(*(const int32_t *)s)), _mm_castpd_ps(_mm_load_sd((const double *)dx)));
-    return _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0), _mm512_castps128_ps512(f));
-}
-VNNI512 static inline __m512 quad_scales(const uint16_t *s, const float *dx) {  // [f0 x 4, f1 x 4, f2 x 4, f3 x 4]
-    __m128 f = _mm_mul_ps(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)s)), _mm_loadu_ps(dx));
-    return _mm512_permutexvar_ps(_mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0), _mm512_castps128_ps512(f));
-}
 VNNI512 static inline __m512i dot_q8_vnni(__m512i w, __m512i x) {
     __mmask64 neg = _mm512_movepi8_mask(w);
     __m512i xs = _mm512_mask_sub_epi8(x, neg, _mm512_setzero_si512(), x);
     return _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(w), xs);
 }
 
+// Per-block sums to f32 in groups of 16 (or 8) blocks: the int32 partial sums of the blocks are
+// added across lanes by unpack/shuffle steps (a few instructions per group instead of a scale
+// broadcast per step), put in block order, and scaled by d_w * dx with one FMA per group.
+// Block order from the reduced lanes: lane l holds block idx[l].
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+// q8_0: d[k] (k < G/2) holds blocks 2k (lanes 0-7) and 2k+1 (lanes 8-15); returns the G block sums
+// in block order (lanes >= G undefined).
+VNNI512 static ALWAYS_INLINE __m512i reduce_q8(const __m512i *d, int G) {
+    __m512i u[4], t[2];
+    for (int m = 0; m < G / 4; m++)
+        u[m] = _mm512_add_epi32(_mm512_unpacklo_epi32(d[2 * m], d[2 * m + 1]), _mm512_unpackhi_epi32(d[2 * m], d[2 * m + 1]));
+    for (int p = 0; p < G / 8; p++)
+        t[p] = _mm512_add_epi32(_mm512_unpacklo_epi64(u[2 * p], u[2 * p + 1]), _mm512_unpackhi_epi64(u[2 * p], u[2 * p + 1]));
+    if (G == 8) t[1] = t[0];
+    // lanes 0-3 of t[p]: sums over 128-bit lane 0 of d[4p + q]; the two halves of each block are
+    // 128-bit lanes (0, 1) or (2, 3).
+    __m512i r = _mm512_add_epi32(_mm512_shuffle_i32x4(t[0], t[1], 0x88), _mm512_shuffle_i32x4(t[0], t[1], 0xDD));
+    // r: [0 2 4 6 | 1 3 5 7 | 8 10 12 14 | 9 11 13 15]
+    return _mm512_permutexvar_epi32(_mm512_set_epi32(15, 11, 14, 10, 13, 9, 12, 8, 7, 3, 6, 2, 5, 1, 4, 0), r);
+}
+
+// q4_0: d[k] (k < G/4) holds blocks 4k..4k+3, one per 128-bit lane.
+VNNI512 static ALWAYS_INLINE __m512i reduce_q4(const __m512i *d, int G) {
+    if (G == 8) {
+        __m512i u = _mm512_add_epi32(_mm512_unpacklo_epi32(d[0], d[1]), _mm512_unpackhi_epi32(d[0], d[1]));
+        u = _mm512_add_epi32(u, _mm512_shuffle_epi32(u, 0x4E));  // lane i: [block i, block 4 + i, same again]
+        return _mm512_permutexvar_epi32(_mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 13, 9, 5, 1, 12, 8, 4, 0), u);
+    }
+    __m512i u = _mm512_add_epi32(_mm512_unpacklo_epi32(d[0], d[1]), _mm512_unpackhi_epi32(d[0], d[1]));
+    __m512i v = _mm512_add_epi32(_mm512_unpacklo_epi32(d[2], d[3]), _mm512_unpackhi_epi32(d[2], d[3]));
+    __m512i w = _mm512_add_epi32(_mm512_unpacklo_epi64(u, v), _mm512_unpackhi_epi64(u, v));  // [4i + j] = block 4j + i
+    return _mm512_permutexvar_epi32(_mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0), w);
+}
+
+// N rows (4: the four streams; 1: a leftover row) of q8_0 against the prepared activation.
+VNNI512 static ALWAYS_INLINE void rows_q8_0_vnni(const int N, const int8_t *const *w, const uint16_t *const *s, const float *dx,
+                                                 const int8_t *xq, size_t nb, float *out) {
+    __m512 acc[4];
+    for (int j = 0; j < N; j++) { acc[j] = _mm512_setzero_ps(); _mm_prefetch((const char *)s[j] + PFS, _MM_HINT_T0); }
+    size_t b = 0;
+    for (; b + 16 <= nb; b += 16) {
+        __m512 fx = _mm512_loadu_ps(dx + b);
+        for (int j = 0; j < N; j++) {
+            __m512i d[8];
+#pragma clang loop unroll(full)
+            for (int k = 0; k < 8; k++) {
+                _mm_prefetch((const char *)(w[j] + (b + 2 * k) * QK) + PFQ, _MM_HINT_T0);
+                d[k] = dot_q8_vnni(_mm512_loadu_si512((const void *)(w[j] + (b + 2 * k) * QK)), _mm512_loadu_si512((const void *)(xq + (b + 2 * k) * QK)));
+            }
+            __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(reduce_q8(d, 16)), fx);
+            acc[j] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s[j] + b))), f, acc[j]);
+        }
+    }
+    if (b + 8 <= nb) {
+        __m512 fx = _mm512_castps256_ps512(_mm256_loadu_ps(dx + b));
+        for (int j = 0; j < N; j++) {
+            __m512i d[4];
+#pragma clang loop unroll(full)
+            for (int k = 0; k < 4; k++) {
+                _mm_prefetch((const char *)(w[j] + (b + 2 * k) * QK) + PFQ, _MM_HINT_T0);
+                d[k] = dot_q8_vnni(_mm512_loadu_si512((const void *)(w[j] + (b + 2 * k) * QK)), _mm512_loadu_si512((const void *)(xq + (b + 2 * k) * QK)));
+            }
+            __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(reduce_q8(d, 8)), fx);
+            __m512 sc = _mm512_castps256_ps512(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s[j] + b))));
+            acc[j] = _mm512_mask3_fmadd_ps(sc, f, acc[j], 0x00FF);
+        }
+        b += 8;
+    }
+    for (int j = 0; j < N; j++) {
+        float v = _mm512_reduce_add_ps(acc[j]);
+        for (size_t c = b; c < nb; c++) {  // the last nb % 8 blocks, one at a time
+            __m512i x = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(xq + c * QK)));
+            __m512i wv = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(w[j] + c * QK)));
+            __m512i dd = _mm512_maskz_mov_epi32(0x00FF, dot_q8_vnni(wv, x));
+            v += (float)_mm512_reduce_add_epi32(dd) * dx[c] * half_to_float(s[j][c]);
+        }
+        out[j] = v;
+    }
+}
+
 VNNI512 static void matvec_q8_0_vnni(const void *W, size_t rows, size_t cols, const void *xp, const float *bias, float *y, size_t r0, size_t r1) {
-    size_t nb = cols / QK, nb2 = nb & ~(size_t)1;
+    size_t nb = cols / QK;
     const uint16_t *S = scales_q8_0(W, rows, cols);
     const float *dx = xp;
     const int8_t *xq = (const int8_t *)xp + xq_offset(nb), *Q = W;
     size_t per = (r1 - r0) / 4;
-    for (size_t i = 0; i < per + (r1 - r0 - 4 * per); i++) {
-        int n = i < per ? 4 : 1;
+    for (size_t i = 0; i < per; i++) {
         const int8_t *w[4];
         const uint16_t *s[4];
-        size_t rr[4];
-        __m512 acc[4];
-        for (int j = 0; j < n; j++) {
-            rr[j] = i < per ? r0 + i + j * per : r0 + 4 * per + (i - per);
-            w[j] = Q + rr[j] * cols; s[j] = S + rr[j] * nb; acc[j] = _mm512_setzero_ps();
-            _mm_prefetch((const char *)s[j] + PFS, _MM_HINT_T0);
-        }
-        size_t b = 0;
-        for (; b < nb2; b += 2) {
-            __m512i x = _mm512_loadu_si512((const void *)(xq + b * QK));
-            for (int j = 0; j < n; j++) {
-                _mm_prefetch((const char *)(w[j] + b * QK) + PFQ, _MM_HINT_T0);
-                __m512i d = dot_q8_vnni(_mm512_loadu_si512((const void *)(w[j] + b * QK)), x);
-                acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), pair_scales(s[j] + b, dx + b), acc[j]);
-            }
-        }
-        for (int j = 0; j < n; j++) {
-            float v = _mm512_reduce_add_ps(acc[j]);
-            if (b < nb) {  // an odd last block
-                __m512i x = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(xq + b * QK)));
-                __m512i wv = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(w[j] + b * QK)));
-                __m512i d = _mm512_maskz_mov_epi32(0x00FF, dot_q8_vnni(wv, x));
-                v += (float)_mm512_reduce_add_epi32(d) * half_to_float(s[j][b]) * dx[b];
-            }
-            y[rr[j]] = v + (bias ? bias[rr[j]] : 0.0f);
-        }
+        float out[4];
+        for (int j = 0; j < 4; j++) { size_t r = r0 + i + j * per; w[j] = Q + r * cols; s[j] = S + r * nb; }
+        rows_q8_0_vnni(4, w, s, dx, xq, nb, out);
+        for (int j = 0; j < 4; j++) { size_t r = r0 + i + j * per; y[r] = out[j] + (bias ? bias[r] : 0.0f); }
+    }
+    for (size_t r = r0 + 4 * per; r < r1; r++) {
+        const int8_t *w = Q + r * cols;
+        const uint16_t *s = S + r * nb;
+        float out;
+        rows_q8_0_vnni(1, &w, &s, dx, xq, nb, &out);
+        y[r] = out + (bias ? bias[r] : 0.0f);
     }
 }
 
 // q4_0: four blocks per 64-byte load of nibbles; low nibbles (elements 0-15 of each block) and
 // high nibbles (16-31) against the activation's matching halves (prepare's q4_0 order): two
-// vpdpbusd, four int32 sums per block; the offset of 8 is subtracted once per row as sum d_w cx.
+// vpdpbusd, four int32 sums per block. Per block, d_w (dx dot - cx) with cx = 8 dx sum(xq)
+// takes the nibbles' offset of 8 out.
+VNNI512 static ALWAYS_INLINE void rows_q4_0_vnni(const int N, const uint8_t *const *w, const uint16_t *const *s, const float *dx, const float *cx,
+                                                 const int8_t *xq, size_t nb, float *out) {
+    const __m512i low = _mm512_set1_epi8(0x0F);
+    size_t nb4 = nb & ~(size_t)3;
+    __m512 acc[4];
+    for (int j = 0; j < N; j++) { acc[j] = _mm512_setzero_ps(); _mm_prefetch((const char *)s[j] + PFS, _MM_HINT_T0); }
+    size_t b = 0;
+#define Q4_STEPS(G)                                                                                                   \
+    {                                                                                                                 \
+        for (int j = 0; j < N; j++) {                                                                                 \
+            __m512i d[4];                                                                                             \
+            for (int k = 0; k < (G) / 4; k++) {                                                                       \
+                __m512i xl = _mm512_loadu_si512((const void *)(xq + (b + 4 * k) * QK));                               \
+                __m512i xh = _mm512_loadu_si512((const void *)(xq + (b + 4 * k) * QK + 64));                          \
+                _mm_prefetch((const char *)(w[j] + (b + 4 * k) * 16) + PFQ, _MM_HINT_T0);                             \
+                __m512i v = _mm512_loadu_si512((const void *)(w[j] + (b + 4 * k) * 16));                              \
+                __m512i t = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(v, low), xl);                \
+                d[k] = _mm512_dpbusd_epi32(t, _mm512_and_si512(_mm512_srli_epi16(v, 4), low), xh);                    \
+            }                                                                                                         \
+            __m512 dots = _mm512_cvtepi32_ps(reduce_q4(d, (G)));                                                      \
+            if ((G) == 16) {                                                                                          \
+                __m512 f = _mm512_fmsub_ps(dots, _mm512_loadu_ps(dx + b), _mm512_loadu_ps(cx + b));                   \
+                acc[j] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s[j] + b))), f, acc[j]); \
+            } else {                                                                                                  \
+                __m512 f = _mm512_fmsub_ps(dots, _mm512_castps256_ps512(_mm256_loadu_ps(dx + b)),                      \
+                                           _mm512_castps256_ps512(_mm256_loadu_ps(cx + b)));                           \
+                __m512 sc = _mm512_castps256_ps512(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s[j] + b))));      \
+                acc[j] = _mm512_mask3_fmadd_ps(sc, f, acc[j], 0x00FF);                                                \
+            }                                                                                                         \
+        }                                                                                                             \
+        b += (G);                                                                                                     \
+    }
+    while (b + 16 <= nb4) Q4_STEPS(16)
+    if (b + 8 <= nb4) Q4_STEPS(8)
+#undef Q4_STEPS
+    for (int j = 0; j < N; j++) {
+        float v = _mm512_reduce_add_ps(acc[j]);
+        for (size_t c = b; c < nb; c++) {  // the last blocks (nb4 % 8 of them in q4_0 order, then nb % 4 in element order)
+            __m256 p = block_q4_avx2(w[j] + c * 16, x_q4_avx2(xq, nb4, c));
+            float d = half_to_float(s[j][c]);
+            v += d * (hsum(p) * dx[c] - cx[c]);
+        }
+        out[j] = v;
+    }
+}
+
 VNNI512 static void matvec_q4_0_vnni(const void *W, size_t rows, size_t cols, const void *xp, const float *bias, float *y, size_t r0, size_t r1) {
-    size_t nb = cols / QK, nb4 = nb & ~(size_t)3;
+    size_t nb = cols / QK;
     const uint16_t *S = scales_q4_0(W, rows, cols);
     const float *dx = xp, *cx = dx + nb;
     const int8_t *xq = (const int8_t *)xp + xq_offset(nb);
     const uint8_t *Q = W;
-    const __m512i low = _mm512_set1_epi8(0x0F);
     size_t per = (r1 - r0) / 4;
-    for (size_t i = 0; i < per + (r1 - r0 - 4 * per); i++) {
-        int n = i < per ? 4 : 1;
+    for (size_t i = 0; i < per; i++) {
         const uint8_t *w[4];
         const uint16_t *s[4];
-        size_t rr[4];
-        __m512 acc[4];
-        __m128 corr[4];
-        for (int j = 0; j < n; j++) {
-            rr[j] = i < per ? r0 + i + j * per : r0 + 4 * per + (i - per);
-            w[j] = Q + rr[j] * cols / 2; s[j] = S + rr[j] * nb; acc[j] = _mm512_setzero_ps(); corr[j] = _mm_setzero_ps();
-            _mm_prefetch((const char *)s[j] + PFS, _MM_HINT_T0);
-        }
-        for (size_t b = 0; b < nb4; b += 4) {
-            __m512i xl = _mm512_loadu_si512((const void *)(xq + b * QK)), xh = _mm512_loadu_si512((const void *)(xq + b * QK + 64));
-            __m128 c = _mm_loadu_ps(cx + b);
-            for (int j = 0; j < n; j++) {
-                _mm_prefetch((const char *)(w[j] + b * 16) + PFQ, _MM_HINT_T0);
-                __m512i v = _mm512_loadu_si512((const void *)(w[j] + b * 16));
-                __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(v, low), xl);
-                d = _mm512_dpbusd_epi32(d, _mm512_and_si512(_mm512_srli_epi16(v, 4), low), xh);
-                acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), quad_scales(s[j] + b, dx + b), acc[j]);
-                corr[j] = _mm_fmadd_ps(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(s[j] + b))), c, corr[j]);
-            }
-        }
-        for (int j = 0; j < n; j++) {
-            __m128 cr = corr[j];
-            cr = _mm_add_ps(cr, _mm_movehl_ps(cr, cr));
-            cr = _mm_add_ss(cr, _mm_movehdup_ps(cr));
-            float v = _mm512_reduce_add_ps(acc[j]) - _mm_cvtss_f32(cr);
-            for (size_t b = nb4; b < nb; b++) {  // the last nb % 4 blocks (element order)
-                __m256 p = block_q4_avx2(w[j] + b * 16, x_q4_avx2(xq, nb4, b));
-                float d = half_to_float(s[j][b]);
-                v += hsum(p) * d * dx[b] - d * cx[b];
-            }
-            y[rr[j]] = v + (bias ? bias[rr[j]] : 0.0f);
-        }
+        float out[4];
+        for (int j = 0; j < 4; j++) { size_t r = r0 + i + j * per; w[j] = Q + r * cols / 2; s[j] = S + r * nb; }
+        rows_q4_0_vnni(4, w, s, dx, cx, xq, nb, out);
+        for (int j = 0; j < 4; j++) { size_t r = r0 + i + j * per; y[r] = out[j] + (bias ? bias[r] : 0.0f); }
+    }
+    for (size_t r = r0 + 4 * per; r < r1; r++) {
+        const uint8_t *w = Q + r * cols / 2;
+        const uint16_t *s = S + r * nb;
+        float out;
+        rows_q4_0_vnni(1, &w, &s, dx, cx, xq, nb, &out);
+        y[r] = out + (bias ? bias[r] : 0.0f);
     }
 }
 #endif
