@@ -238,6 +238,35 @@ AVX2 static inline __m256i x_q4_avx2(const int8_t *xq, size_t nb4, size_t b) {
     return _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(g + 64)), _mm_loadu_si128((const __m128i *)g));
 }
 
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+// N rows (4 streams, or 1 leftover row) at a time, N a compile-time constant after inlining so
+// the accumulators stay in registers.
+AVX2 static ALWAYS_INLINE void rows_q8_0_avx2(const int N, const int8_t *const *w, const uint16_t *const *s, const float *dx,
+                                              const int8_t *xq, size_t nb, float *out) {
+    __m256 acc[4];
+    for (int j = 0; j < N; j++) { acc[j] = _mm256_setzero_ps(); _mm_prefetch((const char *)s[j] + PFS, _MM_HINT_T0); }
+    size_t b = 0;
+    for (; b + 8 <= nb; b += 8) {  // scales of 8 blocks converted at once, then broadcast from memory
+        __m256 fx = _mm256_loadu_ps(dx + b);
+        float f[4][8];
+        for (int j = 0; j < N; j++) _mm256_storeu_ps(f[j], _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s[j] + b))), fx));
+        for (size_t k = 0; k < 8; k++) {
+            __m256i x = _mm256_loadu_si256((const __m256i *)(xq + (b + k) * QK));
+            for (int j = 0; j < N; j++) {
+                if ((k & 1) == 0) _mm_prefetch((const char *)(w[j] + (b + k) * QK) + PFQ, _MM_HINT_T0);
+                acc[j] = _mm256_fmadd_ps(block_q8_avx2(w[j] + (b + k) * QK, x), _mm256_broadcast_ss(&f[j][k]), acc[j]);
+            }
+        }
+    }
+    for (; b < nb; b++) {
+        __m256i x = _mm256_loadu_si256((const __m256i *)(xq + b * QK));
+        for (int j = 0; j < N; j++)
+            acc[j] = _mm256_fmadd_ps(block_q8_avx2(w[j] + b * QK, x), _mm256_set1_ps(_cvtsh_ss(s[j][b]) * dx[b]), acc[j]);
+    }
+    for (int j = 0; j < N; j++) out[j] = hsum(acc[j]);
+}
+
 AVX2 static void matvec_q8_0_avx2(const void *W, size_t rows, size_t cols, const void *xp, const float *bias, float *y, size_t r0, size_t r1) {
     size_t nb = cols / QK;
     const uint16_t *S = scales_q8_0(W, rows, cols);
@@ -247,59 +276,83 @@ AVX2 static void matvec_q8_0_avx2(const void *W, size_t rows, size_t cols, const
     for (size_t i = 0; i < per; i++) {
         const int8_t *w[4];
         const uint16_t *s[4];
-        __m256 acc[4];
-        for (int j = 0; j < 4; j++) { w[j] = Q + (r0 + i + j * per) * cols; s[j] = S + (r0 + i + j * per) * nb; acc[j] = _mm256_setzero_ps(); }
-        for (int j = 0; j < 4; j++) _mm_prefetch((const char *)s[j] + PFS, _MM_HINT_T0);
-        for (size_t b = 0; b < nb; b++) {
-            __m256i x = _mm256_loadu_si256((const __m256i *)(xq + b * QK));
-            if ((b & 1) == 0)
-                for (int j = 0; j < 4; j++) _mm_prefetch((const char *)(w[j] + b * QK) + PFQ, _MM_HINT_T0);
-            for (int j = 0; j < 4; j++)
-                acc[j] = _mm256_fmadd_ps(block_q8_avx2(w[j] + b * QK, x), _mm256_set1_ps(half_to_float(s[j][b]) * dx[b]), acc[j]);
-        }
-        for (int j = 0; j < 4; j++) { size_t r = r0 + i + j * per; y[r] = hsum(acc[j]) + (bias ? bias[r] : 0.0f); }
+        float out[4];
+        for (int j = 0; j < 4; j++) { size_t r = r0 + i + j * per; w[j] = Q + r * cols; s[j] = S + r * nb; }
+        rows_q8_0_avx2(4, w, s, dx, xq, nb, out);
+        for (int j = 0; j < 4; j++) { size_t r = r0 + i + j * per; y[r] = out[j] + (bias ? bias[r] : 0.0f); }
     }
     for (size_t r = r0 + 4 * per; r < r1; r++) {
-        __m256 acc = _mm256_setzero_ps();
-        for (size_t b = 0; b < nb; b++)
-            acc = _mm256_fmadd_ps(block_q8_avx2(Q + r * cols + b * QK, _mm256_loadu_si256((const __m256i *)(xq + b * QK))),
-                                  _mm256_set1_ps(half_to_float(S[r * nb + b]) * dx[b]), acc);
-        y[r] = hsum(acc) + (bias ? bias[r] : 0.0f);
+        const int8_t *w = Q + r * cols;
+        const uint16_t *s = S + r * nb;
+        float out;
+        rows_q8_0_avx2(1, &w, &s, dx, xq, nb, &out);
+        y[r] = out + (bias ? bias[r] : 0.0f);
+    }
+}
+
+// Two blocks per 32-byte load of nibbles (the activation's q4_0 order has their low halves, then
+// their high halves, side by side); the pmaddubsw results of both halves are added as int16
+// (at most 2 x 2 x 15 x 127 = 7,620) before one pmaddwd: lanes 0-3 belong to the first block,
+// 4-7 to the second.
+AVX2 static ALWAYS_INLINE void rows_q4_0_avx2(const int N, const uint8_t *const *w, const uint16_t *const *s, const float *dx, const float *cx,
+                                              const int8_t *xq, size_t nb, float *out) {
+    size_t nb4 = nb & ~(size_t)3;
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[4], corr[4];
+    for (int j = 0; j < N; j++) { acc[j] = _mm256_setzero_ps(); corr[j] = _mm256_setzero_ps(); _mm_prefetch((const char *)s[j] + PFS, _MM_HINT_T0); }
+    size_t b = 0;
+    for (; b + 8 <= nb4; b += 8) {
+        __m256 fx = _mm256_loadu_ps(dx + b), cx8 = _mm256_loadu_ps(cx + b);
+        for (int j = 0; j < N; j++) {
+            __m256 sc = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s[j] + b)));
+            corr[j] = _mm256_fmadd_ps(sc, cx8, corr[j]);
+            __m256 f = _mm256_mul_ps(sc, fx);  // d_w dx of the 8 blocks
+            _mm_prefetch((const char *)(w[j] + b * 16) + PFQ, _MM_HINT_T0);
+            _mm_prefetch((const char *)(w[j] + b * 16) + PFQ + 64, _MM_HINT_T0);
+            for (size_t k = 0; k < 8; k += 2) {
+                const int8_t *g = xq + ((b + k) / 4) * 128 + ((b + k) % 4) * 16;
+                __m256i v = _mm256_loadu_si256((const __m256i *)(w[j] + (b + k) * 16));
+                __m256i lo = _mm256_maddubs_epi16(_mm256_and_si256(v, low), _mm256_loadu_si256((const __m256i *)g));
+                __m256i hi = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), low), _mm256_loadu_si256((const __m256i *)(g + 64)));
+                __m256 dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_add_epi16(lo, hi), ones));
+                // [f_k x 4, f_k+1 x 4]
+                __m256 scale = _mm256_permutevar8x32_ps(f, _mm256_setr_epi32((int)k, (int)k, (int)k, (int)k, (int)k + 1, (int)k + 1, (int)k + 1, (int)k + 1));
+                acc[j] = _mm256_fmadd_ps(dot, scale, acc[j]);
+            }
+        }
+    }
+    for (int j = 0; j < N; j++) {
+        float v = hsum(acc[j]) - hsum(corr[j]);
+        for (size_t c = b; c < nb; c++) {
+            float d = _cvtsh_ss(s[j][c]);
+            v += d * (hsum(block_q4_avx2(w[j] + c * 16, x_q4_avx2(xq, nb4, c))) * dx[c] - cx[c]);
+        }
+        out[j] = v;
     }
 }
 
 AVX2 static void matvec_q4_0_avx2(const void *W, size_t rows, size_t cols, const void *xp, const float *bias, float *y, size_t r0, size_t r1) {
-    size_t nb = cols / QK, nb4 = nb & ~(size_t)3;
+    size_t nb = cols / QK;
     const uint16_t *S = scales_q4_0(W, rows, cols);
     const float *dx = xp, *cx = dx + nb;
     const int8_t *xq = (const int8_t *)xp + xq_offset(nb);
     const uint8_t *Q = W;
     size_t per = (r1 - r0) / 4;
-    size_t r = r0;
-    for (size_t i = 0; i < per + (r1 - r0 - 4 * per); i++) {
-        int n = i < per ? 4 : 1;  // four streams, then the leftover rows one by one
+    for (size_t i = 0; i < per; i++) {
         const uint8_t *w[4];
         const uint16_t *s[4];
-        size_t rr[4];
-        __m256 acc[4];
-        float corr[4];
-        for (int j = 0; j < n; j++) {
-            rr[j] = i < per ? r0 + i + j * per : r0 + 4 * per + (i - per);
-            w[j] = Q + rr[j] * cols / 2; s[j] = S + rr[j] * nb; acc[j] = _mm256_setzero_ps(); corr[j] = 0.0f;
-            _mm_prefetch((const char *)s[j] + PFS, _MM_HINT_T0);
-        }
-        for (size_t b = 0; b < nb; b++) {
-            __m256i x = x_q4_avx2(xq, nb4, b);
-            if ((b & 3) == 0)
-                for (int j = 0; j < n; j++) _mm_prefetch((const char *)(w[j] + b * 16) + PFQ, _MM_HINT_T0);
-            for (int j = 0; j < n; j++) {
-                float d = half_to_float(s[j][b]);
-                acc[j] = _mm256_fmadd_ps(block_q4_avx2(w[j] + b * 16, x), _mm256_set1_ps(d * dx[b]), acc[j]);
-                corr[j] += d * cx[b];
-            }
-        }
-        for (int j = 0; j < n; j++) y[rr[j]] = hsum(acc[j]) - corr[j] + (bias ? bias[rr[j]] : 0.0f);
-        (void)r;
+        float out[4];
+        for (int j = 0; j < 4; j++) { size_t r = r0 + i + j * per; w[j] = Q + r * cols / 2; s[j] = S + r * nb; }
+        rows_q4_0_avx2(4, w, s, dx, cx, xq, nb, out);
+        for (int j = 0; j < 4; j++) { size_t r = r0 + i + j * per; y[r] = out[j] + (bias ? bias[r] : 0.0f); }
+    }
+    for (size_t r = r0 + 4 * per; r < r1; r++) {
+        const uint8_t *w = Q + r * cols / 2;
+        const uint16_t *s = S + r * nb;
+        float out;
+        rows_q4_0_avx2(1, &w, &s, dx, cx, xq, nb, &out);
+        y[r] = out + (bias ? bias[r] : 0.0f);
     }
 }
 
@@ -315,7 +368,6 @@ VNNI512 static inline __m512i dot_q8_vnni(__m512i w, __m512i x) {
 // added across lanes by unpack/shuffle steps (a few instructions per group instead of a scale
 // broadcast per step), put in block order, and scaled by d_w * dx with one FMA per group.
 // Block order from the reduced lanes: lane l holds block idx[l].
-#define ALWAYS_INLINE inline __attribute__((always_inline))
 
 // q8_0: d[k] (k < G/2) holds blocks 2k (lanes 0-7) and 2k+1 (lanes 8-15); returns the G block sums
 // in block order (lanes >= G undefined).
