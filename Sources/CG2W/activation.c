@@ -19,20 +19,28 @@ static inline void gelu_body(float *x, size_t n) {
 
 #if G2W_X86
 // GELU (tanh form) with tanh(z) = sign(z) (1 - e) / (1 + e), e = exp(-2|z|): no overflow, ~1e-7 absolute error.
-AVX2 static void gelu_avx2(float *x, size_t n) {
+AVX2 static inline __m256 gelu8_avx2(__m256 v) {
     const __m256 c = _mm256_set1_ps(0.7978845608028654f), k = _mm256_set1_ps(0.044715f), half = _mm256_set1_ps(0.5f);
     const __m256 one = _mm256_set1_ps(1.0f), signbit = _mm256_set1_ps(-0.0f);
+    __m256 z = _mm256_mul_ps(c, _mm256_fmadd_ps(_mm256_mul_ps(k, v), _mm256_mul_ps(v, v), v));
+    __m256 az = _mm256_andnot_ps(signbit, z);
+    __m256 e = exp_avx2(_mm256_mul_ps(_mm256_set1_ps(-2.0f), az));
+    __m256 t = _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e));
+    t = _mm256_or_ps(t, _mm256_and_ps(signbit, z));
+    return _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, t));
+}
+// The last n % 8 values go through the same vector code (via a small buffer), so every value's
+// result is the same wherever it falls in the array: the session applies GELU to each thread's
+// rows, and results must not depend on how rows are split.
+AVX2 static void gelu_avx2(float *x, size_t n) {
     size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 v = _mm256_loadu_ps(x + i);
-        __m256 z = _mm256_mul_ps(c, _mm256_fmadd_ps(_mm256_mul_ps(k, v), _mm256_mul_ps(v, v), v));
-        __m256 az = _mm256_andnot_ps(signbit, z);
-        __m256 e = exp_avx2(_mm256_mul_ps(_mm256_set1_ps(-2.0f), az));
-        __m256 t = _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e));
-        t = _mm256_or_ps(t, _mm256_and_ps(signbit, z));
-        _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, t)));
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, gelu8_avx2(_mm256_loadu_ps(x + i)));
+    if (i < n) {
+        float tmp[8] = {0};
+        memcpy(tmp, x + i, (n - i) * sizeof(float));
+        _mm256_storeu_ps(tmp, gelu8_avx2(_mm256_loadu_ps(tmp)));
+        memcpy(x + i, tmp, (n - i) * sizeof(float));
     }
-    gelu_body(x + i, n - i);
 }
 AVX2 static void add_avx2(float *y, const float *a, size_t n) { add_body(y, a, n); }
 #endif

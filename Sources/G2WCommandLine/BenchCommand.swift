@@ -26,7 +26,7 @@ enum BenchCommand {
             "bandwidth_gb_s": \(r.bandwidth / gb), "llc_bytes": \(r.lastLevelCacheBytes), "peak_gflops": \(r.peakFLOPS / 1e9), "open_ms": \(r.openMilliseconds), "reopen_ms": \(r.reopenMilliseconds), "model_init_ms": \(r.modelInitMilliseconds), "tokenizer_ms": \(r.tokenizerMilliseconds), \
             "pp": {"tokens": \(r.promptTokens), "tok_s": \(r.promptSpeed.mean), "sd": \(r.promptSpeed.sd), "samples": \(r.promptSpeed.samples), "gflops": \(r.promptSpeed.mean * r.promptFLOPsPerToken / 1e9), "peak_fraction": \(r.promptPeakFraction)}, \
             "tg": {"tokens": \(r.generatedTokens), "tok_s": \(r.generationSpeed.mean), "sd": \(r.generationSpeed.sd), "samples": \(r.generationSpeed.samples), "gb_s": \(r.generationSpeed.mean * Double(r.weightBytesPerToken) / gb), "bandwidth_fraction": \(r.generationBandwidthFraction), "ceiling_tok_s": \(r.bandwidth / Double(r.weightBytesPerToken)), "mapped_file_bandwidth_gb_s": \(r.mappedFileBandwidth / gb), "mapped_file_fraction": \(r.generationMappedFileFraction)}, \
-            "token_split_ms": {"layer_products": \(r.tokenLayerProducts / 1e6), "lm_head": \(r.tokenHead / 1e6), "other_forward": \(r.tokenOther / 1e6), "sampling": \(r.tokenSampling / 1e6)}, \
+            "tg_at_depth": \(r.deepGenerationSpeed.map { "{\"depth\": \(r.depth), \"tok_s\": \($0)}" } ?? "null"), "token_split_ms": {"layer_products": \(r.tokenLayerProducts / 1e6), "lm_head": \(r.tokenHead / 1e6), "other_forward": \(r.tokenOther / 1e6), "sampling": \(r.tokenSampling / 1e6)}, \
             "weight_bytes_per_token": \(r.weightBytesPerToken), "rss_bytes": \(r.residentBytes), "rss_anon_bytes": \(r.residentAnonymousBytes), "rss_file_bytes": \(r.residentFileBytes), "kv_cache_bytes": \(r.kvCacheBytes)}
             """)
             return 0
@@ -42,6 +42,9 @@ enum BenchCommand {
                      r.promptSpeed.mean * r.promptFLOPsPerToken / 1e9, 100 * r.promptPeakFraction))
         print(String(format: "| tg%-4d | %8.1f +- %5.1f | %6.1f | %13.1f%% |         |                  |", r.generatedTokens, r.generationSpeed.mean, r.generationSpeed.sd,
                      r.generationSpeed.mean * Double(r.weightBytesPerToken) / gb, 100 * r.generationBandwidthFraction))
+        if let d = r.deepGenerationSpeed {
+            print(String(format: "| tg%-4d | %8.1f @ d%-5d |        |                |         |                  |", r.generatedTokens, d, r.depth))
+        }
         print("")
         print(String(format: "Reading the mapped model file itself (page cache, all threads): %.1f GB/s; tg%d reaches %.1f%% of that.",
                      r.mappedFileBandwidth / gb, r.generatedTokens, 100 * r.generationMappedFileFraction))

@@ -26,8 +26,9 @@ public enum RunCommand {
         OptionSpec(names: ["--tokenize"], valueName: "TEXT", help: "print the token ids of TEXT (one line, comma-separated) and exit"),
         OptionSpec(names: ["--perplexity"], valueName: "FILE", help: "evaluate perplexity on a text file (see --ppl-method)"),
         OptionSpec(names: ["--ppl-method"], valueName: "M", help: "chunks (llama.cpp: windows of --ctx tokens, second half scored; default)\nor sliding (Hugging Face: windows of --ctx, step --stride)"),
-        OptionSpec(names: ["--ctx"], valueName: "N", help: "perplexity window (default min(512, n_ctx))"),
+        OptionSpec(names: ["--ctx"], valueName: "N", help: "perplexity window (default min(512, n_ctx), and the --kl-base model's n_ctx)"),
         OptionSpec(names: ["--stride"], valueName: "S", help: "sliding-window step (default ctx / 2)"),
+        OptionSpec(names: ["--kl-base"], valueName: "BASE.g2w", help: "with --perplexity: also run BASE (e.g. the f32 model; same vocabulary) over\nthe same windows and compare --model with it: both perplexities, their\nratio, KL divergence, same top token, RMS delta-p (llama.cpp's --kl-divergence)"),
         OptionSpec(names: ["--bench"], valueName: nil, help: "benchmark: memory bandwidth, peak FLOP/s, pp512 and tg128 (see README)"),
         OptionSpec(names: ["--pp"], valueName: "N", help: "benchmark prompt length (default 512, capped to n_ctx)"),
         OptionSpec(names: ["--tg"], valueName: "N", help: "benchmark tokens to generate (default 128)"),
@@ -70,6 +71,7 @@ public enum RunCommand {
             let threads = options.threads
             let json = o.has("--json")
             if json && specials.isEmpty { throw UsageError("--json goes with --tokenize, --perplexity or --bench") }
+            if o.has("--kl-base") && !o.has("--perplexity") { throw UsageError("--kl-base goes with --perplexity") }
 
             if o.has("--bench") {
                 return try BenchCommand.run(modelPath: modelPath, options: o, threads: threads)

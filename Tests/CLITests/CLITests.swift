@@ -204,4 +204,81 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(try G2WFile(path: model).info(named: "wte.weight")!.dtype, .f16)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix(".") }, [])
     }
+
+    /// `--perplexity FILE --kl-base BASE`: a model against itself (zero), f16 against f32 (the
+    /// tested model's perplexity is plain `--perplexity`'s), and the errors.
+    func testPerplexityKLBase() throws {
+        let f32 = try tinyModel()
+        let f16 = dir.appendingPathComponent("tiny16.g2w").path
+        let c = try run("g2w-convert", [Self.fixtures.appendingPathComponent("tiny-f32/model.safetensors").path, "-o", f16, "--dtype", "f16", "-q"])
+        XCTAssertEqual(c.status, 0, c.err)
+        let text = dir.appendingPathComponent("text.txt").path
+        try String(repeating: "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\nFirst Citizen:\nYou are all resolved rather to die than to famish?\n\n", count: 4)
+            .write(toFile: text, atomically: true, encoding: .utf8)
+        func json(_ args: [String]) throws -> [String: Any] {
+            let r = try run("g2w-run", args + ["--json", "--threads", "2"])
+            XCTAssertEqual(r.status, 0, r.err)
+            return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any], r.out)
+        }
+        let same = try json(["--model", f32, "--perplexity", text, "--ctx", "32", "--kl-base", f32])
+        XCTAssertEqual(same["kld_mean"] as? Double, 0)
+        XCTAssertEqual(same["kld_max"] as? Double, 0)
+        XCTAssertEqual(same["same_top"] as? Double, 1)
+        XCTAssertEqual(same["ppl_change_percent"] as? Double, 0)
+        XCTAssertEqual(same["perplexity"] as? Double, same["base_perplexity"] as? Double)
+        for method in [["--ctx", "32"], ["--ctx", "24", "--ppl-method", "sliding", "--stride", "10"]] {
+            let kl = try json(["--model", f16, "--perplexity", text, "--kl-base", f32] + method)
+            let plain = try json(["--model", f16, "--perplexity", text] + method)
+            let plainBase = try json(["--model", f32, "--perplexity", text] + method)
+            XCTAssertEqual(kl["perplexity"] as? Double, plain["perplexity"] as? Double, "\(method)")
+            XCTAssertEqual(kl["standard_error"] as? Double, plain["standard_error"] as? Double)
+            XCTAssertEqual(kl["base_perplexity"] as? Double, plainBase["perplexity"] as? Double)
+            XCTAssertEqual(kl["scored"] as? Int, plain["scored"] as? Int)
+            let kld = try XCTUnwrap(kl["kld_mean"] as? Double)
+            XCTAssertTrue(kld > 0 && kld < 1e-4, "\(kld)")
+            for key in ["kld_standard_error", "kld_median", "kld_p99", "kld_max", "same_top", "delta_p_rms", "ln_ppl_ratio_standard_error"] {
+                XCTAssertNotNil(kl[key] as? Double, key)
+            }
+        }
+        // Text output: the perplexities, then the KL figures.
+        let t = try run("g2w-run", ["--model", f16, "--perplexity", text, "--ctx", "32", "--kl-base", f32])
+        XCTAssertEqual(t.status, 0, t.err)
+        for label in ["PPL(Q)", "PPL(base)", "ln(PPL(Q)/PPL(base))", "PPL(Q)/PPL(base) - 1", "KLD mean", "KLD median", "KLD 99%", "KLD max", "Same top token", "RMS \u{394}p"] {
+            XCTAssertTrue(t.out.contains("\n" + label + " ") || t.out.hasPrefix(label + " "), "\(label): \(t.out)")
+        }
+        // A missing base, a base with another vocabulary: one-line errors, exit 1.
+        let missing = try run("g2w-run", ["--model", f32, "--perplexity", text, "--kl-base", "/nonexistent/base.g2w"])
+        XCTAssertEqual(missing.status, 1)
+        XCTAssertTrue(missing.err.hasPrefix("g2w-run: error: --kl-base /nonexistent/base.g2w: ") && missing.err.contains("No such file"), missing.err)
+        XCTAssertEqual(missing.err.split(separator: "\n").count, 1, missing.err)
+        XCTAssertEqual(missing.out, "")
+        let small = dir.appendingPathComponent("small")
+        try FileManager.default.createDirectory(at: small, withIntermediateDirectories: true)
+        let (v, e, n) = (37, 8, 16)
+        let shapes: [(String, [Int])] = [("wte.weight", [v, e]), ("wpe.weight", [n, e]), ("h.0.ln_1.weight", [e]), ("h.0.ln_1.bias", [e]),
+                                         ("h.0.attn.c_attn.weight", [e, 3 * e]), ("h.0.attn.c_attn.bias", [3 * e]), ("h.0.attn.c_proj.weight", [e, e]),
+                                         ("h.0.attn.c_proj.bias", [e]), ("h.0.ln_2.weight", [e]), ("h.0.ln_2.bias", [e]), ("h.0.mlp.c_fc.weight", [e, 4 * e]),
+                                         ("h.0.mlp.c_fc.bias", [4 * e]), ("h.0.mlp.c_proj.weight", [4 * e, e]), ("h.0.mlp.c_proj.bias", [e]),
+                                         ("ln_f.weight", [e]), ("ln_f.bias", [e])]
+        var tensors: [SafetensorsWriter.Tensor] = []
+        for (name, shape) in shapes {
+            let count: Int = shape.reduce(1, *)
+            let values: [Float] = (0..<count).map { (i: Int) -> Float in Float((i * 7919) % 13) / 13 - 0.5 }
+            tensors.append(SafetensorsWriter.Tensor(name: name, dtype: .f32, shape: shape) { sink in try values.withUnsafeBytes { try sink($0) } })
+        }
+        try SafetensorsWriter.write(to: small.appendingPathComponent("model.safetensors").path, tensors: tensors, metadata: ["format": "pt"])
+        try "{\"model_type\": \"gpt2\", \"n_layer\": 1, \"n_head\": 2, \"n_embd\": \(e), \"n_positions\": \(n), \"vocab_size\": \(v), \"layer_norm_epsilon\": 1e-05}"
+            .write(to: small.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
+        let sc = try run("g2w-convert", [small.appendingPathComponent("model.safetensors").path, "-q"])
+        XCTAssertEqual(sc.status, 0, sc.err)
+        let smallModel = small.appendingPathComponent("model.g2w").path
+        let mismatch = try run("g2w-run", ["--model", f32, "--perplexity", text, "--kl-base", smallModel])
+        XCTAssertEqual(mismatch.status, 1)
+        XCTAssertEqual(mismatch.err, "g2w-run: error: --kl-base \(smallModel): the base model's vocabulary has 37 tokens and the tested model's 50257: KL divergence needs the same vocabulary\n")
+        XCTAssertEqual(mismatch.out, "")
+        // --kl-base without --perplexity: a usage error.
+        let usage = try run("g2w-run", ["--model", f32, "--prompt", "hi", "--kl-base", f32])
+        XCTAssertEqual(usage.status, 2)
+        XCTAssertTrue(usage.err.hasPrefix("g2w-run: --kl-base goes with --perplexity"), usage.err)
+    }
 }

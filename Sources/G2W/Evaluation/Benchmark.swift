@@ -62,6 +62,10 @@ public enum Benchmark {
         public var tokenHead: Double
         public var tokenOther: Double
         public var tokenSampling: Double
+        /// Tokens per second decoding `generatedTokens` after a `depth`-token prompt (best of 2),
+        /// nil when the context is shorter than depth + generated tokens.
+        public var deepGenerationSpeed: Double?
+        public var depth: Int
         /// Element types in words ("q4_0 (wte q8_0)").
         public var weightTypes: String
 
@@ -158,7 +162,7 @@ public enum Benchmark {
     }
 
     /// Runs the benchmark on the model at `path`: opens it (timed), then pp and tg, `reps` times.
-    public static func run(path: String, threads: Int, promptTokens pp: Int = 512, generatedTokens tg: Int = 128, reps: Int = 5,
+    public static func run(path: String, threads: Int, promptTokens pp: Int = 512, generatedTokens tg: Int = 128, reps: Int = 5, depth: Int = 896,
                            log: (String) -> Void = { _ in }) throws -> Report {
         let t0 = DispatchTime.now().uptimeNanoseconds
         let file = try G2WFile(path: path)
@@ -203,6 +207,21 @@ public enum Benchmark {
                 log("rep \(r): pp\(pp) \(String(format: "%.1f", ppSpeeds.last!)) tok/s, tg\(tg) \(String(format: "%.1f", tgSpeeds.last!)) tok/s")
             }
         }
+        // Decoding deep in the context (llama-bench's depth): tg after an 896-token prompt, where
+        // attention reads a large KV cache every token. Skipped if the context is too short.
+        var deep: Double? = nil
+        if c.contextLength >= depth + tg {
+            let longPrompt = (0..<depth).map { _ in Int(rng.next() % UInt64(c.vocabularySize)) }
+            var best = 0.0
+            for _ in 0..<2 {
+                session.reset()
+                var tok = Sampler.argmax(try session.append(longPrompt))
+                let a = DispatchTime.now().uptimeNanoseconds
+                for _ in 0..<tg { tok = Sampler.argmax(try session.append([tok])) }
+                best = max(best, Double(tg) / (Double(DispatchTime.now().uptimeNanoseconds - a) / 1e9))
+            }
+            deep = best
+        }
         // The time split of a decoding step: one more tg pass, profiled.
         session.reset()
         session.profiling = true
@@ -232,7 +251,7 @@ public enum Benchmark {
                       residentBytes: rss, residentAnonymousBytes: anon, residentFileBytes: fileRSS,
                       kvCacheBytes: 2 * c.layerCount * c.contextLength * c.embeddingSize * 4, mappedFileBandwidth: mapped,
                       tokenLayerProducts: perToken(p.layerProducts), tokenHead: perToken(p.head), tokenOther: perToken(p.other), tokenSampling: perToken(sampling),
-                      weightTypes: model.weightTypesDescription)
+                      deepGenerationSpeed: deep, depth: depth, weightTypes: model.weightTypesDescription)
     }
 }
 

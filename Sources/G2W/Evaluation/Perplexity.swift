@@ -61,17 +61,52 @@ public struct PerplexityResult: Sendable {
     public var tokensPerSecond: Double
 }
 
+/// Running sums of per-position negative log-likelihoods, added in scoring order, and the
+/// statistics llama-perplexity reports from them (shared by perplexity and KL divergence, so both
+/// give bit-identical figures for the same model and positions).
+struct NLLAccumulator {
+    var sum = 0.0, sumSquares = 0.0, count = 0
+
+    mutating func add(_ nll: Double) {
+        sum += nll
+        sumSquares += nll * nll
+        count += 1
+    }
+
+    var mean: Double { sum / Double(count) }
+    /// Variance of the mean NLL: var / (N - 1) (0 for one position).
+    var varianceOfMean: Double {
+        let m = mean
+        return count > 1 ? max(0, (sumSquares / Double(count) - m * m) / Double(count - 1)) : 0
+    }
+    /// Standard error of the mean NLL: sd / sqrt(N - 1).
+    var standardErrorOfMean: Double { varianceOfMean.squareRoot() }
+
+    func result(method: PerplexityMethod, tokenCount: Int, windowCount: Int, seconds: Double, processed: Int) -> PerplexityResult {
+        let m = mean
+        let ppl = exp(m)
+        return PerplexityResult(method: method, tokenCount: tokenCount, scoredCount: count, windowCount: windowCount, perplexity: ppl,
+                                standardError: ppl * standardErrorOfMean, meanNLL: m, seconds: seconds,
+                                tokensPerSecond: seconds > 0 ? Double(processed) / seconds : 0)
+    }
+}
+
+extension PerplexityMethod {
+    /// Tokens per window.
+    public var context: Int {
+        switch self {
+        case let .chunks(c): return c
+        case let .sliding(c, _): return c
+        }
+    }
+}
+
 extension GPT2Model {
-    /// Perplexity of the model on `tokens`, one batched forward pass per window.
-    /// - Parameter progress: called after each window with (windows done, total).
-    public func perplexity(tokens: [Int], method: PerplexityMethod, threads: Int? = nil,
-                           progress: ((Int, Int) -> Void)? = nil) throws -> PerplexityResult {
+    /// Checks the method and the tokens against this model and returns the windows to evaluate.
+    func perplexityWindows(tokens: [Int], method: PerplexityMethod) throws -> [(range: Range<Int>, firstScored: Int)] {
         let nctx = configuration.contextLength
-        let context: Int
-        switch method {
-        case let .chunks(c): context = c
-        case let .sliding(c, s):
-            context = c
+        let context = method.context
+        if case let .sliding(c, s) = method {
             guard s >= 1, s <= c else { throw GenerationError.invalidOption("stride must be in 1...\(c) (the context), is \(s)") }
         }
         guard context >= 2 else { throw GenerationError.invalidOption("the perplexity context must be at least 2 tokens, is \(context)") }
@@ -82,11 +117,18 @@ extension GPT2Model {
             throw ModelError.emptyInput("the text has \(tokens.count) tokens, fewer than one window of \(context) (use a smaller --ctx)")
         }
         guard tokens.count >= 2 else { throw ModelError.emptyInput("the text has \(tokens.count) token; perplexity needs at least 2") }
+        return method.windows(tokenCount: tokens.count)
+    }
 
-        let windows = method.windows(tokenCount: tokens.count)
+    /// Perplexity of the model on `tokens`, one batched forward pass per window.
+    /// - Parameter progress: called after each window with (windows done, total).
+    public func perplexity(tokens: [Int], method: PerplexityMethod, threads: Int? = nil,
+                           progress: ((Int, Int) -> Void)? = nil) throws -> PerplexityResult {
+        let windows = try perplexityWindows(tokens: tokens, method: method)
         let session = try GPT2Session(model: self, threads: threads)
         let v = configuration.vocabularySize
-        var sum = 0.0, sumSquares = 0.0, scored = 0, processed = 0
+        var acc = NLLAccumulator()
+        var processed = 0
         let start = Date()
         for (i, w) in windows.enumerated() {
             session.reset()
@@ -103,27 +145,22 @@ extension GPT2Model {
                     let lp = l.baseAddress!, op = out.baseAddress!
                     session.parallel(rows) { range, _ in
                         for row in range {
-                            let target = window[w.firstScored + row + 1]
-                            op[row] = g2w_logsumexp(lp + row * v, v) - Double(lp[row * v + target])
+                            op[row] = Self.negativeLogLikelihood(lp + row * v, v, target: window[w.firstScored + row + 1])
                         }
                     }
                 }
             }
-            for nll in nlls {
-                sum += nll
-                sumSquares += nll * nll
-            }
-            scored += rows
+            for nll in nlls { acc.add(nll) }
             progress?(i + 1, windows.count)
         }
         let seconds = Date().timeIntervalSince(start)
-        guard scored > 0 else { throw ModelError.emptyInput("no token could be scored") }
-        let mean = sum / Double(scored)
-        let ppl = exp(mean)
-        let variance = scored > 1 ? max(0, (sumSquares / Double(scored) - mean * mean) / Double(scored - 1)) : 0
-        return PerplexityResult(method: method, tokenCount: tokens.count, scoredCount: scored, windowCount: windows.count, perplexity: ppl,
-                                standardError: ppl * variance.squareRoot(), meanNLL: mean, seconds: seconds,
-                                tokensPerSecond: seconds > 0 ? Double(processed) / seconds : 0)
+        guard acc.count > 0 else { throw ModelError.emptyInput("no token could be scored") }
+        return acc.result(method: method, tokenCount: tokens.count, windowCount: windows.count, seconds: seconds, processed: processed)
     }
 
+    /// -log softmax(logits)[target], the log-sum-exp accumulated in Double.
+    @inline(__always)
+    static func negativeLogLikelihood(_ logits: UnsafePointer<Float>, _ v: Int, target: Int) -> Double {
+        g2w_logsumexp(logits, v) - Double(logits[target])
+    }
 }

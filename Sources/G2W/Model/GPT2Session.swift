@@ -101,7 +101,7 @@ public final class GPT2Session {
         guard count + tokens.count <= c.contextLength else {
             throw ModelError.contextOverflow(needed: count + tokens.count, contextLength: c.contextLength)
         }
-        let T = tokens.count, E = c.embeddingSize, I = c.innerSize, H = c.headCount, D = c.headSize
+        let T = tokens.count, E = c.embeddingSize, H = c.headCount, D = c.headSize
         let start = count
         let began = profiling ? DispatchTime.now().uptimeNanoseconds : 0
         defer {
@@ -156,9 +156,7 @@ public final class GPT2Session {
             g2w_add(x, h, T * E)
             // MLP block: x += gelu(LN2(x) W_fc^T + b) W_proj^T + b             ff: [T, I]
             for t in 0..<T { g2w_layernorm(x + t * E, layer.ln2Weight, layer.ln2Bias, h + t * E, E, eps) }
-            matmul(layer.feedForward, h, layer.feedForwardBias, ff, T)
-            let f = ff
-            parallel(T) { range, _ in for t in range { g2w_gelu(f + t * I, I) } }
+            matmul(layer.feedForward, h, layer.feedForwardBias, ff, T, gelu: true)  // GELU applied by each thread to its rows
             matmul(layer.feedForwardOut, ff, layer.feedForwardOutBias, h, T)
             g2w_add(x, h, T * E)
         }
@@ -177,7 +175,10 @@ public final class GPT2Session {
     /// Y[T, W.rows] = X[T, W.cols] W^T + bias, spread over the threads by output rows. The
     /// element type's kernels come from its traits; for one row (decoding), x is first prepared
     /// once (quantized to int8 per block for the quantized types) and shared by the threads.
-    func matmul(_ w: WeightMatrix, _ X: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?, _ Y: UnsafeMutablePointer<Float>, _ T: Int, isHead: Bool = false) {
+    /// With `gelu`, each thread applies GELU to the outputs it computed (no separate pass and
+    /// hand-off for the activation).
+    func matmul(_ w: WeightMatrix, _ X: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?, _ Y: UnsafeMutablePointer<Float>, _ T: Int,
+                isHead: Bool = false, gelu: Bool = false) {
         let began = profiling && !isHead ? DispatchTime.now().uptimeNanoseconds : 0
         defer { if profiling && !isHead { profile.layerProducts += DispatchTime.now().uptimeNanoseconds - began } }
         let cols = w.cols, rows = w.rows
@@ -202,11 +203,13 @@ public final class GPT2Session {
             interleaved(pieces) { i, _ in
                 let r0 = i * chunk, r1 = min(rows, r0 + chunk)
                 k.matvec(w.base, rows, cols, xp, bias, Y, r0, r1)
+                if gelu { g2w_gelu(Y + r0, r1 - r0) }
             }
         } else {
             interleaved(pieces) { i, _ in
                 let r0 = i * chunk, r1 = min(rows, r0 + chunk)
                 k.matmul(w.base, rows, cols, X, bias, Y, T, rows, r0, r1)
+                if gelu { for t in 0..<T { g2w_gelu(Y + t * rows + r0, r1 - r0) } }
             }
         }
     }
