@@ -168,8 +168,68 @@ static void prepare_q8(const float *x, size_t cols, void *out, int q4_order) {
         cx[b] = (q4_order ? 8.0f : 128.0f) * d * (float)sum;  // the offset of the unsigned operand of vpdpbusd
     }
 }
-void g2w_prepare_q8_0(const float *x, size_t cols, void *out) { prepare_q8(x, cols, out, 0); }
-void g2w_prepare_q4_0(const float *x, size_t cols, void *out) { prepare_q8(x, cols, out, 1); }
+
+#if G2W_X86
+// The same, eight lanes at a time, with the same results bit for bit: the same d and 1/d, the
+// same products, roundf's rounding (half away from zero) done exactly (trunc, then +1 where the
+// dropped fraction is >= 0.5), non-finite products as 0, NaN inputs skipped by the maximum as
+// in the loop above. It runs on the calling thread before every decoding product, so it matters:
+// the scalar loop cost ~25 us per layer of GPT-2 124M.
+AVX2 static void prepare_q8_avx2(const float *x, size_t cols, void *out, int q4_order) {
+    size_t nb = cols / QK, nb4 = q4_order ? nb & ~(size_t)3 : 0;
+    float *dx = out, *cx = dx + nb;
+    int8_t *xq = (int8_t *)out + xq_offset(nb);
+    const __m256 signbit = _mm256_set1_ps(-0.0f), half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f), inf = _mm256_set1_ps(INFINITY);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (size_t b = 0; b < nb; b++) {
+        const float *v = x + b * QK;
+        __m256 x8[4], m = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) { x8[k] = _mm256_loadu_ps(v + 8 * k); m = _mm256_max_ps(_mm256_andnot_ps(signbit, x8[k]), m); }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float amax = _mm_cvtss_f32(m4);
+        const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        __m256i q[4], sum = _mm256_setzero_si256();
+        for (int k = 0; k < 4; k++) {
+            __m256 t = _mm256_mul_ps(x8[k], _mm256_set1_ps(id));
+            __m256 a = _mm256_andnot_ps(signbit, t);
+            __m256 r = _mm256_round_ps(a, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            r = _mm256_add_ps(r, _mm256_and_ps(_mm256_cmp_ps(_mm256_sub_ps(a, r), half, _CMP_GE_OQ), one));
+            r = _mm256_and_ps(r, _mm256_cmp_ps(a, inf, _CMP_LT_OQ));  // inf or NaN -> 0
+            r = _mm256_or_ps(r, _mm256_and_ps(signbit, t));
+            q[k] = _mm256_cvttps_epi32(r);
+            sum = _mm256_add_epi32(sum, q[k]);
+        }
+        __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3])), order);
+        if (b < nb4) {
+            int8_t *g = xq + (b / 4) * 128 + (b % 4) * 16;
+            _mm_storeu_si128((__m128i *)g, _mm256_castsi256_si128(bytes));
+            _mm_storeu_si128((__m128i *)(g + 64), _mm256_extracti128_si256(bytes, 1));
+        } else {
+            _mm256_storeu_si256((__m256i *)(xq + b * QK), bytes);
+        }
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
+        dx[b] = d;
+        cx[b] = (q4_order ? 8.0f : 128.0f) * d * (float)_mm_cvtsi128_si32(s4);
+    }
+}
+#endif
+
+void g2w_prepare_q8_0(const float *x, size_t cols, void *out) {
+#if G2W_X86
+    if (use_avx2()) { prepare_q8_avx2(x, cols, out, 0); return; }
+#endif
+    prepare_q8(x, cols, out, 0);
+}
+void g2w_prepare_q4_0(const float *x, size_t cols, void *out) {
+#if G2W_X86
+    if (use_avx2()) { prepare_q8_avx2(x, cols, out, 1); return; }
+#endif
+    prepare_q8(x, cols, out, 1);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Portable dot products of one row (nb blocks) with the prepared activation.

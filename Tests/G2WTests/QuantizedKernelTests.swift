@@ -162,6 +162,33 @@ final class QuantizedKernelTests: XCTestCase {
         }
     }
 
+    /// Preparing the activation (int8 per block, roundf's rounding) gives the same bytes at every
+    /// level: half-points, values that round to +-127, zeros, NaN and infinities included.
+    func testPreparedActivationIsTheSameAtEveryLevel() {
+        let cols = 9 * 32
+        var x = rand(cols)
+        // Block 1: exact half-points of the step (amax 127 -> d = 1): 0.5, 1.5, -2.5, ...
+        for j in 0..<32 { x[32 + j] = (Float(j) - 16) + 0.5 }
+        x[32] = 127
+        // Block 2: zeros; block 3: a NaN; block 4: an infinity; block 5: tiny values.
+        for j in 0..<32 { x[64 + j] = 0 }
+        x[96 + 5] = .nan
+        x[128 + 7] = -.infinity
+        for j in 0..<32 { x[160 + j] = Float(j) * 1e-30 }
+        for t in types {
+            let k = t.traits.pointee
+            var outputs: [[UInt8]] = []
+            for level in levels {
+                _ = g2w_force_isa(level)
+                defer { _ = g2w_force_isa(-1) }
+                var buf = [UInt8](repeating: 0xAA, count: k.prepared_bytes(cols))
+                buf.withUnsafeMutableBytes { k.prepare!(x, cols, $0.baseAddress!) }
+                outputs.append(buf)
+            }
+            for (i, o) in outputs.enumerated().dropFirst() { XCTAssertEqual(o, outputs[0], "\(t): level \(levels[i]) vs portable") }
+        }
+    }
+
     /// The same int8 products at every level give the same sums (integer dot products are exact;
     /// only the f32 sums of the blocks' scaled results may differ in rounding).
     func testLevelsAgree() {
