@@ -56,8 +56,8 @@ public enum RunCommand {
             }
             if !o.positionals.isEmpty { throw UsageError("unexpected argument '\(o.positionals[0])' (the prompt goes after --prompt)") }
             // The kernels read G2W_KERNELS themselves and ignore a value they do not know; say so here.
-            if let k = ProcessInfo.processInfo.environment["G2W_KERNELS"], !["", "generic", "avx2"].contains(k) {
-                throw UsageError("G2W_KERNELS=\(k): expected generic or avx2 (unset: the widest vector code the CPU runs)")
+            if let k = ProcessInfo.processInfo.environment["G2W_KERNELS"], !["", "generic", "avx2", "avx512"].contains(k) {
+                throw UsageError("G2W_KERNELS=\(k): expected generic, avx2 or avx512 (unset: the widest vector code the CPU runs)")
             }
             guard let modelPath = o.string("--model") else { throw UsageError("missing --model FILE.g2w") }
             let modes = ["--prompt", "--prompt-file", "--tokens", "--tokenize", "--perplexity", "--bench"].filter { o.has($0) }

@@ -168,17 +168,20 @@ final class CLITests: XCTestCase {
             XCTAssertEqual(r.out, "", "\(args)")
         }
         // An unknown kernel level is a usage error (the kernels would ignore it); the known ones run.
-        let kernels = try run("g2w-run", ["--model", model, "--tokens", "1,2", "-n", "2"], environment: ["G2W_KERNELS": "avx512"])
+        let kernels = try run("g2w-run", ["--model", model, "--tokens", "1,2", "-n", "2"], environment: ["G2W_KERNELS": "avx512vnni"])
         XCTAssertEqual(kernels.status, 2, kernels.err)
-        XCTAssertTrue(kernels.err.hasPrefix("g2w-run: G2W_KERNELS=avx512: expected generic or avx2"), kernels.err)
-        for level in ["generic", "avx2"] {
+        XCTAssertTrue(kernels.err.hasPrefix("g2w-run: G2W_KERNELS=avx512vnni: expected generic, avx2 or avx512"), kernels.err)
+        for level in ["generic", "avx2", "avx512"] {
             let r = try run("g2w-run", ["--model", model, "--tokens", "1,2", "-n", "2", "-t", "0"], environment: ["G2W_KERNELS": level])
             XCTAssertEqual(r.status, 0, "\(level): \(r.err)")
         }
-        for args in [["--dtype", "f8", "x.safetensors"], [], ["a", "b"], ["--n-head", "0", "x"], ["--vocab", "v.json", "x"]] {
+        for args in [["--dtype", "f8", "x.safetensors"], [], ["a", "b"], ["--n-head", "0", "x"], ["--vocab", "v.json", "x"], ["--head-dtype", "q5_1", "x"]] {
             let r = try run("g2w-convert", args)
             XCTAssertEqual(r.status, 2, "\(args): \(r.err)")
         }
+        // An unknown type names the valid ones.
+        let bad = try run("g2w-convert", ["--dtype", "q3_k", "x.safetensors"])
+        XCTAssertTrue(bad.err.contains("invalid value for --dtype: 'q3_k' (expected one of f32, f16, q8_0, q4_0)"), bad.err)
         XCTAssertEqual(try run("g2w-inspect", []).status, 2)
         for tool in ["g2w-run", "g2w-convert", "g2w-inspect"] {
             let h = try run(tool, ["--help"])
@@ -190,6 +193,37 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(long.status, 1)
         XCTAssertTrue(long.err.contains("exceeds the model's context of 64 tokens"), long.err)
         XCTAssertEqual(long.out, "")
+    }
+
+    /// Quantized files from the command line: converted, re-encoded from a .g2w, listed, verified,
+    /// run, and benchmarked with the time split of a token.
+    func testQuantizedFilesEndToEnd() throws {
+        let q8 = dir.appendingPathComponent("tiny-q8_0.g2w").path
+        let c = try run("g2w-convert", [Self.fixtures.appendingPathComponent("tiny-f32").path, "-o", q8, "--dtype", "q8_0", "-q"])
+        XCTAssertEqual(c.status, 0, c.err)
+        let f16 = try tinyModel()
+        let r = try run("g2w-convert", [f16, "--dtype", "q4_0"])  // default output beside it: NAME-q4_0.g2w
+        XCTAssertEqual(r.status, 0, r.err)
+        let q4 = (f16 as NSString).deletingPathExtension + "-q4_0.g2w"
+        XCTAssertTrue(r.err.contains("wrote \(q4)"), r.err)
+        XCTAssertTrue(r.err.contains("(q4_0 layers, q8_0 embeddings and head)"), r.err)
+        let again = try run("g2w-convert", [q4, "--dtype", "q8_0", "-o", dir.appendingPathComponent("x.g2w").path])
+        XCTAssertEqual(again.status, 1)
+        XCTAssertTrue(again.err.contains("is already q"), again.err)
+        for m in [q8, q4] {
+            let i = try run("g2w-inspect", [m, "--verify"])
+            XCTAssertEqual(i.status, 0, i.err)
+            XCTAssertTrue(i.out.contains("g2w 1.1"), i.out)
+            let g = try run("g2w-run", ["--model", m, "--tokens", "1,2,3", "-n", "5", "-t", "0", "--no-echo"])
+            XCTAssertEqual(g.status, 0, g.err)
+        }
+        let b = try run("g2w-run", ["--model", q4, "--bench", "--pp", "8", "--tg", "8", "--reps", "1", "--json"])
+        XCTAssertEqual(b.status, 0, b.err)
+        let j = try JSONSerialization.jsonObject(with: Data(b.out.utf8)) as! [String: Any]
+        XCTAssertEqual(j["types"] as? String, "q4_0 (wte q8_0)")
+        let split = j["token_split_ms"] as! [String: Double]
+        XCTAssertGreaterThan(split["layer_products"]!, 0)
+        XCTAssertGreaterThan(split["lm_head"]!, 0)
     }
 
     func testConvertNeverOverwritesWithoutForce() throws {
