@@ -7,6 +7,7 @@
 // the portable body is also compiled with AVX2 enabled and chosen at run time.
 #include "cg2w_train.h"
 #include "simd.h"
+#include "half.h"
 #include <math.h>
 
 // ---- Inference: one query against the KV cache, and the softmax rows of prompt attention ----
@@ -31,6 +32,28 @@ static inline void attend_body(const float *q, const float *K, const float *V, s
     }
 }
 
+// The same over an f16 cache (`--kv-type f16`): keys and values are binary16, widened on load.
+static inline void attend_f16_body(const float *q, const uint16_t *K, const uint16_t *V, size_t stride, size_t n, size_t hd, float scale,
+                                   float *s, float *out) {
+    float mx = -INFINITY;
+    for (size_t j = 0; j < n; j++) {
+        const uint16_t *k = K + j * stride;
+        float d = 0;
+        for (size_t i = 0; i < hd; i++) d += q[i] * half_to_float(k[i]);
+        s[j] = d * scale;
+        if (s[j] > mx) mx = s[j];
+    }
+    float sum = 0;
+    for (size_t j = 0; j < n; j++) { s[j] = expf(s[j] - mx); sum += s[j]; }
+    float inv = 1.0f / sum;
+    for (size_t i = 0; i < hd; i++) out[i] = 0;
+    for (size_t j = 0; j < n; j++) {
+        const uint16_t *v = V + j * stride;
+        float p = s[j] * inv;
+        for (size_t i = 0; i < hd; i++) out[i] += p * half_to_float(v[i]);
+    }
+}
+
 #if G2W_X86
 // x[j] = exp(x[j] - mx) for j < n, eight at a time (exp_avx2: ~1 ulp on x <= 0); returns the sum.
 // The softmax numerators of attention and of g2w_softmax_row.
@@ -46,50 +69,55 @@ AVX2 static float exp_shifted_avx2(float *x, size_t n, float mx) {
     for (; j < n; j++) { x[j] = expf(x[j] - mx); sum += x[j]; }
     return sum;
 }
-AVX2 static void attend_avx2(const float *q, const float *K, const float *V, size_t st, size_t n, size_t hd, float sc, float *s, float *o) {
-    if (hd % 8 != 0 || hd > 256) { attend_body(q, K, V, st, n, hd, sc, s, o); return; }
-    size_t nv = hd / 8;
-    __m256 qv[32];
-    for (size_t i = 0; i < nv; i++) qv[i] = _mm256_loadu_ps(q + 8 * i);
-    // Scores, four keys at a time: four independent FMA chains, reduced together.
-    const __m128 sc4 = _mm_set1_ps(sc);
-    __m128 mx4 = _mm_set1_ps(-INFINITY);
-    size_t j = 0;
-    for (; j + 4 <= n; j += 4) {
-        const float *k0 = K + j * st, *k1 = k0 + st, *k2 = k1 + st, *k3 = k2 + st;
-        __m256 a0 = _mm256_mul_ps(qv[0], _mm256_loadu_ps(k0)), a1 = _mm256_mul_ps(qv[0], _mm256_loadu_ps(k1));
-        __m256 a2 = _mm256_mul_ps(qv[0], _mm256_loadu_ps(k2)), a3 = _mm256_mul_ps(qv[0], _mm256_loadu_ps(k3));
-        for (size_t i = 1; i < nv; i++) {
-            a0 = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k0 + 8 * i), a0); a1 = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k1 + 8 * i), a1);
-            a2 = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k2 + 8 * i), a2); a3 = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k3 + 8 * i), a3);
-        }
-        __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
-        __m128 d = _mm_mul_ps(_mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)), sc4);
-        _mm_storeu_ps(s + j, d);
-        mx4 = _mm_max_ps(mx4, d);
-    }
-    mx4 = _mm_max_ps(mx4, _mm_movehl_ps(mx4, mx4));
-    mx4 = _mm_max_ss(mx4, _mm_movehdup_ps(mx4));
-    float mx = _mm_cvtss_f32(mx4);
-    for (; j < n; j++) {
-        const float *k = K + j * st;
-        __m256 a = _mm256_mul_ps(qv[0], _mm256_loadu_ps(k));
-        for (size_t i = 1; i < nv; i++) a = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k + 8 * i), a);
-        float d = hsum(a) * sc;
-        s[j] = d;
-        if (d > mx) mx = d;
-    }
-    float sum = exp_shifted_avx2(s, n, mx);
-    __m256 acc[32];
-    for (size_t i = 0; i < nv; i++) acc[i] = _mm256_setzero_ps();
-    for (size_t j = 0; j < n; j++) {
-        const float *v = V + j * st;
-        __m256 p = _mm256_set1_ps(s[j]);
-        for (size_t i = 0; i < nv; i++) acc[i] = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 8 * i), acc[i]);
-    }
-    __m256 inv = _mm256_set1_ps(1.0f / sum);
-    for (size_t i = 0; i < nv; i++) _mm256_storeu_ps(o + 8 * i, _mm256_mul_ps(acc[i], inv));
+#define ATTEND_AVX2(NAME, ET, LOAD, BODY) \
+AVX2 static void NAME(const float *q, const ET *K, const ET *V, size_t st, size_t n, size_t hd, float sc, float *s, float *o) { \
+    if (hd % 8 != 0 || hd > 256) { BODY(q, K, V, st, n, hd, sc, s, o); return; } \
+    size_t nv = hd / 8; \
+    __m256 qv[32]; \
+    for (size_t i = 0; i < nv; i++) qv[i] = _mm256_loadu_ps(q + 8 * i); \
+    /* Scores, four keys at a time: four independent FMA chains, reduced together. */ \
+    const __m128 sc4 = _mm_set1_ps(sc); \
+    __m128 mx4 = _mm_set1_ps(-INFINITY); \
+    size_t j = 0; \
+    for (; j + 4 <= n; j += 4) { \
+        const ET *k0 = K + j * st, *k1 = k0 + st, *k2 = k1 + st, *k3 = k2 + st; \
+        __m256 a0 = _mm256_mul_ps(qv[0], LOAD(k0)), a1 = _mm256_mul_ps(qv[0], LOAD(k1)); \
+        __m256 a2 = _mm256_mul_ps(qv[0], LOAD(k2)), a3 = _mm256_mul_ps(qv[0], LOAD(k3)); \
+        for (size_t i = 1; i < nv; i++) { \
+            a0 = _mm256_fmadd_ps(qv[i], LOAD(k0 + 8 * i), a0); a1 = _mm256_fmadd_ps(qv[i], LOAD(k1 + 8 * i), a1); \
+            a2 = _mm256_fmadd_ps(qv[i], LOAD(k2 + 8 * i), a2); a3 = _mm256_fmadd_ps(qv[i], LOAD(k3 + 8 * i), a3); \
+        } \
+        __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3)); \
+        __m128 d = _mm_mul_ps(_mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)), sc4); \
+        _mm_storeu_ps(s + j, d); \
+        mx4 = _mm_max_ps(mx4, d); \
+    } \
+    mx4 = _mm_max_ps(mx4, _mm_movehl_ps(mx4, mx4)); \
+    mx4 = _mm_max_ss(mx4, _mm_movehdup_ps(mx4)); \
+    float mx = _mm_cvtss_f32(mx4); \
+    for (; j < n; j++) { \
+        const ET *k = K + j * st; \
+        __m256 a = _mm256_mul_ps(qv[0], LOAD(k)); \
+        for (size_t i = 1; i < nv; i++) a = _mm256_fmadd_ps(qv[i], LOAD(k + 8 * i), a); \
+        float d = hsum(a) * sc; \
+        s[j] = d; \
+        if (d > mx) mx = d; \
+    } \
+    float sum = exp_shifted_avx2(s, n, mx); \
+    __m256 acc[32]; \
+    for (size_t i = 0; i < nv; i++) acc[i] = _mm256_setzero_ps(); \
+    for (size_t j = 0; j < n; j++) { \
+        const ET *v = V + j * st; \
+        __m256 p = _mm256_set1_ps(s[j]); \
+        for (size_t i = 0; i < nv; i++) acc[i] = _mm256_fmadd_ps(p, LOAD(v + 8 * i), acc[i]); \
+    } \
+    __m256 inv = _mm256_set1_ps(1.0f / sum); \
+    for (size_t i = 0; i < nv; i++) _mm256_storeu_ps(o + 8 * i, _mm256_mul_ps(acc[i], inv)); \
 }
+AVX2 static inline __m256 load8_ps(const float *p) { return _mm256_loadu_ps(p); }
+AVX2 static inline __m256 load8_ph(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+ATTEND_AVX2(attend_avx2, float, load8_ps, attend_body)
+ATTEND_AVX2(attend_f16_avx2, uint16_t, load8_ph, attend_f16_body)
 #endif
 
 static void softmax_body(float *x, size_t valid, float scale) {
@@ -130,6 +158,12 @@ void g2w_attend(const float *q, const float *K, const float *V, size_t stride, s
     if (use_avx2()) { attend_avx2(q, K, V, stride, n, hd, scale, scores, out); return; }
 #endif
     attend_body(q, K, V, stride, n, hd, scale, scores, out);
+}
+void g2w_attend_f16(const float *q, const uint16_t *K, const uint16_t *V, size_t stride, size_t n, size_t hd, float scale, float *scores, float *out) {
+#if G2W_X86
+    if (use_avx2()) { attend_f16_avx2(q, K, V, stride, n, hd, scale, scores, out); return; }
+#endif
+    attend_f16_body(q, K, V, stride, n, hd, scale, scores, out);
 }
 
 // ---- Training ----

@@ -13,7 +13,7 @@ enum BenchCommand {
         let json = o.has("--json")
         let r: Benchmark.Report
         do {
-            r = try Benchmark.run(path: modelPath, threads: n, promptTokens: pp, generatedTokens: tg, reps: reps) { if !json { Console.error("g2w-run: \($0)") } }
+            r = try Benchmark.run(path: modelPath, threads: n, promptTokens: pp, generatedTokens: tg, reps: reps, kvType: try RunCommand.kvType(o)) { if !json { Console.error("g2w-run: \($0)") } }
         } catch {
             let text = "\(error)"
             throw ToolError(text.hasPrefix(modelPath) ? text : "\(modelPath): \(text)")
@@ -26,7 +26,7 @@ enum BenchCommand {
             "bandwidth_gb_s": \(r.bandwidth / gb), "llc_bytes": \(r.lastLevelCacheBytes), "peak_gflops": \(r.peakFLOPS / 1e9), "open_ms": \(r.openMilliseconds), "reopen_ms": \(r.reopenMilliseconds), "model_init_ms": \(r.modelInitMilliseconds), "tokenizer_ms": \(r.tokenizerMilliseconds), \
             "pp": {"tokens": \(r.promptTokens), "tok_s": \(r.promptSpeed.mean), "sd": \(r.promptSpeed.sd), "samples": \(r.promptSpeed.samples), "gflops": \(r.promptSpeed.mean * r.promptFLOPsPerToken / 1e9), "peak_fraction": \(r.promptPeakFraction)}, \
             "tg": {"tokens": \(r.generatedTokens), "tok_s": \(r.generationSpeed.mean), "sd": \(r.generationSpeed.sd), "samples": \(r.generationSpeed.samples), "gb_s": \(r.generationSpeed.mean * Double(r.weightBytesPerToken) / gb), "bandwidth_fraction": \(r.generationBandwidthFraction), "ceiling_tok_s": \(r.bandwidth / Double(r.weightBytesPerToken)), "mapped_file_bandwidth_gb_s": \(r.mappedFileBandwidth / gb), "mapped_file_fraction": \(r.generationMappedFileFraction)}, \
-            "tg_at_depth": \(r.deepGenerationSpeed.map { "{\"depth\": \(r.depth), \"tok_s\": \($0)}" } ?? "null"), "token_split_ms": {"layer_products": \(r.tokenLayerProducts / 1e6), "lm_head": \(r.tokenHead / 1e6), "other_forward": \(r.tokenOther / 1e6), "sampling": \(r.tokenSampling / 1e6)}, \
+            "kv_type": "\(r.kvType)", "tg_at_depth": \(r.deepGenerationSpeed.map { "{\"depth\": \(r.depth), \"tok_s\": \($0)}" } ?? "null"), "token_split_ms": {"layer_products": \(r.tokenLayerProducts / 1e6), "lm_head": \(r.tokenHead / 1e6), "other_forward": \(r.tokenOther / 1e6), "sampling": \(r.tokenSampling / 1e6)}, \
             "weight_bytes_per_token": \(r.weightBytesPerToken), "rss_bytes": \(r.residentBytes), "rss_anon_bytes": \(r.residentAnonymousBytes), "rss_file_bytes": \(r.residentFileBytes), "kv_cache_bytes": \(r.kvCacheBytes)}
             """)
             return 0
@@ -55,7 +55,7 @@ enum BenchCommand {
         let step = r.tokenLayerProducts + r.tokenHead + r.tokenOther + r.tokenSampling
         func part(_ ns: Double) -> String { String(format: "%.3f ms (%.0f%%)", ns / 1e6, 100 * ns / max(step, 1)) }
         print("Per generated token (a profiled tg\(r.generatedTokens) pass): \(String(format: "%.3f", step / 1e6)) ms = layer matrix products \(part(r.tokenLayerProducts)) + LM head \(part(r.tokenHead)) + the rest of the forward pass (embeddings, LayerNorms, attention, adds, GELU) \(part(r.tokenOther)) + picking the token \(part(r.tokenSampling)).")
-        print(String(format: "tg ceiling at the measured bandwidth: %.1f tok/s. Resident memory: %.1f MB (anonymous %.1f MB, file-backed %.1f MB); KV cache %.1f MB.",
+        print(String(format: "tg ceiling at the measured bandwidth: %.1f tok/s. Resident memory: %.1f MB (anonymous %.1f MB, file-backed %.1f MB); KV cache %.1f MB (\(r.kvType)).",
                      r.bandwidth / Double(r.weightBytesPerToken), Double(r.residentBytes) / 1e6, Double(r.residentAnonymousBytes) / 1e6,
                      Double(r.residentFileBytes) / 1e6, Double(r.kvCacheBytes) / 1e6))
         return 0

@@ -35,6 +35,7 @@ enum PerplexityCommand {
             throw UsageError("invalid value for --ppl-method: '\(methodName)' (expected chunks or sliding)")
         }
         for flag in ["--pp", "--tg", "--reps"] where o.has(flag) { throw UsageError("\(flag) goes with --bench") }
+        if o.has("--kv-type") { throw UsageError("--kv-type goes with generation and --bench (perplexity keeps the cache in f32)") }
         guard let data = FileManager.default.contents(atPath: file) else { throw ToolError("\(file): cannot read") }
         guard let text = String(data: data, encoding: .utf8) else { throw ToolError("\(file): not valid UTF-8 text") }
         guard !text.isEmpty else { throw ToolError("\(file): the file is empty") }

@@ -22,6 +22,7 @@ public enum RunCommand {
         OptionSpec(names: ["--ignore-eos"], valueName: nil, help: "do not stop at <|endoftext|>"),
         OptionSpec(names: ["--no-echo"], valueName: nil, help: "print only the continuation, not the prompt"),
         OptionSpec(names: ["--threads"], valueName: "N", help: "worker threads (default: number of cores)"),
+        OptionSpec(names: ["--kv-type"], valueName: "f32|f16", help: "element type of the KV cache for generation and --bench (default f32;\nf16 halves its memory and what attention reads every token)"),
         OptionSpec(names: ["-q", "--quiet"], valueName: nil, help: "no timings on stderr"),
         OptionSpec(names: ["--tokenize"], valueName: "TEXT", help: "print the token ids of TEXT (one line, comma-separated) and exit"),
         OptionSpec(names: ["--perplexity"], valueName: "FILE", help: "evaluate perplexity on a text file (see --ppl-method)"),
@@ -158,7 +159,14 @@ public enum RunCommand {
         if g.stopStrings.contains("") { throw UsageError("--stop needs a non-empty string") }
         g.stopAtEndOfText = !o.has("--ignore-eos")
         g.threads = try o.int("--threads", range: 1...1024)
+        g.kvType = try kvType(o)
         return g
+    }
+
+    static func kvType(_ o: ParsedOptions) throws -> G2WDType {
+        guard let v = o.string("--kv-type") else { return .f32 }
+        guard let t = G2WDType(name: v), t == .f32 || t == .f16 else { throw UsageError("invalid value for --kv-type: '\(v)' (expected f32 or f16)") }
+        return t
     }
 
     static func parseTokenList(_ s: String) throws -> [Int] {

@@ -69,6 +69,8 @@ void g2w_matmul_f16(const uint16_t *W, const float *X, const float *bias, float 
 /// s[j] = scale * dot(q, K[j]); p = softmax(s); out = sum_j p[j] V[j].
 /// K[j] = K + j * stride, V[j] likewise; `scores` has room for n floats.
 void g2w_attend(const float *q, const float *K, const float *V, size_t stride, size_t n, size_t head_dim, float scale, float *scores, float *out);
+/// The same with an f16 (binary16) cache.
+void g2w_attend_f16(const float *q, const uint16_t *K, const uint16_t *V, size_t stride, size_t n, size_t head_dim, float scale, float *scores, float *out);
 /// 1 when g2w_gemm_strided runs a blocked kernel (AVX-512F); otherwise it is a plain loop and
 /// attention should use g2w_attend.
 int g2w_has_fast_gemm(void);

@@ -66,6 +66,7 @@ public enum Benchmark {
         /// nil when the context is shorter than depth + generated tokens.
         public var deepGenerationSpeed: Double?
         public var depth: Int
+        public var kvType: G2WDType
         /// Element types in words ("q4_0 (wte q8_0)").
         public var weightTypes: String
 
@@ -162,7 +163,7 @@ public enum Benchmark {
     }
 
     /// Runs the benchmark on the model at `path`: opens it (timed), then pp and tg, `reps` times.
-    public static func run(path: String, threads: Int, promptTokens pp: Int = 512, generatedTokens tg: Int = 128, reps: Int = 5, depth: Int = 896,
+    public static func run(path: String, threads: Int, promptTokens pp: Int = 512, generatedTokens tg: Int = 128, reps: Int = 5, depth: Int = 896, kvType: G2WDType = .f32,
                            log: (String) -> Void = { _ in }) throws -> Report {
         let t0 = DispatchTime.now().uptimeNanoseconds
         let file = try G2WFile(path: path)
@@ -187,7 +188,7 @@ public enum Benchmark {
         let peak = measurePeakFLOPS(threads: threads)
         var rng = SeededGenerator(seed: 1)
         let prompt = (0..<pp).map { _ in Int(rng.next() % UInt64(c.vocabularySize)) }
-        let session = try GPT2Session(model: model, threads: threads)
+        let session = try GPT2Session(model: model, threads: threads, kvType: kvType)
         var ppSpeeds: [Double] = [], tgSpeeds: [Double] = []
         for r in 0...reps {  // the first round warms up (page cache, page faults) and is not counted
             session.reset()
@@ -249,9 +250,9 @@ public enum Benchmark {
                       promptTokens: pp, generatedTokens: tg, promptSpeed: Stat(ppSpeeds), generationSpeed: Stat(tgSpeeds),
                       weightBytesPerToken: model.weightBytesPerToken, promptFLOPsPerToken: 2 * layerWeights + attention + head,
                       residentBytes: rss, residentAnonymousBytes: anon, residentFileBytes: fileRSS,
-                      kvCacheBytes: 2 * c.layerCount * c.contextLength * c.embeddingSize * 4, mappedFileBandwidth: mapped,
+                      kvCacheBytes: 2 * c.layerCount * c.contextLength * c.embeddingSize * kvType.size, mappedFileBandwidth: mapped,
                       tokenLayerProducts: perToken(p.layerProducts), tokenHead: perToken(p.head), tokenOther: perToken(p.other), tokenSampling: perToken(sampling),
-                      deepGenerationSpeed: deep, depth: depth, weightTypes: model.weightTypesDescription)
+                      deepGenerationSpeed: deep, depth: depth, kvType: kvType, weightTypes: model.weightTypesDescription)
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import G2WFormat
 import G2WTokenizer
 
 /// What to generate and when to stop.
@@ -14,6 +15,8 @@ public struct GenerationOptions: Sendable {
     public var stopStrings: [String] = []
     /// Worker threads (default: all cores).
     public var threads: Int?
+    /// Element type of the KV cache: `.f32` (default) or `.f16`.
+    public var kvType: G2WDType = .f32
 
     public init() {}
 
@@ -86,7 +89,7 @@ extension GPT2Model {
             throw GenerationError.invalidOption("stop strings need a tokenizer; this model file has none")
         }
         for s in options.stopStrings where s.isEmpty { throw GenerationError.invalidOption("a stop string may not be empty") }
-        let session = try GPT2Session(model: self, threads: options.threads)
+        let session = try GPT2Session(model: self, threads: options.threads, kvType: options.kvType)
         var sampler = Sampler(options: options.sampling)
         var decoder = tokenizer?.makeStreamingDecoder()
         let eos = tokenizer?.endOfTextID ?? (configuration.vocabularySize == 50257 ? 50256 : nil)

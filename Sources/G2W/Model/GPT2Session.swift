@@ -1,6 +1,7 @@
 import CG2W
 import Dispatch
 import Foundation
+import G2WFormat
 
 /// Inference state for one sequence: the KV cache and scratch buffers. Feed tokens with
 /// ``append(_:allPositions:)``: the first call processes the prompt in one batched pass
@@ -30,9 +31,15 @@ public final class GPT2Session {
     public var profile = Profile()
 
     let c: GPT2Configuration
-    // KV cache: [layer][position][E], keys and values.
-    let keys: UnsafeMutablePointer<Float>
-    let values: UnsafeMutablePointer<Float>
+    /// Element type of the KV cache: f32, or f16 (half the memory, and half the bytes attention
+    /// reads every token deep in the context; keys and values rounded to binary16).
+    public let kvType: G2WDType
+    // KV cache: [layer][position][E], keys and values, of kvType.
+    let keys: UnsafeMutableRawPointer
+    let values: UnsafeMutableRawPointer
+    /// f16 cache, batched prompts: one layer's keys and values widened to f32 for the products.
+    var wideKeys = UnsafeMutablePointer<Float>.allocate(capacity: 1), wideValues = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+    var wideCapacity = 0
     // Scratch sized for `capacity` rows; grown on demand.
     var capacity = 0
     var x, h, qkv, att, ff: UnsafeMutablePointer<Float>
@@ -46,17 +53,31 @@ public final class GPT2Session {
     /// work runs on the calling thread).
     let pool: OpaquePointer?
 
-    /// - Parameter threads: worker threads (default: the number of active processors).
-    public init(model: GPT2Model, threads: Int? = nil) throws {
+    /// - Parameters:
+    ///   - threads: worker threads (default: the number of active processors).
+    ///   - kvType: `.f32` (default) or `.f16`.
+    public init(model: GPT2Model, threads: Int? = nil, kvType: G2WDType = .f32) throws {
+        guard kvType == .f32 || kvType == .f16 else { throw GenerationError.invalidOption("the KV cache type must be f32 or f16, not \(kvType)") }
         self.model = model
+        self.kvType = kvType
         c = model.configuration
         // A thread that cannot be started leaves the pool smaller; the session uses what it got.
         pool = g2w_pool_create(max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount))
         self.threads = pool.map { g2w_pool_threads($0) } ?? 1
-        let cacheSize = c.layerCount * c.contextLength * c.embeddingSize
-        // Large allocations come from mmap: untouched pages of the cache use no memory.
-        keys = .allocate(capacity: cacheSize)
-        values = .allocate(capacity: cacheSize)
+        // Large allocations come from mmap: untouched pages of the cache use no memory. A cache
+        // that cannot be allocated is an error, not an abort.
+        let (elements, o1) = c.layerCount.multipliedReportingOverflow(by: c.contextLength * c.embeddingSize)
+        let (cacheBytes, o2) = elements.multipliedReportingOverflow(by: kvType.size)
+        guard !o1, !o2, let k = malloc(max(cacheBytes, 1)) else {
+            g2w_pool_destroy(pool)
+            throw AllocationError(purpose: "the key cache (\(kvType))", bytes: o1 || o2 ? Int.max : cacheBytes)
+        }
+        guard let v = malloc(max(cacheBytes, 1)) else {
+            free(k); g2w_pool_destroy(pool)
+            throw AllocationError(purpose: "the value cache (\(kvType))", bytes: cacheBytes)
+        }
+        keys = k
+        values = v
         x = .allocate(capacity: 1); h = .allocate(capacity: 1); qkv = .allocate(capacity: 1); att = .allocate(capacity: 1); ff = .allocate(capacity: 1)
         scores = .allocate(capacity: 1)
         promptScores = .allocate(capacity: 1)
@@ -65,7 +86,7 @@ public final class GPT2Session {
 
     deinit {
         g2w_pool_destroy(pool)
-        keys.deallocate(); values.deallocate(); prepared.deallocate()
+        free(keys); free(values); prepared.deallocate(); wideKeys.deallocate(); wideValues.deallocate()
         for p in [x, h, qkv, att, ff, scores, promptScores] { p.deallocate() }
     }
 
@@ -118,14 +139,22 @@ public final class GPT2Session {
             g2w_add(x + t * E, h + t * E, E)
         }
         for (l, layer) in m.parameters.layers.enumerated() {
-            let kCache = keys + l * c.contextLength * E, vCache = values + l * c.contextLength * E
+            let layerOffset = l * c.contextLength * E
             // Attention block: h = LN1(x); qkv = h W_attn^T + b                qkv: [T, 3E]
             for t in 0..<T { g2w_layernorm(x + t * E, layer.ln1Weight, layer.ln1Bias, h + t * E, E, eps) }
             matmul(layer.attention, h, layer.attentionBias, qkv, T)
             // Append k, v to the cache.                                         cache: [n_ctx, E]
+            let half = kvType == .f16
+            let kHalf = keys.assumingMemoryBound(to: UInt16.self) + layerOffset, vHalf = values.assumingMemoryBound(to: UInt16.self) + layerOffset
+            var kCache = keys.assumingMemoryBound(to: Float.self) + layerOffset, vCache = values.assumingMemoryBound(to: Float.self) + layerOffset
             for t in 0..<T {
-                (kCache + (start + t) * E).update(from: qkv + t * 3 * E + E, count: E)
-                (vCache + (start + t) * E).update(from: qkv + t * 3 * E + 2 * E, count: E)
+                if half {
+                    g2w_f32_to_f16(qkv + t * 3 * E + E, kHalf + (start + t) * E, E)
+                    g2w_f32_to_f16(qkv + t * 3 * E + 2 * E, vHalf + (start + t) * E, E)
+                } else {
+                    (kCache + (start + t) * E).update(from: qkv + t * 3 * E + E, count: E)
+                    (vCache + (start + t) * E).update(from: qkv + t * 3 * E + 2 * E, count: E)
+                }
             }
             // Causal attention per (position, head): att[t, head] over positions 0...start+t.
             let scale = 1 / Float(D).squareRoot()
@@ -136,19 +165,36 @@ public final class GPT2Session {
                 // heads dealt round-robin to the workers (each with a [T, n] score buffer).
                 // Row t sees positions < start + t + 1: both products skip the masked triangle.
                 let n = start + T, ps = promptScores
+                if half {  // the products read f32: this layer's cache, widened
+                    if n * E > wideCapacity {
+                        wideKeys.deallocate(); wideValues.deallocate()
+                        wideKeys = .allocate(capacity: n * E); wideValues = .allocate(capacity: n * E)
+                        wideCapacity = n * E
+                    }
+                    g2w_f16_to_f32(kHalf, wideKeys, n * E)
+                    g2w_f16_to_f32(vHalf, wideValues, n * E)
+                    kCache = wideKeys; vCache = wideValues
+                }
+                let kc = kCache, vc = vCache
                 interleaved(H) { hd, worker in
                     let S = ps + worker * T * n
-                    g2w_gemm_strided(kCache + hd * D, E, 1, q + hd * D, 3 * E, S, n, T, D, n, start + 1, 0)
+                    g2w_gemm_strided(kc + hd * D, E, 1, q + hd * D, 3 * E, S, n, T, D, n, start + 1, 0)
                     for t in 0..<T { g2w_softmax_row(S + t * n, n, start + t + 1, scale) }
-                    g2w_gemm_strided(vCache + hd * D, 1, E, S, n, a + hd * D, E, T, n, D, 0, start + 1)
+                    g2w_gemm_strided(vc + hd * D, 1, E, S, n, a + hd * D, E, T, n, D, 0, start + 1)
                 }
             } else {
                 // Jobs run head by head (one head's keys and values stay in cache) and are dealt
                 // round-robin, so the workers get equal shares of the causal triangle.
+                let kc = kCache, vc = vCache
                 interleaved(T * H) { job, worker in
                     let hd = job / T, t = job % T
-                    g2w_attend(q + t * 3 * E + hd * D, kCache + hd * D, vCache + hd * D, E, start + t + 1, D, scale,
-                               sc + worker * ctx, a + t * E + hd * D)
+                    if half {
+                        g2w_attend_f16(q + t * 3 * E + hd * D, kHalf + hd * D, vHalf + hd * D, E, start + t + 1, D, scale,
+                                       sc + worker * ctx, a + t * E + hd * D)
+                    } else {
+                        g2w_attend(q + t * 3 * E + hd * D, kc + hd * D, vc + hd * D, E, start + t + 1, D, scale,
+                                   sc + worker * ctx, a + t * E + hd * D)
+                    }
                 }
             }
             // x += att W_proj^T + b

@@ -1,0 +1,51 @@
+import CG2W
+import Foundation
+import G2W
+import G2WFormat
+import XCTest
+
+/// The f16 KV cache (`--kv-type f16`): the attention kernel on binary16 keys and values against
+/// a Double reference on the same (rounded) values at every level, and whole sessions against
+/// the f32 cache, through both attention paths (one query at a time, and a batched prompt).
+final class KVCacheTests: XCTestCase {
+    func testAttendF16AgainstReference() {
+        var rng = SeededGenerator(seed: 5)
+        func rand(_ n: Int) -> [Float] { (0..<n).map { _ in Float(Double(rng.next() >> 11) * 0x1.0p-53 * 2 - 1) } }
+        for level in Array(0...g2w_force_isa(-1)) {
+            _ = g2w_force_isa(level)
+            defer { _ = g2w_force_isa(-1) }
+            for (n, hd, stride) in [(1, 8, 8), (5, 16, 40), (37, 64, 96), (130, 24, 24), (3, 12, 12)] {
+                let q = rand(hd), K = rand(n * stride).map { Float16($0) }, V = rand(n * stride).map { Float16($0) }
+                var out = [Float](repeating: .nan, count: hd), scores = [Float](repeating: 0, count: n)
+                let kb = K.map(\.bitPattern), vb = V.map(\.bitPattern)
+                g2w_attend_f16(q, kb, vb, stride, n, hd, 0.3, &scores, &out)
+                // Double reference on the same binary16 values.
+                let s = (0..<n).map { j in 0.3 * (0..<hd).reduce(0.0) { $0 + Double(q[$1]) * Double(Float(K[j * stride + $1])) } }
+                let m = s.max()!, e = s.map { exp($0 - m) }, z = e.reduce(0, +)
+                for i in 0..<hd {
+                    let ref = (0..<n).reduce(0.0) { $0 + e[$1] / z * Double(Float(V[$1 * stride + i])) }
+                    XCTAssertEqual(Double(out[i]), ref, accuracy: 2e-6, "level \(level) n \(n) hd \(hd) i \(i)")
+                }
+            }
+        }
+    }
+
+    func testSessionsWithF16CacheFollowTheF32Cache() throws {
+        let m = try GPT2Model(path: Fixtures.path("shakespeare.g2w"))
+        let ids = Array(try m.encode(String(repeating: "ROMEO: But soft, what light through yonder window breaks? ", count: 4)).prefix(60))
+        XCTAssertGreaterThanOrEqual(ids.count, 40)
+        let full = try GPT2Session(model: m, threads: 2), half = try GPT2Session(model: m, threads: 2, kvType: .f16)
+        XCTAssertEqual(half.kvType, .f16)
+        // A batched prompt of 40 tokens (the blocked attention path), then one token at a time.
+        let a = try full.append(Array(ids[0..<40])), b = try half.append(Array(ids[0..<40]))
+        let scale = a.map { abs($0) }.max()!
+        XCTAssertLessThan(maxAbsDiff(a, b) / scale, 1e-2)
+        XCTAssertGreaterThan(maxAbsDiff(a, b), 0, "keys and values are rounded to binary16")
+        for id in ids[40...] {
+            let x = try full.append([id]), y = try half.append([id])
+            XCTAssertLessThan(maxAbsDiff(x, y) / scale, 1e-2)
+            XCTAssertEqual(x.indices.max(by: { x[$0] < x[$1] }), y.indices.max(by: { y[$0] < y[$1] }))
+        }
+        XCTAssertThrowsError(try GPT2Session(model: m, kvType: .q8_0))
+    }
+}
