@@ -124,16 +124,32 @@ struct OptionParser {
 
 /// Standard error, unbuffered.
 enum Console {
-    static func error(_ s: String) {
-        FileHandle.standardError.write((s + "\n").data(using: .utf8)!)
-    }
+    /// Writes to standard error. A closed or failing standard error is ignored (diagnostics are
+    /// best effort; the exit status still says what happened), never a trap.
+    static func error(_ s: String) { errorPartial(s + "\n") }
     static func errorPartial(_ s: String) {
-        FileHandle.standardError.write(s.data(using: .utf8)!)
+        var bytes = Array(s.utf8)
+        var done = 0
+        while done < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress! + done, $0.count - done) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return }
+            done += n
+        }
     }
-    /// Writes to standard output and flushes, for streaming.
+    /// Writes to standard output and flushes, for streaming. If standard output fails (a full
+    /// disk, a closed descriptor), the tool stops at once with status 1, naming it: output is
+    /// never lost silently.
     static func out(_ s: String) {
         fputs(s, stdout)
-        fflush(stdout)
+        if fflush(stdout) != 0 || ferror(stdout) != 0 { stdoutFailed() }
+    }
+    /// Checks that everything written to standard output got there (run by `runTool` at the end).
+    static func finishStdout() -> Bool { fflush(stdout) == 0 && ferror(stdout) == 0 }
+    static func stdoutFailed() -> Never {
+        let why = String(cString: strerror(errno))
+        error("\((CommandLine.arguments.first.map { ($0 as NSString).lastPathComponent }) ?? "g2w"): error: cannot write to standard output: \(why)")
+        exit(1)
     }
     static var stderrIsTerminal: Bool { isatty(2) == 1 }
     static var stdinIsTerminal: Bool { isatty(0) == 1 }
@@ -142,7 +158,13 @@ enum Console {
 /// Runs a tool's body with the shared exit-status convention: 0 success, 1 failure, 2 usage.
 func runTool(name: String, usage: String, _ body: () throws -> Int32) -> Int32 {
     do {
-        return try body()
+        let status = try body()
+        // Output that did not reach standard output (a full disk, a closed descriptor) is a failure.
+        if !Console.finishStdout() {
+            Console.error("\(name): error: cannot write to standard output: \(String(cString: strerror(errno)))")
+            return 1
+        }
+        return status
     } catch let e as UsageError {
         Console.error("\(name): \(e.description)")
         Console.error(usage)

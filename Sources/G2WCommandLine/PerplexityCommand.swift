@@ -1,5 +1,6 @@
 import Foundation
 import G2W
+import G2WFormat
 
 /// `g2w-run --perplexity FILE`: perplexity of the model on a text file.
 enum PerplexityCommand {
@@ -36,8 +37,8 @@ enum PerplexityCommand {
         }
         for flag in ["--pp", "--tg", "--reps"] where o.has(flag) { throw UsageError("\(flag) goes with --bench") }
         if o.has("--kv-type") { throw UsageError("--kv-type goes with generation and --bench (perplexity keeps the cache in f32)") }
-        guard let data = FileManager.default.contents(atPath: file) else { throw ToolError("\(file): cannot read") }
-        guard let text = String(data: data, encoding: .utf8) else { throw ToolError("\(file): not valid UTF-8 text") }
+        let data = try G2WFileReading.readRegularFile(file, limit: 1 << 30, what: "text")
+        guard let text = String(validating: data, as: UTF8.self) else { throw ToolError("\(file): not valid UTF-8 text") }
         guard !text.isEmpty else { throw ToolError("\(file): the file is empty") }
         let tokenizeStart = Date()
         let tokens = try model.encode(text)

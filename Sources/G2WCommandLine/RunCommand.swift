@@ -106,14 +106,18 @@ public enum RunCommand {
             }
             var promptText: String?
             if let p = o.string("--prompt") { promptText = p }
+            // No prompt longer than the context can be used: what is read is bounded by n_ctx
+            // (1 KB per token, at least 1 MB, at most 256 MB), so /dev/zero or a huge file is an
+            // error at once rather than memory growing without end.
+            let promptLimit = min(max(1 << 20, model.configuration.contextLength * 1024), 256 << 20)
             if let f = o.string("--prompt-file") {
-                guard let d = FileManager.default.contents(atPath: f) else { throw ToolError("\(f): cannot read the prompt file") }
-                guard let s = String(data: d, encoding: .utf8) else { throw ToolError("\(f): the prompt file is not valid UTF-8") }
+                let d = try G2WFileReading.readRegularFile(f, limit: promptLimit, what: "prompt file")
+                guard let s = String(validating: d, as: UTF8.self) else { throw ToolError("\(f): the prompt file is not valid UTF-8") }
                 promptText = s
             }
             if promptText == nil && !Console.stdinIsTerminal {
-                let d = FileHandle.standardInput.readDataToEndOfFile()
-                guard let s = String(data: d, encoding: .utf8) else { throw ToolError("stdin: the prompt is not valid UTF-8") }
+                let d = try G2WFileReading.readAll(0, limit: promptLimit, path: "stdin", what: "prompt")
+                guard let s = String(validating: d, as: UTF8.self) else { throw ToolError("stdin: the prompt is not valid UTF-8") }
                 promptText = s
             }
             if let text = promptText {

@@ -30,13 +30,10 @@ public final class G2WFile: @unchecked Sendable {
     /// Opens and validates `path`. Throws ``G2WFormatError`` naming what is wrong and where.
     public init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw G2WFormatError.io(operation: "open", path: path, reason: errnoText()) }
+        // Never blocks on a FIFO or a device; anything but a regular file is refused, saying what it is.
+        let (fd, regularSize) = try G2WFileReading.openRegular(path)
         defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw G2WFormatError.io(operation: "stat", path: path, reason: errnoText()) }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw G2WFormatError.io(operation: "open", path: path, reason: "not a regular file") }
-        let size = UInt64(st.st_size)
+        let size = regularSize
 
         let head = try Self.pread(fd, count: Int(min(size, G2WLayout.headerSize)), at: 0, path: path)
         if head.count >= 8, Array(head[0..<8]) != G2WLayout.magic { throw G2WFormatError.badMagic(Array(head[0..<8])) }

@@ -62,13 +62,10 @@ public final class SafetensorsFile: @unchecked Sendable {
     public init(path: String) throws {
         self.path = path
         func bad(_ reason: String) -> SafetensorsError { SafetensorsError(path: path, reason: reason) }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw G2WFormatError.io(operation: "open", path: path, reason: errnoText()) }
+        // Never blocks on a FIFO or a device; anything but a regular file is refused, saying what it is.
+        let (fd, regularSize) = try G2WFileReading.openRegular(path)
         defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw G2WFormatError.io(operation: "stat", path: path, reason: errnoText()) }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw G2WFormatError.io(operation: "open", path: path, reason: "not a regular file") }
-        let size = Int(st.st_size)
+        let size = Int(regularSize)
         guard size >= 8 else { throw bad("file is \(size) bytes, shorter than the 8-byte header length") }
         let lenBytes = try G2WFile.pread(fd, count: 8, at: 0, path: path)
         let n = lenBytes.enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }

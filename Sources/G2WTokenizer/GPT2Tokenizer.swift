@@ -315,12 +315,29 @@ public struct GPT2Tokenizer: Sendable {
 
 // MARK: - Building helpers
 
+/// The bytes of a tokenizer file: a regular file (a FIFO or a device is refused at once, never
+/// waited on) of at most 256 MB (GPT-2's files are 0.5-1.4 MB).
 private func readFile(_ url: URL) throws -> Data {
-    do {
-        return try Data(contentsOf: url)
-    } catch {
-        throw TokenizerError.unreadableFile(path: url.path, reason: (error as NSError).localizedDescription)
+    let path = url.path, limit: UInt64 = 256 << 20
+    var size: UInt64 = 0
+    var type: UInt32 = 0
+    let fd = g2w_open_regular(path, &size, &type)
+    if fd == -2 {
+        let kind = [1: "a directory", 2: "a FIFO", 3: "a device", 4: "a socket"][type] ?? "not a regular file"
+        throw TokenizerError.unreadableFile(path: path, reason: "\(kind), not a regular file")
     }
+    guard fd >= 0 else { throw TokenizerError.unreadableFile(path: path, reason: String(cString: strerror(errno))) }
+    defer { close(fd) }
+    guard size <= limit else { throw TokenizerError.unreadableFile(path: path, reason: "\(size) bytes, more than the \(limit)-byte limit for a tokenizer file") }
+    var out = Data(count: Int(size))
+    var done = 0
+    while done < Int(size) {
+        let n = out.withUnsafeMutableBytes { read(fd, $0.baseAddress! + done, Int(size) - done) }
+        if n < 0 && errno == EINTR { continue }
+        guard n > 0 else { throw TokenizerError.unreadableFile(path: path, reason: n < 0 ? String(cString: strerror(errno)) : "the file shrank while it was read") }
+        done += n
+    }
+    return out
 }
 
 private func withUTF8<R>(_ string: String, _ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R {

@@ -41,6 +41,11 @@ void g2w_cleanup_install_handlers(void);
 /// above); g2w_stop_requested() returns the signal number caught, 0 if none.
 void g2w_stop_install_handlers(void);
 int g2w_stop_requested(void);
+/// Opens `path` read-only without blocking (a FIFO or a device never stalls the caller) and
+/// returns the descriptor if it is a regular file, with its size. Returns -1 with errno set if it
+/// cannot be opened, -2 if it is not a regular file, with *type 1 directory, 2 FIFO, 3 device,
+/// 4 socket, 5 other.
+int g2w_open_regular(const char *path, uint64_t *size, unsigned *type);
 #ifdef __cplusplus
 }
 #endif

@@ -297,7 +297,8 @@ public struct HuggingFaceConverter {
 
     /// Reads the GPT-2 fields of a Hugging Face `config.json`.
     public static func readConfig(_ path: String, headCountOverride: Int? = nil) throws -> GPT2Configuration {
-        guard let data = FileManager.default.contents(atPath: path) else { throw ConversionError("\(path): cannot read") }
+        let data: [UInt8]
+        do { data = try G2WFileReading.readRegularFile(path, limit: 16 << 20, what: "config") } catch { throw ConversionError("\(error)") }
         let json: JSONValue
         do { json = try JSONValue.parse(data) } catch let e as JSONError { throw ConversionError("\(path): \(e)") }
         guard case .object = json else { throw ConversionError("\(path): not a JSON object") }

@@ -5,11 +5,12 @@ import G2WFormat
 extension HuggingFaceConverter {
     /// Whether `path` is a regular file that starts with the `.g2w` magic.
     static func isG2WFile(_ path: String) -> Bool {
-        guard let h = FileHandle(forReadingAtPath: path) else { return false }
-        defer { try? h.close() }
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue else { return false }
-        return (try? h.read(upToCount: 8)).map { Array($0) == G2WLayout.magic } ?? false
+        guard let (fd, size) = try? G2WFileReading.openRegular(path) else { return false }  // never blocks on a FIFO
+        defer { close(fd) }
+        guard size >= 8 else { return false }
+        var head = [UInt8](repeating: 0, count: 8)
+        let n = head.withUnsafeMutableBytes { read(fd, $0.baseAddress!, 8) }
+        return n == 8 && head == G2WLayout.magic
     }
 
     /// Re-encodes an existing f32 or f16 `.g2w` model with the options' element types (the
