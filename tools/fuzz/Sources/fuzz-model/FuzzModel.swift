@@ -159,10 +159,9 @@ func makeBase(tokenizer withTokenizer: Bool) -> [UInt8] {
                 floats[i] = d.name.hasSuffix("ln_1.weight") || d.name.hasSuffix("ln_2.weight") || d.name == "ln_f.weight"
                     ? 1 : (Float(x >> 16 & 0x7FFF) / 32768 - 0.5) * 0.2
             }
-            switch d.dtype {
-            case .f32: try w.write(floats)
-            case .f16: try w.write(floats.map { Float16($0).bitPattern })
-            }
+            var e = G2WTensorEncoder(writer: w, name: d.name, dtype: d.dtype, shape: d.shape)
+            try floats.withUnsafeBufferPointer { try e.append($0) }
+            try e.finish()
         }
         try w.finish()
         let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
