@@ -61,3 +61,41 @@ public enum G2WFileReading {
         }
     }
 }
+
+/// The writers' shared rules for their output and temporary files (issue 17, items 6 and 7).
+public enum OutputFiles {
+    /// Checks the destination before anything is written: an existing destination needs
+    /// `overwrite`, and even then only a regular file (or a link to one) is replaced, never a
+    /// device, a directory, a FIFO or a socket.
+    public static func checkDestination(_ path: String, overwrite: Bool) throws {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return }  // absent (or unreachable: creating it will say)
+        guard overwrite else { throw G2WFormatError.outputExists(path: path) }
+        let kind = st.st_mode & S_IFMT
+        guard kind == S_IFREG else {
+            let what = kind == S_IFDIR ? "a directory" : kind == S_IFIFO ? "a FIFO" : kind == S_IFCHR || kind == S_IFBLK ? "a device" : "not a regular file"
+            throw G2WFormatError.io(operation: "replace", path: path, reason: "it is \(what); --force replaces regular files only")
+        }
+    }
+
+    /// Creates the temporary file exclusively and never through a link: O_CREAT | O_EXCL |
+    /// O_NOFOLLOW. A file or link already at that name (left by a killed process whose id this one
+    /// reuses, or planted) is unlinked first: unlinking a link removes the link, not its target.
+    static func createTemporary(_ temporaryPath: String, for destination: String) throws -> Int32 {
+        for attempt in 0..<2 {
+            let fd = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+            if fd >= 0 { return fd }
+            if errno == EEXIST && attempt == 0 { unlink(temporaryPath); continue }
+            break
+        }
+        // Named by the user's output (the temporary name is an implementation detail).
+        throw G2WFormatError.io(operation: "create", path: destination, reason: errnoText())
+    }
+
+    /// Whether two paths name the same file (same device and inode).
+    public static func sameFile(_ a: String, _ b: String) -> Bool {
+        var sa = stat(), sb = stat()
+        guard stat(a, &sa) == 0, stat(b, &sb) == 0 else { return false }
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino
+    }
+}

@@ -44,7 +44,7 @@ public final class G2WWriter {
     public init(path: String, metadata: G2WMetadata, tensors: [G2WTensorDescriptor], overwrite: Bool = false) throws {
         destination = path
         self.overwrite = overwrite
-        if !overwrite, access(path, F_OK) == 0 { throw G2WFormatError.outputExists(path: path) }
+        try OutputFiles.checkDestination(path, overwrite: overwrite)
         metadataBytes = try HeaderRegion.encodeMetadata(metadata)
 
         // Validate descriptors and lay out the data section.
@@ -106,8 +106,7 @@ public final class G2WWriter {
         let base = slash.map { String(path[path.index(after: $0)...]) } ?? path
         temporaryPath = (dir.isEmpty ? "" : dir + "/") + ".\(base).tmp-\(getpid())"
         Self.removeStaleTemporaries(directory: dir.isEmpty ? "/" : dir, base: base)
-        fd = open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw G2WFormatError.io(operation: "create", path: temporaryPath, reason: errnoText()) }
+        fd = try OutputFiles.createTemporary(temporaryPath, for: path)
         g2w_cleanup_register(temporaryPath)
         do {
             try append(region(checksums: false))

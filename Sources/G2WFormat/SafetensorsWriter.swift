@@ -315,7 +315,7 @@ public final class AtomicFileWriter {
         self.overwrite = overwrite
         let (dir, base) = Self.split(path)
         guard !base.isEmpty else { throw G2WFormatError.io(operation: "create", path: path, reason: "the path names a directory, not a file") }
-        if !overwrite, access(path, F_OK) == 0 { throw G2WFormatError.outputExists(path: path) }
+        try OutputFiles.checkDestination(path, overwrite: overwrite)
         let prefix = path.lastIndex(of: "/").map { String(path[...$0]) } ?? ""
         temporaryPath = prefix + ".\(base).tmp-\(getpid())"
         // The temporary name is per process: claim it, so two writers of one file in this
@@ -328,12 +328,11 @@ public final class AtomicFileWriter {
         G2WWriter.removeStaleTemporaries(directory: dir, base: base)
         // Not claimed by this process, so a file by this name is left by a killed process whose
         // id this one reuses: replace it.
-        fd = open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else {
-            let reason = errnoText()
+        do { fd = try OutputFiles.createTemporary(temporaryPath, for: path) } catch {
+            fd = -1
             ActiveTemporaries.release(temporaryPath)
             done = true
-            throw G2WFormatError.io(operation: "create", path: temporaryPath, reason: reason)
+            throw error
         }
         g2w_cleanup_register(temporaryPath)
         buffer.reserveCapacity(bufferLimit)

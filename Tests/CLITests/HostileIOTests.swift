@@ -1,4 +1,5 @@
 import Foundation
+import G2WFormat
 import XCTest
 
 /// Inputs and streams that are not what a tool expects: FIFOs and devices as paths, closed or
@@ -65,5 +66,47 @@ final class HostileIOTests: XCTestCase {
         let r = try sh("$B/g2w-run -m $M -n 1 < /dev/zero")
         XCTAssertEqual(r.status, 1, r.err)
         XCTAssertTrue(r.err.contains("the prompt is longer than the 1048576-byte limit"), r.err)
+    }
+
+    /// --force replaces regular files only, never the input itself, and a planted link at the
+    /// temporary name is never followed (items 6 and 7).
+    func testOutputsThatMustNotBeReplaced() throws {
+        let src = CLITests.fixtures.appendingPathComponent("tiny-f32/model.safetensors").path
+        let fifo = dir.appendingPathComponent("fifo").path
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        for (out, what) in [(dir.path, "it is a directory"), (fifo, "it is a FIFO")] {
+            let r = try sh("$B/g2w-convert \(src) -o \(out) --force -q")
+            XCTAssertEqual(r.status, 1, r.err)
+            XCTAssertTrue(r.err.contains(what) && r.err.contains("--force replaces regular files only"), r.err)
+        }
+        var isDir: ObjCBool = false
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.path, isDirectory: &isDir) && isDir.boolValue)
+        // The input as the output, even with --force: refused, the input intact.
+        let copy = dir.appendingPathComponent("model.safetensors").path
+        try FileManager.default.copyItem(atPath: src, toPath: copy)
+        try FileManager.default.copyItem(atPath: CLITests.fixtures.appendingPathComponent("tiny-f32/config.json").path, toPath: dir.appendingPathComponent("config.json").path)
+        let before = try Data(contentsOf: URL(fileURLWithPath: copy))
+        let r = try sh("$B/g2w-convert \(copy) -o \(copy) --force -q --no-tokenizer")
+        XCTAssertEqual(r.status, 1, r.err)
+        XCTAssertTrue(r.err.contains("is an input"), r.err)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: copy)), before)
+    }
+
+    func testPlantedTemporaryLinkIsNotFollowed() throws {
+        let victim = dir.appendingPathComponent("victim").path
+        try Data("precious".utf8).write(to: URL(fileURLWithPath: victim))
+        let out = dir.appendingPathComponent("out.g2w").path
+        let planted = dir.appendingPathComponent(".out.g2w.tmp-\(getpid())").path
+        XCTAssertEqual(symlink(victim, planted), 0)
+        let w = try G2WWriter(path: out, metadata: ["k": .string("v")], tensors: [.init(name: "t", dtype: .f32, shape: [2])])
+        try w.write([Float(1), 2])
+        try w.finish()
+        XCTAssertEqual(try String(contentsOfFile: victim, encoding: .utf8), "precious")
+        XCTAssertEqual(try G2WFile(path: out).tensor(named: "t")?.floats(), [1, 2])
+        // And the safetensors writer.
+        let out2 = dir.appendingPathComponent("out.safetensors").path
+        XCTAssertEqual(symlink(victim, dir.appendingPathComponent(".out.safetensors.tmp-\(getpid())").path), 0)
+        try SafetensorsWriter.write(to: out2, tensors: [SafetensorsWriter.Tensor(name: "t", dtype: .f32, shape: [1]) { sink in try [Float(3)].withUnsafeBytes { try sink($0) } }], metadata: [:])
+        XCTAssertEqual(try String(contentsOfFile: victim, encoding: .utf8), "precious")
     }
 }

@@ -174,6 +174,9 @@ public struct HuggingFaceConverter {
         try Self.checkBlocks(plan, options)
         let descriptors = plan.map { G2WTensorDescriptor(name: $0.name, dtype: Self.dtype(of: $0.name, shape: $0.shape, options), shape: $0.shape) }
         let output = options.output ?? Self.defaultOutput(for: modelPath)
+        for source in [modelPath] + [dir + "/config.json", dir + "/vocab.json", dir + "/merges.txt", dir + "/tokenizer.json"] where OutputFiles.sameFile(output, source) {
+            throw ConversionError("the output \(output) is an input (\(source)): choose another -o")
+        }
         let writer: G2WWriter
         do { writer = try G2WWriter(path: output, metadata: meta, tensors: descriptors, overwrite: options.overwrite) } catch let e as G2WFormatError {
             throw ConversionError(e.description)
