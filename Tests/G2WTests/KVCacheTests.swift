@@ -49,3 +49,36 @@ final class KVCacheTests: XCTestCase {
         XCTAssertThrowsError(try GPT2Session(model: m, kvType: .q8_0))
     }
 }
+
+/// A model with a long context runs a short prompt in memory for that prompt (issue 17, item 1):
+/// the cache and the score buffers grow with the sequence instead of being sized for n_ctx
+/// (here 2^20 positions: 41 GB of prompt scores and 128 MB of cache per layer before).
+final class LongContextTests: XCTestCase {
+    func testShortPromptOnAMillionPositionContext() throws {
+        let c = GPT2Configuration(layerCount: 1, headCount: 2, embeddingSize: 16, innerSize: 64, contextLength: 1 << 20, vocabularySize: 300)
+        let block = try GPT2ParameterBlock(configuration: c, untiedHead: false)
+        var rng = SeededGenerator(seed: 3)
+        for i in 0..<block.count { block.storage.base[i] = Float(Double(rng.next() >> 11) * 0x1.0p-53 - 0.5) * 0.1 }
+        for name in ["h.0.ln_1.weight", "h.0.ln_2.weight", "ln_f.weight"] { for j in block.tensor(named: name)!.indices { block.tensor(named: name)![j] = 1 } }
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("long-\(UUID().uuidString).g2w").path
+        defer { unlink(path) }
+        try GPT2ModelWriter.write(block, to: path, dtype: .f16, writer: "test")
+        let model = try GPT2Model(path: path)
+        let before = Benchmark.residentMemory().1
+        let session = try GPT2Session(model: model, threads: 2)
+        let prompt = (0..<3000).map { _ in Int(rng.next() % 300) }
+        let logits = try session.append(prompt)
+        XCTAssertEqual(logits.count, 300)
+        XCTAssertTrue(logits.allSatisfy(\.isFinite))
+        for t in 0..<5 { XCTAssertEqual(try session.append([t]).count, 300) }
+        XCTAssertEqual(session.count, 3005)
+        // Resident memory for this: scores [2, 3000, 3000] floats (72 MB) and a small cache, not GBs.
+        XCTAssertLessThan(Benchmark.residentMemory().1 - before, 400 << 20)
+        // The same logits as a session that grew its cache token by token from a short start.
+        let again = try GPT2Session(model: model, threads: 1)
+        _ = try again.append(Array(prompt[0..<10]))
+        var last: [Float] = []
+        for id in prompt[10...] { last = try again.append([id]) }
+        XCTAssertLessThan(maxAbsDiff(last, logits), 1e-4)
+    }
+}

@@ -35,19 +35,24 @@ public final class GPT2Session {
     /// reads every token deep in the context; keys and values rounded to binary16).
     public let kvType: G2WDType
     // KV cache: [layer][position][E], keys and values, of kvType.
-    let keys: UnsafeMutableRawPointer
-    let values: UnsafeMutableRawPointer
+    var keys: UnsafeMutableRawPointer
+    var values: UnsafeMutableRawPointer
+    /// Positions the cache has room for (per layer); grown, up to n_ctx, as the sequence grows,
+    /// so a model with a long context runs a short prompt in memory for that prompt.
+    var cachePositions = 0
+    /// Positions the score buffers have room for.
+    var scorePositions = 0
     /// f16 cache, batched prompts: one layer's keys and values widened to f32 for the products.
     var wideKeys = UnsafeMutablePointer<Float>.allocate(capacity: 1), wideValues = UnsafeMutablePointer<Float>.allocate(capacity: 1)
     var wideCapacity = 0
     // Scratch sized for `capacity` rows; grown on demand.
     var capacity = 0
     var x, h, qkv, att, ff: UnsafeMutablePointer<Float>
-    var scores: UnsafeMutablePointer<Float>  // per thread: n_ctx floats
+    var scores: UnsafeMutablePointer<Float>  // per thread: scorePositions floats
     /// The prepared (int8-quantized) activation of a decoding step's product, for quantized weights.
     var prepared = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)
     var preparedCapacity = 64
-    /// Per thread: capacity x n_ctx floats, the score matrix of one head for a batched prompt.
+    /// Per thread: capacity x scorePositions floats, the score matrix of one head for a batched prompt.
     var promptScores: UnsafeMutablePointer<Float>
     /// The worker threads (the calling thread is worker 0); nil if none could be made (then all
     /// work runs on the calling thread).
@@ -64,48 +69,88 @@ public final class GPT2Session {
         // A thread that cannot be started leaves the pool smaller; the session uses what it got.
         pool = g2w_pool_create(max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount))
         self.threads = pool.map { g2w_pool_threads($0) } ?? 1
-        // Large allocations come from mmap: untouched pages of the cache use no memory. A cache
-        // that cannot be allocated is an error, not an abort.
-        let (elements, o1) = c.layerCount.multipliedReportingOverflow(by: c.contextLength * c.embeddingSize)
-        let (cacheBytes, o2) = elements.multipliedReportingOverflow(by: kvType.size)
-        guard !o1, !o2, let k = malloc(max(cacheBytes, 1)) else {
+        keys = malloc(1)!
+        values = malloc(1)!
+        x = Self.placeholder(); h = Self.placeholder(); qkv = Self.placeholder(); att = Self.placeholder(); ff = Self.placeholder()
+        scores = Self.placeholder()
+        promptScores = Self.placeholder()
+        do {
+            try reserve(1)
+            try reserveCache(min(c.contextLength, 64))
+        } catch {
             g2w_pool_destroy(pool)
-            throw AllocationError(purpose: "the key cache (\(kvType))", bytes: o1 || o2 ? Int.max : cacheBytes)
+            throw error
         }
-        guard let v = malloc(max(cacheBytes, 1)) else {
-            free(k); g2w_pool_destroy(pool)
-            throw AllocationError(purpose: "the value cache (\(kvType))", bytes: cacheBytes)
+    }
+
+    static func placeholder() -> UnsafeMutablePointer<Float> { malloc(4)!.assumingMemoryBound(to: Float.self) }
+
+    /// `count` floats from malloc; failure (or a size that overflows) is an error, not an abort.
+    static func floats(_ count: Int, _ purpose: String) throws -> UnsafeMutablePointer<Float> {
+        let (bytes, overflow) = max(count, 1).multipliedReportingOverflow(by: 4)
+        guard !overflow, let p = malloc(bytes) else { throw AllocationError(purpose: purpose, bytes: overflow ? Int.max : bytes) }
+        return p.assumingMemoryBound(to: Float.self)
+    }
+
+    /// Grows the KV cache to hold `positions` per layer (at least doubling, at most n_ctx),
+    /// copying the cached positions layer by layer.
+    func reserveCache(_ positions: Int) throws {
+        guard positions > cachePositions else { return }
+        let newPositions = min(c.contextLength, max(positions, 2 * cachePositions))
+        let E = c.embeddingSize, size = kvType.size
+        let (perLayer, o1) = newPositions.multipliedReportingOverflow(by: E * size)
+        let (bytes, o2) = perLayer.multipliedReportingOverflow(by: c.layerCount)
+        guard !o1, !o2, let k = malloc(max(bytes, 1)) else {
+            throw AllocationError(purpose: "the key cache (\(newPositions) positions, \(kvType))", bytes: o1 || o2 ? Int.max : bytes)
         }
-        keys = k
-        values = v
-        x = .allocate(capacity: 1); h = .allocate(capacity: 1); qkv = .allocate(capacity: 1); att = .allocate(capacity: 1); ff = .allocate(capacity: 1)
-        scores = .allocate(capacity: 1)
-        promptScores = .allocate(capacity: 1)
-        reserve(1)
+        guard let v = malloc(max(bytes, 1)) else {
+            free(k)
+            throw AllocationError(purpose: "the value cache (\(newPositions) positions, \(kvType))", bytes: bytes)
+        }
+        for l in 0..<c.layerCount where count > 0 {
+            memcpy(k + l * perLayer, keys + l * cachePositions * E * size, count * E * size)
+            memcpy(v + l * perLayer, values + l * cachePositions * E * size, count * E * size)
+        }
+        free(keys); free(values)
+        keys = k; values = v
+        cachePositions = newPositions
     }
 
     deinit {
         g2w_pool_destroy(pool)
         free(keys); free(values); prepared.deallocate(); wideKeys.deallocate(); wideValues.deallocate()
-        for p in [x, h, qkv, att, ff, scores, promptScores] { p.deallocate() }
+        for p in [x, h, qkv, att, ff, scores, promptScores] { free(p) }
     }
 
     /// Forgets the sequence (the cache is overwritten by the next tokens).
     public func reset() { count = 0 }
 
-    func reserve(_ rows: Int) {
-        guard rows > capacity else { return }
-        for p in [x, h, qkv, att, ff, scores, promptScores] { p.deallocate() }
+    /// Scratch for `rows` new positions with `positions` in all (scores are per position).
+    func reserve(_ rows: Int, positions: Int = 1) throws {
         let e = c.embeddingSize
-        x = .allocate(capacity: rows * e)
-        h = .allocate(capacity: rows * e)
-        qkv = .allocate(capacity: rows * 3 * e)
-        att = .allocate(capacity: rows * e)
-        ff = .allocate(capacity: rows * c.innerSize)
-        scores = .allocate(capacity: max(rows, threads) * c.contextLength)
-        // Only the batched attention of 32 or more rows uses it (allocated, not touched, otherwise).
-        promptScores = .allocate(capacity: rows >= 32 ? threads * rows * c.contextLength : 1)
-        capacity = rows
+        if rows > capacity {
+            for p in [x, h, qkv, att, ff] { free(p) }
+            x = Self.placeholder(); h = Self.placeholder(); qkv = Self.placeholder(); att = Self.placeholder(); ff = Self.placeholder()
+            capacity = 0
+            x = try Self.floats(rows * e, "activations")
+            h = try Self.floats(rows * e, "activations")
+            qkv = try Self.floats(rows * 3 * e, "activations")
+            att = try Self.floats(rows * e, "activations")
+            ff = try Self.floats(rows * c.innerSize, "activations")
+            capacity = rows
+            scorePositions = 0  // the prompt score buffer depends on rows too
+        }
+        if positions > scorePositions {
+            let previous = scorePositions
+            free(scores); free(promptScores)
+            scores = Self.placeholder(); promptScores = Self.placeholder()
+            scorePositions = 0
+            let n = min(c.contextLength, max(positions, 2 * previous, 64))  // doubling: amortized
+            scores = try Self.floats(threads * n, "attention scores")
+            // Only the batched attention of 32 or more rows uses it: per thread, [rows, positions].
+            promptScores = try Self.floats(capacity >= 32 ? threads * capacity * n : 1, "prompt attention scores")
+            scorePositions = n
+        }
     }
 
     /// Runs `tokens` through the model after the cached ones and returns the logits of the last
@@ -128,7 +173,8 @@ public final class GPT2Session {
         defer {
             if profiling { profile.total += DispatchTime.now().uptimeNanoseconds - began; profile.calls += 1 }
         }
-        reserve(T)
+        try reserve(T, positions: count + T)
+        try reserveCache(count + T)
         let eps = Float(c.layerNormEpsilon)
         let m = model
 
@@ -139,7 +185,7 @@ public final class GPT2Session {
             g2w_add(x + t * E, h + t * E, E)
         }
         for (l, layer) in m.parameters.layers.enumerated() {
-            let layerOffset = l * c.contextLength * E
+            let layerOffset = l * cachePositions * E
             // Attention block: h = LN1(x); qkv = h W_attn^T + b                qkv: [T, 3E]
             for t in 0..<T { g2w_layernorm(x + t * E, layer.ln1Weight, layer.ln1Bias, h + t * E, E, eps) }
             matmul(layer.attention, h, layer.attentionBias, qkv, T)
@@ -158,7 +204,7 @@ public final class GPT2Session {
             }
             // Causal attention per (position, head): att[t, head] over positions 0...start+t.
             let scale = 1 / Float(D).squareRoot()
-            let q = qkv, a = att, sc = scores, ctx = c.contextLength
+            let q = qkv, a = att, sc = scores, ctx = scorePositions
             if T >= 32 && g2w_has_fast_gemm() != 0 {
                 // Many queries: per head, two matrix products on the blocked kernel,
                 //   S = Q K^T [T, n] -> causal softmax per row -> att = S V [T, D],
