@@ -99,7 +99,9 @@ final class ProgressBar {
     var lastDecile = -1
     var drawn = false
 
-    init(enabled: Bool) { self.enabled = enabled }
+    /// What `done` and `total` count ("tensors", "windows").
+    let unit: String
+    init(enabled: Bool, unit: String = "tensors") { self.enabled = enabled; self.unit = unit }
 
     func update(done: Int, total: Int, bytes: UInt64, totalBytes: UInt64) {
         guard enabled, total > 0 else { return }
@@ -108,7 +110,8 @@ final class ProgressBar {
             let width = 30
             let filled = Int(fraction * Double(width))
             let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
-            Console.errorPartial(String(format: "\r[%@] %3d%%  %d/%d tensors  %.1f MB", bar, Int(fraction * 100), done, total, Double(bytes) / 1e6))
+            let size = totalBytes > 0 ? String(format: "  %.1f MB", Double(bytes) / 1e6) : ""
+            Console.errorPartial(String(format: "\r[%@] %3d%%  %d/%d %@%@", bar, Int(fraction * 100), done, total, unit, size))
             drawn = true
         } else if totalBytes >= 100_000_000 {
             let decile = Int(fraction * 10)

@@ -75,7 +75,7 @@ public enum InspectCommand {
         for (k, v) in f.metadata {
             var shown = v.description
             if case let .stringArray(a) = v {
-                let preview = (allMetadata ? Array(a) : Array(a.prefix(4))).map { "\"\(escapedForDisplay($0))\"" }
+                let preview = (allMetadata ? Array(a) : Array(a.prefix(4))).map { "\"\(escapedForDisplay($0).replacingOccurrences(of: "\"", with: "\\\""))\"" }
                 shown = "[\(preview.joined(separator: ", "))\(allMetadata || a.count <= 4 ? "" : ", ... (\(grouped(a.count)) strings)")]"
             }
             lines.append("  \(escapedForDisplay(k).rightPad(kw))  \(v.typeName.rightPad(8))  \(shown)")

@@ -43,7 +43,8 @@ enum PerplexityCommand {
         let tokenizeStart = Date()
         let tokens = try model.encode(text)
         let tokenizeSeconds = Date().timeIntervalSince(tokenizeStart)
-        let bar = ProgressBar(enabled: !o.has("--json") && Console.stderrIsTerminal)
+        let quiet = o.has("--quiet")
+        let bar = ProgressBar(enabled: !o.has("--json") && !quiet && Console.stderrIsTerminal, unit: "windows")
         if let base {
             return try compare(model: model, base: base, tokens: tokens, file: file, method: method, methodName: methodName, ctx: ctx,
                                options: o, threads: threads, tokenizeSeconds: tokenizeSeconds, bar: bar)
@@ -67,8 +68,10 @@ enum PerplexityCommand {
             print("{" + fields.joined(separator: ", ") + "}")
         } else {
             print(String(format: "perplexity: %.4f +/- %.4f", r.perplexity, r.standardError))
+            if !quiet {
             Console.error("g2w-run: \(r.method): \(r.windowCount) windows, \(grouped(r.scoredCount)) of \(grouped(r.tokenCount)) tokens scored, mean NLL \(String(format: "%.6f", r.meanNLL))")
             Console.error(String(format: "g2w-run: evaluated in %.2f s (%.1f tok/s); tokenized in %.2f s", r.seconds, r.tokensPerSecond, tokenizeSeconds))
+            }
         }
         return 0
     }
@@ -129,8 +132,10 @@ enum PerplexityCommand {
             line("Mean \u{394}p", String(format: "%.4f +/- %.4f %%", 100 * r.meanDeltaP, 100 * r.meanDeltaPStandardError))
             line("RMS \u{394}p", String(format: "%.4f +/- %.4f %%", 100 * r.rmsDeltaP, 100 * r.rmsDeltaPStandardError))
             line("Max |\u{394}p|", String(format: "%.4f %%", 100 * r.maxAbsDeltaP))
+            if !o.has("--quiet") {
             Console.error("g2w-run: \(r.method): \(r.windowCount) windows, \(grouped(r.scoredCount)) of \(grouped(r.tokenCount)) tokens scored; Q = \(model.file.path) (\(model.weightDType)), base = \(base.file.path) (\(base.weightDType))")
             Console.error(String(format: "g2w-run: evaluated both models in %.2f s (%.1f tok/s per model); tokenized in %.2f s", r.seconds, r.tokensPerSecond, tokenizeSeconds))
+            }
         }
         return 0
     }

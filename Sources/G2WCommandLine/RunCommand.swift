@@ -198,11 +198,13 @@ public enum RunCommand {
         Console.out("\n")
         if !quiet {
             let pt = result.promptTokens.count, gt = result.tokens.count
-            func rate(_ n: Int, _ s: Double) -> String { n > 0 && s > 0 ? String(format: "%.2f tok/s", Double(n) / s) : "-" }
+            // Rates only over forward passes that ran: the prompt pass (which also gives the first
+            // generated token) and the evaluated steps after it (one fewer than the tokens).
+            func rate(_ n: Int, _ s: Double) -> String { n > 0 && s > 1e-6 ? String(format: "%.2f tok/s", Double(n) / s) : "-" }
             Console.error(String(format: "g2w-run: load      %9.2f ms", loadSeconds * 1000))
-            Console.error(String(format: "g2w-run: prompt    %9.2f ms / %5d tokens (%@)", result.promptSeconds * 1000, pt, rate(pt, result.promptSeconds)))
-            Console.error(String(format: "g2w-run: generate  %9.2f ms / %5d tokens (%@)", result.generationSeconds * 1000, gt, rate(result.evaluatedTokens, result.generationSeconds)))
-            Console.error("g2w-run: stopped at \(result.stopReason); seed \(options.sampling.seed); \(model.weightDType) weights, \(options.threads ?? ProcessInfo.processInfo.activeProcessorCount) threads")
+            Console.error(String(format: "g2w-run: prompt    %9.2f ms / %5d tokens (%@)", result.promptSeconds * 1000, pt, gt > 0 ? rate(pt, result.promptSeconds) : "not run: -n 0"))
+            Console.error(String(format: "g2w-run: generate  %9.2f ms / %5d tokens, %d steps after the prompt pass (%@)", result.generationSeconds * 1000, gt, result.evaluatedTokens, rate(result.evaluatedTokens, result.generationSeconds)))
+            Console.error("g2w-run: stopped at \(result.stopReason); seed \(options.sampling.seed); \(model.weightTypesDescription) weights, \(options.threads ?? ProcessInfo.processInfo.activeProcessorCount) threads")
         }
     }
 }

@@ -226,6 +226,26 @@ final class CLITests: XCTestCase {
         XCTAssertGreaterThan(split["lm_head"]!, 0)
     }
 
+    /// Issue 17 item 13: rates only over passes that ran, -q silences perplexity's stderr, the
+    /// quote token is escaped in g2w-inspect's preview.
+    func testSmallMessages() throws {
+        let demo = Self.fixtures.appendingPathComponent("shakespeare.g2w").path
+        let zero = try run("g2w-run", ["--model", demo, "--prompt", "hi", "-n", "0"])
+        XCTAssertEqual(zero.status, 0, zero.err)
+        XCTAssertTrue(zero.err.contains("(not run: -n 0)"), zero.err)
+        XCTAssertFalse(zero.err.contains("tok/s"), zero.err)
+        let three = try run("g2w-run", ["--model", demo, "--prompt", "hi", "-n", "3", "-t", "0"])
+        XCTAssertTrue(three.err.contains("/     3 tokens, 2 steps after the prompt pass"), three.err)
+        let text = dir.appendingPathComponent("t.txt")
+        try String(repeating: "To be, or not to be, that is the question. ", count: 40).write(to: text, atomically: true, encoding: .utf8)
+        let q = try run("g2w-run", ["--model", demo, "--perplexity", text.path, "--ctx", "64", "-q"])
+        XCTAssertEqual(q.status, 0, q.err)
+        XCTAssertEqual(q.err, "")
+        XCTAssertTrue(q.out.hasPrefix("perplexity: "), q.out)
+        let i = try run("g2w-inspect", [demo])
+        XCTAssertTrue(i.out.contains(##"["!", "\"", "#", "$", ..."##), i.out)
+    }
+
     func testConvertNeverOverwritesWithoutForce() throws {
         let model = try tinyModel()
         let before = try Data(contentsOf: URL(fileURLWithPath: model))
