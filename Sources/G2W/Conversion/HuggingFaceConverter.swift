@@ -298,6 +298,19 @@ public struct HuggingFaceConverter {
         return c
     }
 
+    /// A JSON value as a user would write it (numbers plainly, strings quoted and escaped, the
+    /// kind of arrays and objects), for messages.
+    static func shortText(_ v: JSONValue) -> String {
+        switch v {
+        case .null: return "null"
+        case let .bool(b): return b ? "true" : "false"
+        case let .number(d, i): return i.map(String.init) ?? "\(d)"
+        case let .string(s): return "\"\(escapedForDisplay(String(s.prefix(80))))\"\(s.count > 80 ? "..." : "")"
+        case .array: return "an array"
+        case .object: return "an object"
+        }
+    }
+
     /// Reads the GPT-2 fields of a Hugging Face `config.json`.
     public static func readConfig(_ path: String, headCountOverride: Int? = nil) throws -> GPT2Configuration {
         let data: [UInt8]
@@ -308,7 +321,7 @@ public struct HuggingFaceConverter {
         func int(_ keys: [String], required: Bool = true) throws -> Int? {
             for k in keys {
                 guard let v = json[k], !v.isNull else { continue }
-                guard let i = v.int, i >= 1, i <= 1 << 20 else { throw ConversionError("\(path): \"\(k)\" must be an integer in 1...1048576, found \(v)") }
+                guard let i = v.int, i >= 1, i <= 1 << 20 else { throw ConversionError("\(path): \"\(k)\" must be an integer in 1...1048576, found \(Self.shortText(v))") }
                 return Int(i)
             }
             if required { throw ConversionError("\(path): missing \"\(keys[0])\"") }
@@ -317,14 +330,25 @@ public struct HuggingFaceConverter {
         if let mt = json["model_type"]?.string, mt != "gpt2" {
             throw ConversionError("\(path): model_type is '\(mt)'; g2w-convert converts GPT-2 (model_type gpt2)")
         }
+        // Every field that changes the computation is supported or refused (never silently ignored).
         for flag in ["scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn", "add_cross_attention"] {
-            if case .bool(true)? = json[flag] { throw ConversionError("\(path): \"\(flag)\": true is not supported") }
+            if let v = json[flag], !v.isNull {
+                guard case let .bool(b) = v else { throw ConversionError("\(path): \"\(flag)\" must be true or false, found \(Self.shortText(v))") }
+                if b { throw ConversionError("\(path): \"\(flag)\": true is not supported (g2w runs GPT-2's attention)") }
+            }
+        }
+        if let v = json["scale_attn_weights"], !v.isNull {
+            guard case let .bool(b) = v else { throw ConversionError("\(path): \"scale_attn_weights\" must be true or false, found \(Self.shortText(v))") }
+            if !b { throw ConversionError("\(path): \"scale_attn_weights\": false is not supported (g2w always scales attention scores by 1/sqrt(head size), as GPT-2 does)") }
         }
         let eps: Double
         if let v = json["layer_norm_epsilon"], !v.isNull {
-            guard let d = v.double else { throw ConversionError("\(path): \"layer_norm_epsilon\" must be a number") }
+            guard let d = v.double, d.isFinite, d > 0, d < 1 else { throw ConversionError("\(path): \"layer_norm_epsilon\" must be a number in (0, 1), found \(Self.shortText(v))") }
             eps = d
         } else { eps = 1e-5 }
+        if let v = json["activation_function"], !v.isNull, v.string == nil {
+            throw ConversionError("\(path): \"activation_function\" must be a string, found \(Self.shortText(v))")
+        }
         let act = json["activation_function"]?.string ?? "gelu_new"
         let c = GPT2Configuration(layerCount: try int(["n_layer", "num_hidden_layers"])!, headCount: try headCountOverride ?? int(["n_head", "num_attention_heads"])!,
                                   embeddingSize: try int(["n_embd", "hidden_size"])!, innerSize: try int(["n_inner"], required: false),
