@@ -187,6 +187,7 @@ public enum RunCommand {
         try options.sampling.validate()
         try model.validate(tokens: prompt)
         _ = try options.tokenBudget(promptCount: prompt.count, contextLength: model.configuration.contextLength)
+        if model.hasTokenizer { _ = try model.requireTokenizer() }  // a malformed embedded tokenizer is an error (spec 12.2)
         if echo {
             if let t = promptText { Console.out(t) } else if let tok = model.tokenizer { Console.out((try? tok.decodeText(prompt)) ?? "") }
         }

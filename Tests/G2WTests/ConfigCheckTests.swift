@@ -1,5 +1,6 @@
 import Foundation
 import G2W
+import G2WFormat
 import XCTest
 
 /// Every config.json field that changes the computation is supported or refused, with a message
@@ -37,6 +38,29 @@ final class ConfigCheckTests: XCTestCase {
         try #"{"n_layer": 2, "n_head": 0, "n_embd": 64, "n_positions": 32, "vocab_size": 100}"#.write(toFile: path, atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try HuggingFaceConverter.readConfig(path)) { e in
             XCTAssertTrue("\(e)".hasSuffix("\"n_head\" must be an integer in 1...1048576, found 0"), "\(e)")
+        }
+    }
+}
+
+/// A file whose embedded tokenizer is malformed is rejected whatever the input (spec 12.2; issue
+/// 17 item 10), not treated as a file without one.
+final class MalformedEmbeddedTokenizerTests: XCTestCase {
+    func testGenerationRefusesAMalformedTokenizer() throws {
+        let c = GPT2Configuration(layerCount: 1, headCount: 1, embeddingSize: 8, innerSize: 16, contextLength: 8, vocabularySize: 300)
+        let block = try GPT2ParameterBlock(configuration: c, untiedHead: false)
+        var vocab = (0..<256).map { String(UnicodeScalar(UInt8($0))) }
+        vocab[66] = vocab[65]  // a duplicate token (and byte 66 missing)
+        var meta = G2WMetadata()
+        meta["tokenizer.model"] = .string("gpt2-bpe")
+        meta["tokenizer.vocab"] = .stringArray(G2WStringArray(vocab))
+        meta["tokenizer.merges"] = .stringArray(G2WStringArray([String]()))
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("badtok-\(UUID().uuidString).g2w").path
+        defer { unlink(path) }
+        try GPT2ModelWriter.write(block, to: path, tokenizer: meta, writer: "test")
+        let m = try GPT2Model(path: path)
+        XCTAssertTrue(m.hasTokenizer)
+        XCTAssertThrowsError(try m.generate(prompt: [1, 2], options: GenerationOptions()) { _ in true }) { e in
+            XCTAssertTrue("\(e)".contains("tokenizer.vocab"), "\(e)")
         }
     }
 }

@@ -84,7 +84,9 @@ extension GPT2Model {
         try options.sampling.validate()
         try validate(tokens: prompt)
         let budget = try options.tokenBudget(promptCount: prompt.count, contextLength: configuration.contextLength)
-        let tokenizer = self.tokenizer
+        // A file that embeds a tokenizer must embed a valid one (spec 12.2): a malformed one is an
+        // error here, whatever the input, rather than silently treated as absent.
+        let tokenizer = hasTokenizer ? try requireTokenizer() : nil
         if !options.stopStrings.isEmpty && tokenizer == nil {
             throw GenerationError.invalidOption("stop strings need a tokenizer; this model file has none")
         }
