@@ -125,30 +125,31 @@ public final class GPT2Session {
     /// Forgets the sequence (the cache is overwritten by the next tokens).
     public func reset() { count = 0 }
 
-    /// Scratch for `rows` new positions with `positions` in all (scores are per position).
+    /// Scratch for `rows` new positions with `positions` in all (scores are per position). New
+    /// buffers are allocated before the old ones are freed: a failure leaves the session as it was.
     func reserve(_ rows: Int, positions: Int = 1) throws {
         let e = c.embeddingSize
         if rows > capacity {
+            var fresh: [UnsafeMutablePointer<Float>] = []
+            do {
+                for n in [rows * e, rows * e, rows * 3 * e, rows * e, rows * c.innerSize] { fresh.append(try Self.floats(n, "activations")) }
+            } catch {
+                fresh.forEach { free($0) }
+                throw error
+            }
             for p in [x, h, qkv, att, ff] { free(p) }
-            x = Self.placeholder(); h = Self.placeholder(); qkv = Self.placeholder(); att = Self.placeholder(); ff = Self.placeholder()
-            capacity = 0
-            x = try Self.floats(rows * e, "activations")
-            h = try Self.floats(rows * e, "activations")
-            qkv = try Self.floats(rows * 3 * e, "activations")
-            att = try Self.floats(rows * e, "activations")
-            ff = try Self.floats(rows * c.innerSize, "activations")
+            x = fresh[0]; h = fresh[1]; qkv = fresh[2]; att = fresh[3]; ff = fresh[4]
             capacity = rows
             scorePositions = 0  // the prompt score buffer depends on rows too
         }
         if positions > scorePositions {
-            let previous = scorePositions
-            free(scores); free(promptScores)
-            scores = Self.placeholder(); promptScores = Self.placeholder()
-            scorePositions = 0
-            let n = min(c.contextLength, max(positions, 2 * previous, 64))  // doubling: amortized
-            scores = try Self.floats(threads * n, "attention scores")
+            let n = min(c.contextLength, max(positions, 2 * scorePositions, 64))  // doubling: amortized
+            let s1 = try Self.floats(threads * n, "attention scores")
+            let s2: UnsafeMutablePointer<Float>
             // Only the batched attention of 32 or more rows uses it: per thread, [rows, positions].
-            promptScores = try Self.floats(capacity >= 32 ? threads * capacity * n : 1, "prompt attention scores")
+            do { s2 = try Self.floats(capacity >= 32 ? threads * capacity * n : 1, "prompt attention scores") } catch { free(s1); throw error }
+            free(scores); free(promptScores)
+            scores = s1; promptScores = s2
             scorePositions = n
         }
     }
