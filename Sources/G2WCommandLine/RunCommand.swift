@@ -173,11 +173,18 @@ public enum RunCommand {
         return t
     }
 
+    /// "1,2, 3" or "1 2 3": decimal digits only (no sign, no empty item: "1,,2" is an error).
     static func parseTokenList(_ s: String) throws -> [Int] {
-        let parts = s.split(whereSeparator: { $0 == "," || $0 == " " }).map(String.init)
-        guard !parts.isEmpty else { throw UsageError("--tokens needs comma-separated token ids") }
-        return try parts.map { p in
-            guard let v = Int(p), v >= 0 else { throw UsageError("invalid token id '\(p)' in --tokens") }
+        let trimmed = s.trimmingCharacters(in: .whitespaces)
+        guard !trimmed.isEmpty else { throw UsageError("--tokens needs comma-separated token ids") }
+        let parts = trimmed.split(separator: ",", omittingEmptySubsequences: false)
+            .flatMap { $0.trimmingCharacters(in: .whitespaces).isEmpty ? [""] : $0.split(separator: " ").map(String.init) }
+        return try parts.enumerated().map { i, p in
+            guard !p.isEmpty else { throw UsageError("--tokens: item \(i + 1) is empty (expected comma-separated token ids like 464,3290)") }
+            guard p.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) else {
+                throw UsageError("invalid token id '\(escapedForDisplay(String(p.prefix(40))))' in --tokens (expected decimal digits)")
+            }
+            guard let v = Int(p) else { throw UsageError("token id \(p.prefix(40)) in --tokens is out of range") }
             return v
         }
     }

@@ -242,6 +242,11 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(q.status, 0, q.err)
         XCTAssertEqual(q.err, "")
         XCTAssertTrue(q.out.hasPrefix("perplexity: "), q.out)
+        for (ids, message) in [("1,,2", "item 2 is empty"), ("+1", "invalid token id '+1'"), ("1,2,", "item 3 is empty"), ("99999999999999999999", "out of range")] {
+            let r = try run("g2w-run", ["--model", demo, "--tokens", ids, "-n", "1"])
+            XCTAssertEqual(r.status, 2, "\(ids): \(r.err)")
+            XCTAssertTrue(r.err.contains(message), "\(ids): \(r.err)")
+        }
         let i = try run("g2w-inspect", [demo])
         XCTAssertTrue(i.out.contains(##"["!", "\"", "#", "$", ..."##), i.out)
     }
