@@ -64,3 +64,53 @@ final class MalformedEmbeddedTokenizerTests: XCTestCase {
         }
     }
 }
+
+/// A tokenizer with fewer entries than vocab_size (spec 12.2 allows it): ids it cannot decode are
+/// never sampled, so generation never fails halfway on them (issue 17 item 9).
+final class ShortTokenizerTests: XCTestCase {
+    func testIdsWithoutTextAreNeverSampled() throws {
+        let c = GPT2Configuration(layerCount: 1, headCount: 1, embeddingSize: 8, innerSize: 16, contextLength: 64, vocabularySize: 300)
+        let block = try GPT2ParameterBlock(configuration: c, untiedHead: false)
+        // Logits favour the ids the tokenizer lacks (256...299): wte rows of those ids get a large bias.
+        var rng = SeededGenerator(seed: 9)
+        for i in 0..<block.count { block.storage.base[i] = Float(Double(rng.next() >> 11) * 0x1.0p-53 - 0.5) * 0.1 }
+        let wte = block.tensor(named: "wte.weight")!
+        for id in 256..<300 { for k in 0..<8 { wte[id * 8 + k] = 3 } }
+        for name in ["h.0.ln_1.weight", "h.0.ln_2.weight"] { for j in block.tensor(named: name)!.indices { block.tensor(named: name)![j] = 1 } }
+        // Final LayerNorm: weight 0, bias 1, so h = (1, ..., 1) and logit[id] = sum of wte[id].
+        for j in 0..<8 { block.tensor(named: "ln_f.weight")![j] = 0; block.tensor(named: "ln_f.bias")![j] = 1 }
+        var meta = G2WMetadata()
+        let vocab = (0..<256).map { ByteLevelNames.name(UInt8($0)) }
+        meta["tokenizer.model"] = .string("gpt2-bpe")
+        meta["tokenizer.vocab"] = .stringArray(G2WStringArray(vocab))
+        meta["tokenizer.merges"] = .stringArray(G2WStringArray([String]()))
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("short-\(UUID().uuidString).g2w").path
+        defer { unlink(path) }
+        try GPT2ModelWriter.write(block, to: path, tokenizer: meta, writer: "test")
+        let m = try GPT2Model(path: path)
+        XCTAssertEqual(m.tokenizer?.vocabularySize, 256)
+        // The unmasked model would pick an id >= 256 (its logits are the largest).
+        let raw = try m.logits(for: [1, 2])
+        XCTAssertGreaterThanOrEqual(raw.indices.max(by: { raw[$0] < raw[$1] })!, 256)
+        for temperature in [0.0, 1.0] {
+            var o = GenerationOptions()
+            o.maxTokens = 30
+            o.sampling.temperature = temperature
+            o.sampling.seed = 4
+            let r = try m.generate(prompt: [1, 2], options: o) { _ in true }
+            XCTAssertEqual(r.tokens.count, 30)
+            XCTAssertTrue(r.tokens.allSatisfy { $0 < 256 }, "\(r.tokens)")
+        }
+    }
+}
+
+/// GPT-2's byte-to-unicode map (for building test vocabularies).
+enum ByteLevelNames {
+    static func name(_ b: UInt8) -> String {
+        var bs: [Int] = Array(33...126) + Array(161...172) + Array(174...255)
+        var cs = bs
+        var n = 0
+        for x in 0..<256 where !bs.contains(x) { bs.append(x); cs.append(256 + n); n += 1 }
+        return String(UnicodeScalar(UInt32(cs[bs.firstIndex(of: Int(b))!]))!)
+    }
+}

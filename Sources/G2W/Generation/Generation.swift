@@ -106,7 +106,14 @@ extension GPT2Model {
         var logits = budget > 0 ? try session.append(prompt) : []
         let promptSeconds = Date().timeIntervalSince(t0)
         let t1 = Date()
+        // A tokenizer may have fewer entries than vocab_size (spec 12.2): ids it cannot decode are
+        // never sampled when text is produced (their logits are masked), so generation never
+        // stops halfway on an id the output cannot show.
+        let decodable = tokenizer.map { min($0.vocabularySize, configuration.vocabularySize) } ?? configuration.vocabularySize
         loop: for step in 0..<budget {
+            if decodable < logits.count {
+                logits.withUnsafeMutableBufferPointer { l in for i in decodable..<l.count { l[i] = -.infinity } }
+            }
             let next = sampler.sample(logits: logits, history: history)
             if options.stopAtEndOfText, next == eos { reason = .endOfText; break }
             generated.append(next)
