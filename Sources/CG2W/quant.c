@@ -294,6 +294,37 @@ static inline void prefetch_start(const void *q, size_t q_stride, const void *s,
     }
 }
 
+// The decoding driver shared by every int8 kernel: rows [r0, r1) as four far-apart streams (the
+// quarters of the range, one row of each at a time, sharing the activation's loads), each
+// stream's first PFQ bytes requested at once, then the leftover rows one at a time. ROWS(N, ...)
+// computes N rows; ROW_BYTES is a row's bytes of quants.
+#define MATVEC_STREAMS(NAME, TARGET, QT, SCALES, ROW_BYTES, ROWS)                                                    \
+    TARGET static void NAME(const void *W, size_t rows, size_t cols, const void *xp, const float *bias, float *y,   \
+                            size_t r0, size_t r1) {                                                                 \
+        size_t nb = cols / QK, rb = ROW_BYTES;                                                                      \
+        const uint16_t *S = SCALES(W, rows, cols);                                                                  \
+        const float *dx = xp, *cx = dx + nb;                                                                        \
+        const int8_t *xq = (const int8_t *)xp + xq_offset(nb);                                                      \
+        const QT *Q = W;                                                                                            \
+        size_t per = (r1 - r0) / 4;                                                                                 \
+        if (per) prefetch_start(Q + r0 * rb, rb, S + r0 * nb, nb * 2, per, PFQ);                                    \
+        for (size_t i = 0; i < per; i++) {                                                                          \
+            const QT *w[4];                                                                                         \
+            const uint16_t *s[4];                                                                                   \
+            float out[4];                                                                                           \
+            for (int j = 0; j < 4; j++) { size_t r = r0 + i + j * per; w[j] = Q + r * rb; s[j] = S + r * nb; }      \
+            ROWS(4, w, s, dx, cx, xq, nb, out);                                                                     \
+            for (int j = 0; j < 4; j++) { size_t r = r0 + i + j * per; y[r] = out[j] + (bias ? bias[r] : 0.0f); }  \
+        }                                                                                                           \
+        for (size_t r = r0 + 4 * per; r < r1; r++) {                                                                \
+            const QT *w = Q + r * rb;                                                                               \
+            const uint16_t *s = S + r * nb;                                                                         \
+            float out;                                                                                              \
+            ROWS(1, &w, &s, dx, cx, xq, nb, &out);                                                                  \
+            y[r] = out + (bias ? bias[r] : 0.0f);                                                                   \
+        }                                                                                                           \
+    }
+
 #if G2W_X86
 
 // AVX2: per block, |w| (u8) x sign(x, w) (s8) with pmaddubsw (pairs fit in int16: 2 x 128 x 127),
@@ -320,7 +351,8 @@ AVX2 static inline __m256i x_q4_avx2(const int8_t *xq, size_t nb4, size_t b) {
 // N rows (4 streams, or 1 leftover row) at a time, N a compile-time constant after inlining so
 // the accumulators stay in registers.
 AVX2 static ALWAYS_INLINE void rows_q8_0_avx2(const int N, const int8_t *const *w, const uint16_t *const *s, const float *dx,
-                                              const int8_t *xq, size_t nb, float *out) {
+                                              const float *cx, const int8_t *xq, size_t nb, float *out) {
+    (void)cx;  // signed products here (the sign moves to x): no offset to take out
     __m256 acc[4];
     for (int j = 0; j < N; j++) { acc[j] = _mm256_setzero_ps(); _mm_prefetch((const char *)s[j] + PFS, _MM_HINT_T0); }
     size_t b = 0;
@@ -344,29 +376,7 @@ AVX2 static ALWAYS_INLINE void rows_q8_0_avx2(const int N, const int8_t *const *
     for (int j = 0; j < N; j++) out[j] = hsum(acc[j]);
 }
 
-AVX2 static void matvec_q8_0_avx2(const void *W, size_t rows, size_t cols, const void *xp, const float *bias, float *y, size_t r0, size_t r1) {
-    size_t nb = cols / QK;
-    const uint16_t *S = scales_q8_0(W, rows, cols);
-    const float *dx = xp;
-    const int8_t *xq = (const int8_t *)xp + xq_offset(nb), *Q = W;
-    size_t per = (r1 - r0) / 4;
-    if (per) prefetch_start(Q + r0 * cols, cols, S + r0 * nb, nb * 2, per, PFQ);
-    for (size_t i = 0; i < per; i++) {
-        const int8_t *w[4];
-        const uint16_t *s[4];
-        float out[4];
-        for (int j = 0; j < 4; j++) { size_t r = r0 + i + j * per; w[j] = Q + r * cols; s[j] = S + r * nb; }
-        rows_q8_0_avx2(4, w, s, dx, xq, nb, out);
-        for (int j = 0; j < 4; j++) { size_t r = r0 + i + j * per; y[r] = out[j] + (bias ? bias[r] : 0.0f); }
-    }
-    for (size_t r = r0 + 4 * per; r < r1; r++) {
-        const int8_t *w = Q + r * cols;
-        const uint16_t *s = S + r * nb;
-        float out;
-        rows_q8_0_avx2(1, &w, &s, dx, xq, nb, &out);
-        y[r] = out + (bias ? bias[r] : 0.0f);
-    }
-}
+MATVEC_STREAMS(matvec_q8_0_avx2, AVX2, int8_t, scales_q8_0, cols, rows_q8_0_avx2)
 
 // Two blocks per 32-byte load of nibbles (the activation's q4_0 order has their low halves, then
 // their high halves, side by side); the pmaddubsw results of both halves are added as int16
@@ -410,30 +420,7 @@ AVX2 static ALWAYS_INLINE void rows_q4_0_avx2(const int N, const uint8_t *const 
     }
 }
 
-AVX2 static void matvec_q4_0_avx2(const void *W, size_t rows, size_t cols, const void *xp, const float *bias, float *y, size_t r0, size_t r1) {
-    size_t nb = cols / QK;
-    const uint16_t *S = scales_q4_0(W, rows, cols);
-    const float *dx = xp, *cx = dx + nb;
-    const int8_t *xq = (const int8_t *)xp + xq_offset(nb);
-    const uint8_t *Q = W;
-    size_t per = (r1 - r0) / 4;
-    if (per) prefetch_start(Q + r0 * cols / 2, cols / 2, S + r0 * nb, nb * 2, per, PFQ);
-    for (size_t i = 0; i < per; i++) {
-        const uint8_t *w[4];
-        const uint16_t *s[4];
-        float out[4];
-        for (int j = 0; j < 4; j++) { size_t r = r0 + i + j * per; w[j] = Q + r * cols / 2; s[j] = S + r * nb; }
-        rows_q4_0_avx2(4, w, s, dx, cx, xq, nb, out);
-        for (int j = 0; j < 4; j++) { size_t r = r0 + i + j * per; y[r] = out[j] + (bias ? bias[r] : 0.0f); }
-    }
-    for (size_t r = r0 + 4 * per; r < r1; r++) {
-        const uint8_t *w = Q + r * cols / 2;
-        const uint16_t *s = S + r * nb;
-        float out;
-        rows_q4_0_avx2(1, &w, &s, dx, cx, xq, nb, &out);
-        y[r] = out + (bias ? bias[r] : 0.0f);
-    }
-}
+MATVEC_STREAMS(matvec_q4_0_avx2, AVX2, uint8_t, scales_q4_0, cols / 2, rows_q4_0_avx2)
 
 // AVX-512 VNNI. q8_0: two blocks per 64-byte load; vpdpbusd(|w|, x with w's sign) gives eight
 // int32 partial sums per block; to f32, times [d_w dx of block 0 x 8, block 1 x 8], accumulated.
@@ -524,29 +511,7 @@ VNNI512 static ALWAYS_INLINE void rows_q8_0_vnni(const int N, const int8_t *cons
     }
 }
 
-VNNI512 static void matvec_q8_0_vnni(const void *W, size_t rows, size_t cols, const void *xp, const float *bias, float *y, size_t r0, size_t r1) {
-    size_t nb = cols / QK;
-    const uint16_t *S = scales_q8_0(W, rows, cols);
-    const float *dx = xp, *cx = dx + nb;
-    const int8_t *xq = (const int8_t *)xp + xq_offset(nb), *Q = W;
-    size_t per = (r1 - r0) / 4;
-    if (per) prefetch_start(Q + r0 * cols, cols, S + r0 * nb, nb * 2, per, PFQ);
-    for (size_t i = 0; i < per; i++) {
-        const int8_t *w[4];
-        const uint16_t *s[4];
-        float out[4];
-        for (int j = 0; j < 4; j++) { size_t r = r0 + i + j * per; w[j] = Q + r * cols; s[j] = S + r * nb; }
-        rows_q8_0_vnni(4, w, s, dx, cx, xq, nb, out);
-        for (int j = 0; j < 4; j++) { size_t r = r0 + i + j * per; y[r] = out[j] + (bias ? bias[r] : 0.0f); }
-    }
-    for (size_t r = r0 + 4 * per; r < r1; r++) {
-        const int8_t *w = Q + r * cols;
-        const uint16_t *s = S + r * nb;
-        float out;
-        rows_q8_0_vnni(1, &w, &s, dx, cx, xq, nb, &out);
-        y[r] = out + (bias ? bias[r] : 0.0f);
-    }
-}
+MATVEC_STREAMS(matvec_q8_0_vnni, VNNI512, int8_t, scales_q8_0, cols, rows_q8_0_vnni)
 
 // q4_0: four blocks per 64-byte load of nibbles; low nibbles (elements 0-15 of each block) and
 // high nibbles (16-31) against the activation's matching halves (prepare's q4_0 order): two
@@ -598,30 +563,7 @@ VNNI512 static ALWAYS_INLINE void rows_q4_0_vnni(const int N, const uint8_t *con
     }
 }
 
-VNNI512 static void matvec_q4_0_vnni(const void *W, size_t rows, size_t cols, const void *xp, const float *bias, float *y, size_t r0, size_t r1) {
-    size_t nb = cols / QK;
-    const uint16_t *S = scales_q4_0(W, rows, cols);
-    const float *dx = xp, *cx = dx + nb;
-    const int8_t *xq = (const int8_t *)xp + xq_offset(nb);
-    const uint8_t *Q = W;
-    size_t per = (r1 - r0) / 4;
-    if (per) prefetch_start(Q + r0 * cols / 2, cols / 2, S + r0 * nb, nb * 2, per, PFQ);
-    for (size_t i = 0; i < per; i++) {
-        const uint8_t *w[4];
-        const uint16_t *s[4];
-        float out[4];
-        for (int j = 0; j < 4; j++) { size_t r = r0 + i + j * per; w[j] = Q + r * cols / 2; s[j] = S + r * nb; }
-        rows_q4_0_vnni(4, w, s, dx, cx, xq, nb, out);
-        for (int j = 0; j < 4; j++) { size_t r = r0 + i + j * per; y[r] = out[j] + (bias ? bias[r] : 0.0f); }
-    }
-    for (size_t r = r0 + 4 * per; r < r1; r++) {
-        const uint8_t *w = Q + r * cols / 2;
-        const uint16_t *s = S + r * nb;
-        float out;
-        rows_q4_0_vnni(1, &w, &s, dx, cx, xq, nb, &out);
-        y[r] = out + (bias ? bias[r] : 0.0f);
-    }
-}
+MATVEC_STREAMS(matvec_q4_0_vnni, VNNI512, uint8_t, scales_q4_0, cols / 2, rows_q4_0_vnni)
 #endif
 
 void g2w_matvec_q8_0(const void *W, size_t rows, size_t cols, const void *xp, const float *bias, float *y, size_t r0, size_t r1) {
