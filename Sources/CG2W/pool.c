@@ -46,6 +46,7 @@ struct g2w_pool {
     long long spin_ns;  // SPIN_NANOSECONDS, or 0 when there are more threads than CPUs
     pthread_mutex_t mutex;
     pthread_cond_t wake;
+    pthread_mutex_t run_mutex;  // one run at a time: sessions on several threads may share a pool
     size_t threads;  // including the caller
     pthread_t *handles;
     struct worker_arg { struct g2w_pool *pool; size_t index; } *args;
@@ -125,6 +126,7 @@ g2w_pool *g2w_pool_create(size_t threads) {
     p->spin_ns = p->threads <= available_cpus() ? SPIN_NANOSECONDS : 0;
     pthread_mutex_init(&p->mutex, NULL);
     pthread_cond_init(&p->wake, NULL);
+    pthread_mutex_init(&p->run_mutex, NULL);
     atomic_init(&p->state, 0);
     atomic_init(&p->done, 0);
     atomic_init(&p->sleepers, 0);
@@ -152,6 +154,7 @@ void g2w_pool_destroy(g2w_pool *p) {
     for (size_t i = 0; i + 1 < p->threads; i++) pthread_join(p->handles[i], NULL);
     pthread_mutex_destroy(&p->mutex);
     pthread_cond_destroy(&p->wake);
+    pthread_mutex_destroy(&p->run_mutex);
     free(p->handles);
     free(p->args);
     free(p);
@@ -163,6 +166,9 @@ void g2w_pool_run(g2w_pool *p, size_t jobs, g2w_pool_task task, void *context) {
         for (size_t j = 0; j < jobs; j++) task(context, j, 0);
         return;
     }
+    // Callers on other threads wait for this run to end (uncontended: ~20 ns per run, ~60 runs per
+    // decoded token). A task must not start a run on the same pool.
+    pthread_mutex_lock(&p->run_mutex);
     p->task = task;
     p->context = context;
     atomic_store_explicit(&p->done, 0, memory_order_relaxed);
@@ -172,4 +178,5 @@ void g2w_pool_run(g2w_pool *p, size_t jobs, g2w_pool_task task, void *context) {
     for (unsigned spins = 1; atomic_load_explicit(&p->done, memory_order_acquire) < jobs; spins++) {
         if (p->spin_ns && spins % 1024 != 0) cpu_relax(); else sched_yield();
     }
+    pthread_mutex_unlock(&p->run_mutex);
 }

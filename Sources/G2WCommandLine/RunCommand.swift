@@ -196,9 +196,9 @@ public enum RunCommand {
         _ = try options.tokenBudget(promptCount: prompt.count, contextLength: model.configuration.contextLength)
         if model.hasTokenizer { _ = try model.requireTokenizer() }  // a malformed embedded tokenizer is an error (spec 12.2)
         if echo {
-            if let t = promptText { Console.out(t) } else if let tok = model.tokenizer { Console.out((try? tok.decodeText(prompt)) ?? "") }
+            if let t = promptText { Console.out(t) } else if let tok = try model.tokenizer { Console.out((try? tok.decodeText(prompt)) ?? "") }
         }
-        let hasText = model.tokenizer != nil
+        let hasText = try model.tokenizer != nil
         let result = try model.generate(prompt: prompt, options: options) { piece in
             if hasText { Console.out(piece.text) } else if piece.token >= 0 { Console.out("\(piece.token) ") }
             return true

@@ -276,7 +276,7 @@ public enum TrainCommand {
         case let s: throw UsageError("invalid value for --shape: '\(s)' (expected gpt2, shakespeare or all)")
         }
         let json = o.has("--json")
-        let context = ComputeContext(threads: threads)
+        let context = ComputeContext.shared(threads: threads)
         let peak = Benchmark.measurePeakFLOPS(threads: context.threads)
         if !json {
             print(String(format: "machine: %d threads, %@ kernels, peak %.1f GFLOP/s (FMA)", context.threads, String(cString: g2w_kernel_isa()), peak / 1e9))

@@ -268,7 +268,7 @@ public final class Trainer {
             : .warmupCosine(rate: c.learningRate, minRate: c.minLearningRate ?? c.learningRate / 10, warmupSteps: c.warmupSteps,
                             decaySteps: c.decaySteps ?? totalSteps)
 
-        let context = ComputeContext(threads: c.threads)
+        let context = ComputeContext.shared(threads: c.threads)
         let model = try GPT2TrainingModel(parameters: block, batchSize: c.batchSize, sequenceLength: N, context: context, dropout: Float(c.dropout))
         var rng = SplitMix64(seed: state?.rngState ?? (c.seed ^ 0x5EED_D809_0000_0000))
         var step = state?.step ?? 0

@@ -88,7 +88,7 @@ final class ShortTokenizerTests: XCTestCase {
         defer { unlink(path) }
         try GPT2ModelWriter.write(block, to: path, tokenizer: meta, writer: "test")
         let m = try GPT2Model(path: path)
-        XCTAssertEqual(m.tokenizer?.vocabularySize, 256)
+        XCTAssertEqual(try m.tokenizer?.vocabularySize, 256)
         // The unmasked model would pick an id >= 256 (its logits are the largest).
         let raw = try m.logits(for: [1, 2])
         XCTAssertGreaterThanOrEqual(raw.indices.max(by: { raw[$0] < raw[$1] })!, 256)

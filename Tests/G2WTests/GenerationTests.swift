@@ -83,7 +83,8 @@ final class GenerationTests: XCTestCase {
         var g = GenerationOptions()
         g.maxTokens = 61
         XCTAssertThrowsError(try tiny.generate(prompt: [1, 2, 3, 4], options: g)) {
-            XCTAssertEqual("\($0)", "the prompt (4 tokens) plus --max-tokens 61 exceeds the model's context of 64 tokens; use -n 60 or less, or a shorter prompt")
+            XCTAssertEqual($0 as? GenerationError, .promptTooLong(promptTokens: 4, maxTokens: 61, contextLength: 64))
+            XCTAssertEqual($0.localizedDescription, "the prompt (4 tokens) plus 61 new tokens exceeds the model's context of 64 tokens: at most 60 can be generated after this prompt")
         }
         g.maxTokens = nil
         XCTAssertEqual(try g.tokenBudget(promptCount: 60, contextLength: 64), 4, "the default stops at the context")

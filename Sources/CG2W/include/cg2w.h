@@ -151,7 +151,8 @@ typedef void (*g2w_pool_task)(void *context, size_t job, size_t worker);
 g2w_pool *g2w_pool_create(size_t threads);
 size_t g2w_pool_threads(const g2w_pool *pool);
 /// Runs task(context, job, worker) for every job in 0..<jobs across the threads (jobs are claimed
-/// one at a time, the caller taking part) and returns when all are done. One run at a time per pool.
+/// one at a time, the caller taking part) and returns when all are done. Runs started from several
+/// threads take turns (a run waits for the one in progress); a task must not start a run on its pool.
 void g2w_pool_run(g2w_pool *pool, size_t jobs, g2w_pool_task task, void *context);
 /// Stops and joins the workers and frees the pool (NULL is ignored).
 void g2w_pool_destroy(g2w_pool *pool);

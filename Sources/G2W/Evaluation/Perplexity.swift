@@ -114,7 +114,7 @@ extension GPT2Model {
         for t in tokens where t < 0 || t >= configuration.vocabularySize { throw ModelError.tokenOutOfRange(id: t, vocabularySize: configuration.vocabularySize) }
         guard !tokens.isEmpty else { throw ModelError.emptyInput("the text is empty (no tokens)") }
         if case .chunks = method, tokens.count < context {
-            throw ModelError.emptyInput("the text has \(tokens.count) tokens, fewer than one window of \(context) (use a smaller --ctx)")
+            throw ModelError.emptyInput("the text has \(tokens.count) tokens, fewer than one window of \(context) (use a smaller window)")
         }
         guard tokens.count >= 2 else { throw ModelError.emptyInput("the text has \(tokens.count) token; perplexity needs at least 2") }
         return method.windows(tokenCount: tokens.count)

@@ -17,6 +17,10 @@ public struct GenerationOptions: Sendable {
     public var threads: Int?
     /// Element type of the KV cache: `.f32` (default) or `.f16`.
     public var kvType: G2WDType = .f32
+    /// Log-probabilities to report: nil (default) none; 0 the chosen token's; n also the n most
+    /// likely tokens at each step (at most ``GenerationState/maxTopLogProbabilities``), in
+    /// ``GeneratedPiece/logProbability`` and ``GeneratedPiece/topLogProbabilities``.
+    public var logProbabilities: Int?
 
     public init() {}
 
@@ -24,10 +28,9 @@ public struct GenerationOptions: Sendable {
 
     /// The number of tokens that will be generated at most for a prompt of `promptCount` tokens.
     public func tokenBudget(promptCount: Int, contextLength: Int) throws -> Int {
-        guard promptCount > 0 else { throw GenerationError.emptyPrompt }
         let room = contextLength - promptCount
         if let n = maxTokens {
-            guard n >= 0 else { throw GenerationError.invalidOption("max tokens must be >= 0, is \(n)") }
+            guard n >= 0 else { throw GenerationError.invalidOption("the number of tokens to generate must be >= 0, is \(n)") }
             guard n <= room else { throw GenerationError.promptTooLong(promptTokens: promptCount, maxTokens: n, contextLength: contextLength) }
             return n
         }
@@ -65,108 +68,79 @@ public struct GenerationResult: Sendable {
     public var generationSeconds: Double
     /// Tokens run through the model after the prompt (the last sampled token is not evaluated).
     public var evaluatedTokens: Int
+    /// The seed the sampler used (``SamplingOptions/seed``): set it again to get the same text.
+    public var seed: UInt64 = 0
+    /// The generated tokens' log-probabilities, when ``GenerationOptions/logProbabilities`` is set.
+    public var logProbabilities: [Double] = []
 }
 
 /// One step of a generation: the token and the text it completes (may be empty while a UTF-8
-/// character or a possible stop string is still pending).
+/// character or a possible stop string is still pending). Text released at the very end (held
+/// back for a stop string that did not come) arrives in a piece whose `token` is -1.
 public struct GeneratedPiece: Sendable {
     public var token: Int
     public var text: String
+    /// The token's log-probability under the model, when ``GenerationOptions/logProbabilities`` is set.
+    public var logProbability: Double?
+    /// The most likely tokens at this step, most likely first (``GenerationOptions/logProbabilities``).
+    public var topLogProbabilities: [TokenLogProbability] = []
+
+    public init(token: Int, text: String, logProbability: Double? = nil, topLogProbabilities: [TokenLogProbability] = []) {
+        self.token = token
+        self.text = text
+        self.logProbability = logProbability
+        self.topLogProbabilities = topLogProbabilities
+    }
 }
 
 extension GPT2Model {
-    /// Generates a continuation of `prompt` (token ids), calling `onPiece` as each token is chosen.
-    /// Return `false` from `onPiece` to stop early. Text is streamed UTF-8-safe, and held back while
-    /// it could be the start of a stop string.
+    /// Generates a continuation of `prompt` (token ids; empty starts from `<|endoftext|>`),
+    /// calling `onPiece` as each token is chosen. Return `false` from `onPiece` to stop early.
+    /// Text is streamed UTF-8-safe, and held back while it could be the start of a stop string.
     @discardableResult
     public func generate(prompt: [Int], options: GenerationOptions = GenerationOptions(),
                          onPiece: (GeneratedPiece) -> Bool = { _ in true }) throws -> GenerationResult {
-        try options.sampling.validate()
-        try validate(tokens: prompt)
-        let budget = try options.tokenBudget(promptCount: prompt.count, contextLength: configuration.contextLength)
-        // A file that embeds a tokenizer must embed a valid one (spec 12.2): a malformed one is an
-        // error here, whatever the input, rather than silently treated as absent.
-        let tokenizer = hasTokenizer ? try requireTokenizer() : nil
-        if !options.stopStrings.isEmpty && tokenizer == nil {
-            throw GenerationError.invalidOption("stop strings need a tokenizer; this model file has none")
+        let generator = try GPT2Generator(model: self, prompt: prompt, options: options)
+        while let piece = try generator.next() {
+            if !onPiece(piece) {
+                let rest = generator.cancel()
+                if !rest.isEmpty { _ = onPiece(GeneratedPiece(token: -1, text: rest)) }
+                break
+            }
         }
-        for s in options.stopStrings where s.isEmpty { throw GenerationError.invalidOption("a stop string may not be empty") }
-        let session = try GPT2Session(model: self, threads: options.threads, kvType: options.kvType)
-        var sampler = Sampler(options: options.sampling)
-        var decoder = tokenizer?.makeStreamingDecoder()
-        let eos = tokenizer?.endOfTextID ?? (configuration.vocabularySize == 50257 ? 50256 : nil)
-        var history = prompt
-        var generated: [Int] = []
-        var text = ""
-        var held = ""
-        var reason = StopReason.maxTokens
-        var evaluated = 0
+        return generator.result
+    }
 
-        let t0 = Date()
-        var logits = budget > 0 ? try session.append(prompt) : []
-        let promptSeconds = Date().timeIntervalSince(t0)
-        let t1 = Date()
-        // A tokenizer may have fewer entries than vocab_size (spec 12.2): ids it cannot decode are
-        // never sampled when text is produced (their logits are masked), so generation never
-        // stops halfway on an id the output cannot show.
-        let decodable = tokenizer.map { min($0.vocabularySize, configuration.vocabularySize) } ?? configuration.vocabularySize
-        loop: for step in 0..<budget {
-            if decodable < logits.count {
-                logits.withUnsafeMutableBufferPointer { l in for i in decodable..<l.count { l[i] = -.infinity } }
-            }
-            let next = sampler.sample(logits: logits, history: history)
-            if options.stopAtEndOfText, next == eos { reason = .endOfText; break }
-            generated.append(next)
-            history.append(next)
-            var piece = ""
-            if decoder != nil {
-                held += try decoder!.append(next)
-                if step == budget - 1 { held += decoder!.finish() }
-                // A complete stop string: emit what precedes it and stop.
-                if let (range, s) = Self.firstStop(in: held, options.stopStrings) {
-                    piece = String(held[..<range.lowerBound])
-                    text += piece
-                    _ = onPiece(GeneratedPiece(token: next, text: piece))
-                    reason = .stopString(s)
-                    break loop
-                }
-                let keep = Self.pendingStopPrefix(held, options.stopStrings)
-                piece = String(held.dropLast(keep))
-                held = String(held.suffix(keep))
-                text += piece
-            }
-            if !onPiece(GeneratedPiece(token: next, text: piece)) { reason = .cancelled; break }
-            if step < budget - 1 {
-                logits = try session.append([next])
-                evaluated += 1
-            }
-        }
-        if case .stopString = reason {} else if !held.isEmpty {
-            text += held
-            _ = onPiece(GeneratedPiece(token: generated.last ?? -1, text: held))
-        }
-        if reason != .maxTokens, var d = decoder {
-            let rest = d.finish()
-            if !rest.isEmpty, case .stopString = reason {} else if !rest.isEmpty { text += rest; _ = onPiece(GeneratedPiece(token: -1, text: rest)) }
-        }
-        return GenerationResult(promptTokens: prompt, tokens: generated, text: text, stopReason: reason,
-                                promptSeconds: promptSeconds, generationSeconds: Date().timeIntervalSince(t1), evaluatedTokens: evaluated)
+    /// Generates a continuation of `prompt` text (encoded with the embedded tokenizer).
+    @discardableResult
+    public func generate(_ prompt: String, options: GenerationOptions = GenerationOptions(),
+                         onPiece: (GeneratedPiece) -> Bool = { _ in true }) throws -> GenerationResult {
+        try generate(prompt: encode(prompt), options: options, onPiece: onPiece)
     }
 
     /// Generates a continuation of `prompt` text as an asynchronous sequence of pieces.
+    /// Cancelling the consuming task stops the generation (between prompt chunks, or before the
+    /// next token).
     ///
     /// ```swift
     /// for try await piece in model.pieces(for: "ROMEO:", options: options) { print(piece.text, terminator: "") }
     /// ```
     public func pieces(for prompt: String, options: GenerationOptions = GenerationOptions()) -> AsyncThrowingStream<GeneratedPiece, Error> {
+        stream(options: options) { try self.encode(prompt) }
+    }
+
+    /// Generates a continuation of `prompt` token ids as an asynchronous sequence of pieces.
+    public func pieces(for prompt: [Int], options: GenerationOptions = GenerationOptions()) -> AsyncThrowingStream<GeneratedPiece, Error> {
+        stream(options: options) { prompt }
+    }
+
+    private func stream(options: GenerationOptions, prompt: @escaping @Sendable () throws -> [Int]) -> AsyncThrowingStream<GeneratedPiece, Error> {
         AsyncThrowingStream { continuation in
             let task = Task.detached { [self] in
                 do {
-                    let ids = try self.encode(prompt)
-                    try self.generate(prompt: ids, options: options) { piece in
-                        continuation.yield(piece)
-                        return !Task.isCancelled
-                    }
+                    let generator = try GPT2Generator(model: self, prompt: try prompt(), options: options)
+                    generator.isCancelled = { Task.isCancelled }
+                    while let piece = try generator.next() { continuation.yield(piece) }
                     continuation.finish()
                 } catch {
                     continuation.finish(throwing: error)

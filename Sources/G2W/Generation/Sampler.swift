@@ -17,8 +17,10 @@ public struct SamplingOptions: Sendable, Equatable {
     public var repetitionPenalty: Double = 1.0
     /// How many recent tokens the repetition penalty looks at; 0 means the whole context.
     public var repetitionWindow: Int = 64
-    /// Random seed; the same seed, model, prompt and options give the same output.
-    public var seed: UInt64 = 0
+    /// Random seed; the same seed, model, prompt and options give the same output. Defaults to
+    /// a random value drawn when the options are made (each generation differs, as on the
+    /// command line); read it back (or from ``GenerationResult/seed``) to reproduce a result.
+    public var seed: UInt64 = UInt64.random(in: 0...UInt64(UInt32.max))
 
     public init() {}
 
@@ -187,8 +189,8 @@ public enum GenerationError: Error, Equatable, Sendable, CustomStringConvertible
         case let .invalidOption(s): return s
         case let .promptTooLong(p, n, c):
             if p >= c { return "the prompt has \(p) tokens; the model's context is \(c) tokens, so there is no room to generate" }
-            return "the prompt (\(p) tokens) plus --max-tokens \(n) exceeds the model's context of \(c) tokens; use -n \(c - p) or less, or a shorter prompt"
-        case .emptyPrompt: return "the prompt is empty (it encodes to no tokens); give some text, or token ids"
+            return "the prompt (\(p) tokens) plus \(n) new tokens exceeds the model's context of \(c) tokens: at most \(c - p) can be generated after this prompt"
+        case .emptyPrompt: return "the prompt is empty, and the model has no <|endoftext|> token to start from"
         }
     }
 }

@@ -1,8 +1,9 @@
 import CG2W
 import Foundation
 
-/// The worker threads that computations run on (the calling thread is one of them). Create one
-/// and share it between the sessions and trainers of a process; one computation at a time.
+/// The worker threads that computations run on (the calling thread is one of them). Sessions,
+/// `logits(for:)` and trainers share one per thread count (``shared(threads:)``) unless given
+/// their own; computations started from several threads take turns section by section.
 public final class ComputeContext: @unchecked Sendable {
     /// Threads that take part in a computation, the caller included.
     public let threads: Int
@@ -23,4 +24,20 @@ public final class ComputeContext: @unchecked Sendable {
     }
 
     deinit { g2w_pool_destroy(pool) }
+
+    private static let sharedLock = NSLock()
+    nonisolated(unsafe) private static var sharedContexts: [Int: ComputeContext] = [:]
+
+    /// The process's context for `threads` workers (default: the number of active processors),
+    /// created on first use and kept for the life of the process. Idle workers spin for a few
+    /// milliseconds after a computation, then sleep: an unused context costs no CPU.
+    public static func shared(threads: Int? = nil) -> ComputeContext {
+        let n = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        sharedLock.lock()
+        defer { sharedLock.unlock() }
+        if let c = sharedContexts[n] { return c }
+        let c = ComputeContext(threads: n)
+        sharedContexts[n] = c
+        return c
+    }
 }

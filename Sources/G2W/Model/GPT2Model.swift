@@ -5,10 +5,16 @@ import G2WTokenizer
 
 /// A weight matrix used in place from the mapped file: `rows x cols`, row-major, [out, in].
 public struct WeightMatrix: @unchecked Sendable {
-    public let base: UnsafeRawPointer
+    /// The first byte (quants then scales for the block types). Inside the package only: the
+    /// weights are read through the model, never written.
+    package let base: UnsafeRawPointer
     public let dtype: G2WDType
     public let rows: Int
     public let cols: Int
+
+    package init(base: UnsafeRawPointer, dtype: G2WDType, rows: Int, cols: Int) {
+        self.base = base; self.dtype = dtype; self.rows = rows; self.cols = cols
+    }
 
     /// Bytes of the matrix (scales included).
     public var byteCount: Int { Int(dtype.byteCount(elements: UInt64(rows * cols))!) }
@@ -35,10 +41,12 @@ public struct WeightMatrix: @unchecked Sendable {
 public final class GPT2Model: @unchecked Sendable {
     public let file: G2WFile
     public let configuration: GPT2Configuration
-    /// The tokenizer embedded in the file, if any. Built on first use (about 30 ms for GPT-2's
-    /// 50,257 tokens), so opening a model stays O(header) and token-id workloads never pay for it.
-    /// nil if the file has none or it is invalid (``requireTokenizer()`` says why).
-    public var tokenizer: GPT2Tokenizer? { try? requireTokenizer() }
+    /// The tokenizer embedded in the file: nil if the file has none; an error if it has a
+    /// malformed one (spec 12.2). Built on first use (about 30 ms for GPT-2's 50,257 tokens), so
+    /// opening a model stays O(header) and token-id workloads never pay for it.
+    public var tokenizer: GPT2Tokenizer? {
+        get throws { hasTokenizer ? try requireTokenizer() : nil }
+    }
     /// Whether the file embeds a tokenizer.
     public let hasTokenizer: Bool
     private let tokenizerLock = NSLock()
@@ -119,15 +127,25 @@ public final class GPT2Model: @unchecked Sendable {
         return try tokenizerCache!.get()
     }
 
-    /// Encodes text with the embedded tokenizer (special tokens as plain text).
-    public func encode(_ text: String) throws -> [Int] { try requireTokenizer().encode(text) }
+    /// Encodes text with the embedded tokenizer. Special tokens written in the text
+    /// (`<|endoftext|>`) are plain text unless `allowSpecialTokens` (then they are their ids).
+    public func encode(_ text: String, allowSpecialTokens: Bool = false) throws -> [Int] {
+        try requireTokenizer().encode(text, allowSpecialTokens: allowSpecialTokens)
+    }
 
-    /// Checks ids are in the vocabulary and fit the context.
-    public func validate(tokens: [Int]) throws {
+    /// Decodes token ids to text with the embedded tokenizer (invalid UTF-8 becomes U+FFFD, as
+    /// tiktoken's `decode` with `errors="replace"`).
+    public func decode(_ ids: [Int]) throws -> String {
+        try validate(tokens: ids, checkContext: false)
+        return try requireTokenizer().decodeText(ids)
+    }
+
+    /// Checks ids are in the vocabulary and (unless `checkContext` is false) fit the context.
+    public func validate(tokens: [Int], checkContext: Bool = true) throws {
         for t in tokens where t < 0 || t >= configuration.vocabularySize {
             throw ModelError.tokenOutOfRange(id: t, vocabularySize: configuration.vocabularySize)
         }
-        guard tokens.count <= configuration.contextLength else {
+        guard !checkContext || tokens.count <= configuration.contextLength else {
             throw ModelError.contextOverflow(needed: tokens.count, contextLength: configuration.contextLength)
         }
     }

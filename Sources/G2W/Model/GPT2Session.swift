@@ -13,6 +13,11 @@ public final class GPT2Session {
     public let threads: Int
     /// Tokens in the cache.
     public private(set) var count = 0
+    /// The tokens in the cache, in order.
+    public private(set) var tokens: [Int] = []
+    /// The logits of the last position processed (`vocab_size` floats); nil before the first
+    /// call and after ``reset()``.
+    public private(set) var lastLogits: [Float]?
 
     /// Where a forward pass's time goes, accumulated over calls while ``profiling`` is on.
     public struct Profile: Sendable {
@@ -54,33 +59,38 @@ public final class GPT2Session {
     var preparedCapacity = 64
     /// Per thread: capacity x scorePositions floats, the score matrix of one head for a batched prompt.
     var promptScores: UnsafeMutablePointer<Float>
-    /// The worker threads (the calling thread is worker 0); nil if none could be made (then all
-    /// work runs on the calling thread).
+    /// The worker threads the session computes on, shared with other sessions.
+    public let compute: ComputeContext
+    /// The context's pool (the calling thread is worker 0); nil if none could be made (then all
+    /// work runs on the calling thread). Valid while `compute` lives (the session holds it).
     let pool: OpaquePointer?
 
-    /// - Parameters:
-    ///   - threads: worker threads (default: the number of active processors).
-    ///   - kvType: `.f32` (default) or `.f16`.
-    public init(model: GPT2Model, threads: Int? = nil, kvType: G2WDType = .f32) throws {
+    /// A session on the process's shared worker pool for `threads` threads
+    /// (``ComputeContext/shared(threads:)``; default: the number of active processors).
+    /// - Parameter kvType: `.f32` (default) or `.f16`.
+    public convenience init(model: GPT2Model, threads: Int? = nil, kvType: G2WDType = .f32) throws {
+        try self.init(model: model, compute: .shared(threads: threads), kvType: kvType)
+    }
+
+    /// A session computing on `compute` (sessions used from several threads at once take turns
+    /// on it, one parallel section at a time).
+    public init(model: GPT2Model, compute: ComputeContext, kvType: G2WDType = .f32) throws {
         guard kvType == .f32 || kvType == .f16 else { throw GenerationError.invalidOption("the KV cache type must be f32 or f16, not \(kvType)") }
         self.model = model
         self.kvType = kvType
         c = model.configuration
         // A thread that cannot be started leaves the pool smaller; the session uses what it got.
-        pool = g2w_pool_create(max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount))
-        self.threads = pool.map { g2w_pool_threads($0) } ?? 1
+        self.compute = compute
+        pool = compute.pool
+        self.threads = compute.threads
         keys = malloc(1)!
         values = malloc(1)!
         x = Self.placeholder(); h = Self.placeholder(); qkv = Self.placeholder(); att = Self.placeholder(); ff = Self.placeholder()
         scores = Self.placeholder()
         promptScores = Self.placeholder()
-        do {
-            try reserve(1)
-            try reserveCache(min(c.contextLength, 64))
-        } catch {
-            g2w_pool_destroy(pool)
-            throw error
-        }
+        // A failure here runs deinit (the object is fully initialized), which frees what was made.
+        try reserve(1)
+        try reserveCache(min(c.contextLength, 64))
     }
 
     static func placeholder() -> UnsafeMutablePointer<Float> { malloc(4)!.assumingMemoryBound(to: Float.self) }
@@ -117,13 +127,12 @@ public final class GPT2Session {
     }
 
     deinit {
-        g2w_pool_destroy(pool)
         free(keys); free(values); prepared.deallocate(); wideKeys.deallocate(); wideValues.deallocate()
         for p in [x, h, qkv, att, ff, scores, promptScores] { free(p) }
     }
 
     /// Forgets the sequence (the cache is overwritten by the next tokens).
-    public func reset() { count = 0 }
+    public func reset() { count = 0; tokens = []; lastLogits = nil }
 
     /// Scratch for `rows` new positions with `positions` in all (scores are per position). New
     /// buffers are allocated before the old ones are freed: a failure leaves the session as it was.
@@ -254,6 +263,8 @@ public final class GPT2Session {
             g2w_add(x, h, T * E)
         }
         count += T
+        self.tokens += tokens
+        lastLogits = nil
         // Final LayerNorm and LM head, for the rows asked for.                logits: [rows, V]
         precondition(first >= 0 && first < T, "logit rows out of range")
         let rows = T - first
@@ -265,6 +276,7 @@ public final class GPT2Session {
             n = rows * c.vocabularySize
         }
         if profiling { profile.head += DispatchTime.now().uptimeNanoseconds - headStart }
+        lastLogits = rows == 1 ? logits : Array(logits[((rows - 1) * c.vocabularySize)...])
         return logits
     }
 
