@@ -41,6 +41,7 @@ let package = Package(
         .testTarget(name: "G2WTokenizerTests", dependencies: ["G2WTokenizer"]),
         .testTarget(name: "G2WTests", dependencies: ["G2W", "G2WFormat", "CG2W"]),
         .testTarget(name: "CLITests", dependencies: ["G2W", "G2WFormat"]),
+        .testTarget(name: "LibraryClientTests", dependencies: ["G2W"]),
         .testTarget(name: "G2WTrainingTests", dependencies: ["G2WTraining", "G2W", "G2WFormat", "G2WTokenizer", "CG2W"]),
     ]
 )
