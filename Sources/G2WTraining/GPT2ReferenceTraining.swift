@@ -8,7 +8,9 @@ import G2W
 /// (``GPT2TrainingModel``) can be tested against it at every vector level, and it is itself
 /// checked against PyTorch and by finite differences. Slow; for small models.
 public struct GPT2ReferenceTraining {
+    /// The hyperparameters of the block it was made from.
     public let configuration: GPT2Configuration
+    /// Whether there is a separate LM head (`lm_head.weight`) rather than one tied to `wte`.
     public let untiedHead: Bool
     /// Every tensor of the schema by name, row-major ([out, in] for matrices).
     public var parameters: [String: [Double]]
@@ -22,6 +24,7 @@ public struct GPT2ReferenceTraining {
         parameters = p
     }
 
+    /// What ``run(inputs:targets:batchSize:dropout:dropoutSeed:)`` computes.
     public struct Output {
         /// Mean cross-entropy over all positions (nil without targets).
         public var loss: Double?

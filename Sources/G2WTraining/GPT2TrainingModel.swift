@@ -13,13 +13,18 @@ import G2WFormat
 /// ```
 /// Shapes in comments: N = B x T rows, E = n_embd, I = n_inner, V = vocab_size, H heads of D.
 public final class GPT2TrainingModel {
+    /// The hyperparameters of ``parameters``.
     public let configuration: GPT2Configuration
+    /// Sequences per batch (B).
     public let batchSize: Int
+    /// Tokens per sequence (T), at most n_ctx.
     public let sequenceLength: Int
+    /// The parameters the passes read (shared, not copied: an optimizer updates them in place).
     public let parameters: GPT2ParameterBlock
     /// Gradients, same layout as the parameters. ``backward(lossScale:)`` adds to them;
     /// ``zeroGradients()`` clears them.
     public let gradients: GPT2ParameterBlock
+    /// The worker threads the passes run on.
     public let context: ComputeContext
     /// Dropout probability (GPT-2's embd_pdrop, attn_pdrop and resid_pdrop together, as nanoGPT's
     /// `dropout`): on the embeddings, the attention probabilities and the output of each block's
@@ -53,8 +58,12 @@ public final class GPT2TrainingModel {
     var targets: [Int32]
     var hasTargets = false
 
+    /// A model for batches of `batchSize` x `sequenceLength` tokens over `parameters`; the
+    /// gradients and every activation buffer are allocated here, once.
     /// - Throws: ``TrainingError/invalidShape(_:)`` for a batch of 0, a sequence of 0 or longer
-    ///   than n_ctx; ``AllocationError`` when memory for the activations cannot be had.
+    ///   than n_ctx, or a dropout outside [0, 1); ``ModelError/invalidConfiguration(_:)`` for an
+    ///   unusable configuration; ``AllocationError`` when memory for the gradients or activations
+    ///   cannot be had.
     public init(parameters: GPT2ParameterBlock, batchSize: Int, sequenceLength: Int, context: ComputeContext, dropout: Float = 0) throws {
         let c = parameters.configuration
         try c.validate()

@@ -30,9 +30,13 @@ import G2WTokenizer
 /// try HuggingFaceExport.export(block, tokenizer: model.tokenizer, to: "out/gpt2-finetuned")
 /// ```
 public enum HuggingFaceExport {
+    /// The weights' file name in the directory.
     public static let modelFile = "model.safetensors"
+    /// The `GPT2Config` file name.
     public static let configFile = "config.json"
+    /// The vocabulary's file name (written only with a tokenizer).
     public static let vocabularyFile = "vocab.json"
+    /// The BPE merges' file name (written only with a tokenizer).
     public static let mergesFile = "merges.txt"
     /// The dropout rates written to `config.json` (GPT-2's).
     public static let dropout = 0.1
@@ -46,6 +50,7 @@ public enum HuggingFaceExport {
         /// The destination exists and is not a directory.
         case notADirectory(String)
 
+        /// The message.
         public var description: String {
             switch self {
             case let .vocabularyMismatch(t, m):

@@ -6,6 +6,8 @@ import G2W
 /// `mlp.c_proj.weight`) N(0, 0.02 / sqrt(2 n_layer)); LayerNorm weights 1, biases 0. Seeded and
 /// reproducible: the same seed gives the same bits on every machine.
 public enum GPT2Initialization {
+    /// Overwrites every tensor of `block` with GPT-2's initial values, drawn from a
+    /// ``SplitMix64`` seeded with `seed` in layout order.
     public static func initialize(_ block: GPT2ParameterBlock, seed: UInt64) {
         var rng = SplitMix64(seed: seed)
         let residualScale = 1 / (2 * Double(block.configuration.layerCount)).squareRoot()
@@ -25,8 +27,11 @@ public enum GPT2Initialization {
 /// SplitMix64 (Steele, Lea, Flood 2014): a small, fast, seedable generator whose whole state is
 /// one UInt64 (easy to checkpoint).
 public struct SplitMix64: RandomNumberGenerator, Sendable, Equatable {
+    /// The whole state: save it to resume the sequence exactly where it was.
     public var state: UInt64
+    /// A generator starting from `seed` (any value, 0 included).
     public init(seed: UInt64) { state = seed }
+    /// The next 64 random bits (advances ``state``).
     public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state

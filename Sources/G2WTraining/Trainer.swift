@@ -20,50 +20,69 @@ public struct TrainerConfiguration: Codable, Equatable, Sendable {
     public var trainFiles: [String] = []
     /// Validation files (same kinds). Empty: the last `validationSplit` of the training text.
     public var validationFiles: [String] = []
+    /// Without ``validationFiles``: the fraction of the training data held out for validation,
+    /// its last part (of the text, or of the tokens of llm.c files). Default 0.1.
     public var validationSplit = 0.1
-    /// N, tokens per window (default min(256, n_ctx)); S, the stride between windows (default N).
+    /// N, tokens per window: the training sequence length (default min(256, n_ctx); at most n_ctx).
     public var windowLength: Int?
+    /// S, tokens between the starts of consecutive training windows (default N: no overlap).
     public var stride: Int?
-    /// B windows per micro-batch; K micro-batches per step.
+    /// B, windows per micro-batch. Default 16.
     public var batchSize = 16
+    /// K, micro-batches per optimizer step (gradient accumulation). Default 1.
     public var gradientAccumulation = 1
-    /// Length of the run: `maxSteps`, or `epochs` passes over the training windows (default 1).
+    /// Passes over the training windows (default 1); ignored when ``maxSteps`` is set.
     public var epochs: Int?
+    /// Optimizer steps of the whole run, resumed steps included; when set, overrides ``epochs``.
     public var maxSteps: Int?
+    /// Visits the training windows in a new seeded order each epoch (false: in order). Default true.
     public var shuffle = true
     // Optimizer and schedule
+    /// The peak learning rate (the rate at every step with the constant schedule). Default 1e-3.
     public var learningRate = 1e-3
-    /// Default learningRate / 10.
+    /// The rate the cosine decays to. Default learningRate / 10.
     public var minLearningRate: Double?
+    /// Steps of linear warmup to ``learningRate`` (cosine schedule). Default 100.
     public var warmupSteps = 100
-    /// Default: the run's last step.
+    /// The step at which the cosine reaches ``minLearningRate``. Default: the run's last step.
     public var decaySteps: Int?
     /// "cosine" (nanoGPT's warmup + cosine) or "constant".
     public var schedule = "cosine"
+    /// AdamW's weight decay, b1, b2 and eps (``AdamW/Hyperparameters``). Defaults 0.1, 0.9, 0.95, 1e-8.
     public var weightDecay = 0.1, beta1 = 0.9, beta2 = 0.95, epsilon = 1e-8
     /// Global-norm clipping; 0 turns it off.
     public var gradientClip = 1.0
+    /// Dropout probability in [0, 1) (``GPT2TrainingModel/dropout``); 0 (the default) is none.
     public var dropout = 0.0
     // Evaluation, samples, logs, checkpoints
     /// Every N steps (0: only at the end); K validation batches (0: every validation window).
     public var evalInterval = 100, evalIters = 10
     /// Every N steps (0: only at each epoch's end), `sampleTokens` tokens continuing `samplePrompt`.
     public var sampleInterval = 0, sampleTokens = 64
+    /// The text samples continue (an empty one starts from `<|endoftext|>`). Default a newline.
     public var samplePrompt = "\n"
     /// Sampling of the samples: temperature 0 = greedy (the default).
     public var sampleTemperature = 0.0, sampleTopK = 40, sampleTopP = 0.95
+    /// Every N steps a step line goes to ``logFile`` (the last step's always does); 0: none. Default 10.
     public var logInterval = 10
     /// JSON lines, one object per logged step and per evaluation.
     public var logFile: String?
+    /// Where checkpoints and `loss.svg` are written (created if needed). Default "out".
     public var outputDirectory = "out"
     /// Every N steps (0: only at the end and on a stop signal).
     public var saveInterval = 0
-    /// Keep the last N checkpoints (0: all); keep the best by validation loss as `best.g2w` too.
+    /// Keep the last N `ckpt-*.g2w` checkpoints (0: all). Default 3.
     public var keep = 3
+    /// Also keep the checkpoint with the best validation loss so far as `best.g2w` (only with
+    /// validation data). Default false.
     public var keepBest = false
+    /// Seeds the initialization from scratch, the shuffles and the dropout masks. Default 1337.
     public var seed: UInt64 = 1337
+    /// Worker threads (nil: the number of active processors).
     public var threads: Int?
 
+    /// The defaults above: a 4-layer, 4-head, 256-wide model from scratch and no data (set
+    /// ``trainFiles``).
     public init() {}
 }
 
@@ -73,50 +92,88 @@ public enum TrainerEvent: Sendable {
     case started(TrainerPlan)
     /// A step is done (every step; logging decides which to show).
     case step(StepRecord)
+    /// An evaluation: before the first step of a new run (when evaluating at intervals), every
+    /// ``TrainerConfiguration/evalInterval`` steps, and at the end (unless a signal stopped the run).
     case evaluation(EvaluationRecord)
+    /// A sample of the model after `step` steps: the prompt and its continuation (only for a
+    /// model with a tokenizer).
     case sample(step: Int, text: String)
+    /// A checkpoint written at `path` after `step` steps; `reason` says why (the interval, the
+    /// end of the run, a stop signal, a best validation loss).
     case checkpoint(step: Int, path: String, reason: String)
     /// A message for the user (resuming, warnings).
     case note(String)
 }
 
+/// A run's set-up, reported once by ``TrainerEvent/started(_:)``.
 public struct TrainerPlan: Sendable {
+    /// Parameters of the model (floats in its block).
     public var parameterCount: Int
+    /// The model's hyperparameters.
     public var configuration: GPT2Configuration
+    /// Tokens of training data, and of validation data.
     public var trainTokens: Int, validationTokens: Int
+    /// Training windows, and validation batches per evaluation (0: no validation data).
     public var trainWindows: Int, validationBatches: Int
+    /// Micro-batches in one epoch: training windows / B, rounded down.
     public var batchesPerEpoch: Int
+    /// The step count the run ends at (resumed steps included).
     public var totalSteps: Int
+    /// Steps already done: 0 for a new run, the checkpoint's step when resuming.
     public var firstStep: Int
+    /// Training tokens per optimizer step: K x B x N.
     public var tokensPerStep: Int
+    /// Threads the run computes on.
     public var threads: Int
 }
 
+/// One optimizer step, reported by ``TrainerEvent/step(_:)``.
 public struct StepRecord: Codable, Sendable, Equatable {
-    public var step: Int          // 1-based: steps done after this one
+    /// Steps done after this one (1-based).
+    public var step: Int
+    /// The batcher's epoch after the step (from 0; it moves on after an epoch's last batch).
     public var epoch: Int
+    /// Mean training cross-entropy of the step's micro-batches, in nats.
     public var loss: Double
+    /// The learning rate the step used.
     public var learningRate: Double
+    /// The global L2 norm of the gradients, before clipping.
     public var gradientNorm: Double
+    /// Wall time of the step (forward, backward, clipping, update), in milliseconds.
     public var milliseconds: Double
+    /// The step's tokens over its wall time.
     public var tokensPerSecond: Double
+    /// Training tokens consumed by the run after this step, resumed steps included.
     public var tokensSeen: Int
+    /// Estimated seconds to the end of the run, at the rate of the recent steps.
     public var etaSeconds: Double
 }
 
+/// One evaluation, reported by ``TrainerEvent/evaluation(_:)`` (and written to the log file, if any).
 public struct EvaluationRecord: Codable, Sendable, Equatable {
+    /// Steps done when it ran.
     public var step: Int
+    /// Training tokens consumed by then.
     public var tokensSeen: Int
+    /// Mean loss, in nats, over fixed training batches (the first ``TrainerConfiguration/evalIters``
+    /// batches of the windows in order; 10 when that is 0).
     public var trainLoss: Double
+    /// Mean loss, in nats, over the validation batches; the training loss when there is no
+    /// validation data.
     public var validationLoss: Double
+    /// exp(``validationLoss``).
     public var validationPerplexity: Double { exp(validationLoss) }
 }
 
 /// One entry of the loss history stored in checkpoints (`train.history`).
 public struct HistoryEntry: Codable, Sendable, Equatable {
+    /// Steps done.
     public var step: Int
+    /// Training tokens consumed by then.
     public var tokens: Int
+    /// The step's training loss (for step 0, the first evaluation's), in nats.
     public var train_loss: Double
+    /// The validation loss of an evaluation at this step; nil if there was none.
     public var val_loss: Double?
 }
 
@@ -128,15 +185,23 @@ public struct HistoryEntry: Codable, Sendable, Equatable {
 /// let summary = try Trainer(configuration: c).run { event in print(event) }
 /// ```
 public final class Trainer {
+    /// The settings given to ``init(configuration:resume:)`` (a resumed run takes most of its
+    /// settings from the checkpoint instead).
     public private(set) var configuration: TrainerConfiguration
     let resumeFrom: String?
 
     /// The run's result.
     public struct Summary: Sendable {
+        /// Steps done, resumed steps included.
         public var steps: Int
+        /// Training tokens consumed, resumed steps included.
         public var tokensSeen: Int
+        /// Wall time of this ``Trainer/run(_:)`` call, in seconds.
         public var seconds: Double
+        /// The final evaluation's validation loss; nil without validation data or when a signal
+        /// stopped the run.
         public var finalValidationLoss: Double?
+        /// Path of the last checkpoint written (at the end of the run, or at the stop).
         public var finalCheckpoint: String
         /// Set when a stop signal ended the run early (the signal number).
         public var stoppedBySignal: Int32?
@@ -152,9 +217,11 @@ public final class Trainer {
 
     /// An error of the run's set-up or of its data.
     public struct SetupError: Error, Equatable, CustomStringConvertible {
+        /// The message.
         public var description: String
         /// A problem with the settings (the command line's usage), not with files or data.
         public var isUsage: Bool
+        /// An error with message `d`; `usage` marks a problem with the settings.
         public init(_ d: String, usage: Bool = false) { description = d; isUsage = usage }
     }
 
@@ -171,6 +238,10 @@ public final class Trainer {
     }
 
     /// Runs to the end (or to a stop signal, if the caller installed g2w_stop_install_handlers).
+    /// - Throws: ``SetupError`` for unusable settings, data or files (model, output directory,
+    ///   log, a checkpoint that cannot be saved); ``TrainingDataError`` for bad training data;
+    ///   ``TrainingCheckpoint/ReadError`` for a checkpoint that cannot be resumed;
+    ///   ``TrainingError`` when a step's loss or gradient is not finite; ``AllocationError``.
     public func run(_ report: (TrainerEvent) -> Void = { _ in }) throws -> Summary {
         let start = Date()
         var c = configuration

@@ -35,8 +35,9 @@ public struct TrainingBatcher: Sendable {
         /// SplitMix64's state before the current epoch's shuffle (it rebuilds the epoch's order and
         /// the generator after it). Unused, the seed, when not shuffling.
         public var epochRandomState: UInt64
-        /// The number of windows and the batch size the state was taken with (checked on restore).
+        /// The number of windows the state was taken with (checked on restore).
         public var windowCount: Int
+        /// The batch size (B) the state was taken with.
         public var batchSize: Int
         /// Whether the epochs are shuffled.
         public var shuffles: Bool
@@ -57,6 +58,8 @@ public struct TrainingBatcher: Sendable {
     private var epochRandomState: UInt64
     private var random: SplitMix64  // after the current epoch's shuffle
 
+    /// A batcher at the start of epoch 0 over `windows`, B = `batchSize`, shuffled with `seed`
+    /// when `shuffle` is true.
     /// - Throws: ``TrainingDataError/invalidParameter(_:)`` for B below 1,
     ///   ``TrainingDataError/fewerWindowsThanBatch(source:windows:batchSize:)`` when there are fewer windows than B.
     public init(windows: TokenWindows, batchSize: Int, shuffle: Bool = true, seed: UInt64 = 0) throws {
@@ -148,10 +151,12 @@ public struct ValidationBatches: RandomAccessCollection, Sendable {
     public let windows: TokenWindows
     /// B: windows per batch.
     public let batchSize: Int
+    /// The first batch's index: 0.
     public let startIndex = 0
     /// The number of batches.
     public let endIndex: Int
 
+    /// The batches of `windows` with B = `batchSize` and K = `evaluationBatches` (0: all).
     /// - Throws: ``TrainingDataError/invalidParameter(_:)`` for B below 1 or K below 0,
     ///   ``TrainingDataError/fewerWindowsThanBatch(source:windows:batchSize:)`` when not one full batch exists.
     public init(windows: TokenWindows, batchSize: Int, evaluationBatches: Int) throws {

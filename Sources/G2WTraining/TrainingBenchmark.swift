@@ -7,11 +7,17 @@ import G2W
 /// ms per step (forward + backward + clipping + AdamW), tokens/s, FLOP/s and its share of peak,
 /// resident memory.
 public enum TrainingBenchmark {
+    /// A model shape and batch to measure.
     public struct Shape: Sendable, Equatable {
+        /// A label for reports ("gpt2-124M").
         public var name: String
+        /// The model's hyperparameters (trained with a tied head).
         public var configuration: GPT2Configuration
+        /// Sequences per step (B).
         public var batchSize: Int
+        /// Tokens per sequence (T), at most n_ctx.
         public var sequenceLength: Int
+        /// A shape from its parts.
         public init(name: String, configuration: GPT2Configuration, batchSize: Int, sequenceLength: Int) {
             self.name = name; self.configuration = configuration; self.batchSize = batchSize; self.sequenceLength = sequenceLength
         }
@@ -23,33 +29,49 @@ public enum TrainingBenchmark {
                                               contextLength: 256, vocabularySize: 50257), batchSize: 16, sequenceLength: 128)
     }
 
+    /// What ``run(_:steps:context:peakFLOPS:)`` measured, and the figures derived from it.
     public struct Result: Sendable {
+        /// The shape measured.
         public var shape: Shape
+        /// Parameters of the model (floats in its block).
         public var parameterCount: Int
+        /// Threads the steps ran on (the context's, the caller included).
         public var threads: Int
         /// Seconds per step, each measured step.
         public var stepSeconds: [Double]
         /// FLOPs of one step: 6 x (matrix parameters, LM head included) x tokens + attention
         /// (6 x L x B x T x (T + 1) x E: the causal products, forward and backward).
         public var flopsPerStep: Double
+        /// The machine's peak FMA rate given to ``run(_:steps:context:peakFLOPS:)``, in FLOP/s.
         public var peakFLOPS: Double
+        /// The process's resident memory (VmRSS) after the steps, in bytes (0 where /proc is unavailable).
         public var residentBytes: Int
-        /// Milliseconds of each part of one extra step: forward, backward, clip + AdamW.
+        /// Milliseconds of the forward pass in one extra step timed by part.
         public var forwardMilliseconds: Double
+        /// Milliseconds of the backward pass in that step.
         public var backwardMilliseconds: Double
+        /// Milliseconds of gradient clipping and the AdamW update in that step.
         public var optimizerMilliseconds: Double
 
+        /// Tokens trained on per step: B x T.
         public var tokensPerStep: Int { shape.batchSize * shape.sequenceLength }
+        /// Mean seconds per measured step (0 with no step).
         public var meanSeconds: Double { stepSeconds.reduce(0, +) / Double(max(1, stepSeconds.count)) }
+        /// Sample standard deviation of the step times, in seconds (0 with fewer than two steps).
         public var sdSeconds: Double {
             let m = meanSeconds
             return stepSeconds.count > 1 ? (stepSeconds.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(stepSeconds.count - 1)).squareRoot() : 0
         }
+        /// Training throughput: tokens per second at the mean step time.
         public var tokensPerSecond: Double { Double(tokensPerStep) / meanSeconds }
+        /// Achieved FLOP/s: ``flopsPerStep`` / ``meanSeconds``.
         public var flops: Double { flopsPerStep / meanSeconds }
+        /// ``flops`` as a fraction of ``peakFLOPS`` (normally below 1).
         public var peakFraction: Double { flops / peakFLOPS }
     }
 
+    /// FLOPs of one training step of `s`: 6 x (matrix parameters, LM head included) x tokens +
+    /// 6 x L x B x T x (T + 1) x E for attention.
     public static func flopsPerStep(_ s: Shape) -> Double {
         let c = s.configuration, E = Double(c.embeddingSize), I = Double(c.innerSize), L = Double(c.layerCount)
         let matrix = L * (4 * E * E + 2 * E * I) + Double(c.vocabularySize) * E

@@ -20,6 +20,7 @@ public struct TrainingState: Equatable, Sendable {
     /// Best validation loss so far (for --keep-best), nil before the first evaluation.
     public var bestValidationLoss: Double?
 
+    /// A state from its parts.
     public init(step: Int, tokensSeen: Int, data: String, rngState: UInt64, hyperparameters: String, history: String, bestValidationLoss: Double?) {
         self.step = step; self.tokensSeen = tokensSeen; self.data = data; self.rngState = rngState
         self.hyperparameters = hyperparameters; self.history = history; self.bestValidationLoss = bestValidationLoss
@@ -67,24 +68,33 @@ public enum TrainingCheckpoint {
 
     /// A checkpoint read back: f32 parameters, the optimizer with its moments and step, the state.
     public struct Loaded {
+        /// The weights, copied into a writable f32 block.
         public var parameters: GPT2ParameterBlock
+        /// AdamW with the checkpoint's moments and step, and the hyperparameters given to `read`.
         public var optimizer: AdamW
+        /// The `train.*` state: step, tokens seen, data position, generator, settings, history.
         public var state: TrainingState
         /// The file's `tokenizer.*` entries, to carry into the next checkpoints.
         public var tokenizer: G2WMetadata
+        /// The checkpoint opened as a model (the mapped file the parameters were copied from).
         public var model: GPT2Model
     }
 
     /// An error reading a checkpoint (the path and what is wrong).
     public struct ReadError: Error, Equatable, CustomStringConvertible {
+        /// The checkpoint's path.
         public var path: String
+        /// What is wrong (a missing or mistyped key or tensor, or why the file did not open).
         public var reason: String
+        /// The message: "PATH: REASON".
         public var description: String { "\(path): \(reason)" }
     }
 
     /// Reads a checkpoint written by ``write(to:parameters:optimizer:state:tokenizer:)``.
     /// `hyperparameters` are the AdamW settings to continue with (they are part of the run's
     /// settings, compared by the caller).
+    /// - Throws: ``ReadError`` if the file does not open as a model or lacks (or mistypes) a
+    ///   `train.*` key or moment tensor; ``AllocationError`` if the blocks cannot be allocated.
     public static func read(_ path: String, hyperparameters: AdamW.Hyperparameters) throws -> Loaded {
         let model: GPT2Model
         do { model = try GPT2Model(path: path) } catch { throw ReadError(path: path, reason: "\(error)") }

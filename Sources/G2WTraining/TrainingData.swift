@@ -42,6 +42,7 @@ public enum TrainingDataError: Error, Equatable, Sendable, CustomStringConvertib
     /// A captured batcher state that does not belong to the data or settings it is restored on.
     case stateMismatch(String)
 
+    /// The message.
     public var description: String {
         switch self {
         case let .unreadableFile(path, reason):
@@ -219,7 +220,9 @@ func firstInvalidUTF8Offset(_ p: UnsafeBufferPointer<UInt8>) -> Int? {
 /// magic 20240520, [1] the version 1, [2] the token count; the other 253 are ignored (llm.c writes
 /// zeros) — then `count` little-endian uint16 tokens. The file is exactly 1024 + 2 x count bytes.
 public enum LlmcTokenFile {
+    /// The magic number, header word 0: 20240520.
     public static let magic: Int32 = 20240520
+    /// The only version read, header word 1: 1 (uint16 GPT-2 tokens).
     public static let version: Int32 = 1
     /// The header's size in bytes (256 int32 words).
     public static let headerSize = 1024
@@ -304,6 +307,7 @@ public struct TokenWindows: Sendable, Equatable {
     /// What the tokens are (for errors), e.g. "the training split of input.txt".
     public let source: String
 
+    /// The windows of `tokens` for N = `context`, checked against `vocabularySize`.
     /// - Parameters:
     ///   - stride: S; nil (the default) is S = N, windows that do not overlap.
     /// - Throws: ``TrainingDataError/invalidParameter(_:)`` for N or S below 1,

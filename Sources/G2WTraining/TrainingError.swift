@@ -15,6 +15,7 @@ public enum TrainingError: Error, Equatable, Sendable, CustomStringConvertible {
     /// Two blocks that must share a layout do not.
     case layoutMismatch(String)
 
+    /// The message.
     public var description: String {
         switch self {
         case let .invalidShape(s): return s

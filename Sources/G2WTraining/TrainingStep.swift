@@ -17,7 +17,9 @@ public struct TrainingStep {
     /// Runs step number `index` (for errors). `batches` are (inputs, targets) pairs of B x T ids.
     /// `dropoutSeed` draws the step's dropout masks (micro-batch i uses a seed derived from it and i).
     /// - Throws: ``TrainingError/nonFiniteLoss(step:loss:)`` or
-    ///   ``TrainingError/nonFiniteGradient(step:norm:)`` before any parameter changes.
+    ///   ``TrainingError/nonFiniteGradient(step:norm:)`` before any parameter changes;
+    ///   ``TrainingError/invalidShape(_:)`` for no micro-batch; what the model's `forward` throws
+    ///   for a malformed batch.
     public static func run(model: GPT2TrainingModel, optimizer: AdamW, batches: [(inputs: [Int32], targets: [Int32])], learningRate: Float,
                            maxGradientNorm: Double?, index: Int, dropoutSeed: UInt64 = 0) throws -> Result {
         guard !batches.isEmpty else { throw TrainingError.invalidShape("a step needs at least one micro-batch") }

@@ -8,6 +8,7 @@ public enum KLDivergenceError: Error, Equatable, Sendable, CustomStringConvertib
     /// The perplexity window is longer than the base model's context.
     case contextExceedsBase(context: Int, baseContextLength: Int)
 
+    /// The message.
     public var description: String {
         switch self {
         case let .vocabularyMismatch(t, b):
@@ -24,9 +25,13 @@ public enum KLDivergenceError: Error, Equatable, Sendable, CustomStringConvertib
 /// Standard errors follow llama.cpp: sd / sqrt(N - 1) for means; ln(PPL(Q)/PPL(base)) accounts for
 /// the covariance of the two models' per-token NLLs.
 public struct KLDivergenceResult: Sendable {
+    /// How the windows were laid over the tokens (the same for both models).
     public var method: PerplexityMethod
+    /// Tokens in the input.
     public var tokenCount: Int
+    /// Positions scored (N), the same for both models.
     public var scoredCount: Int
+    /// Windows the tokens were split into.
     public var windowCount: Int
     /// The tested model's perplexity: the same figures as `perplexity(tokens:method:)` gives for it
     /// (`seconds` and `tokensPerSecond` are those of the whole comparison).
@@ -34,51 +39,64 @@ public struct KLDivergenceResult: Sendable {
     /// The base model's perplexity over the same positions.
     public var base: PerplexityResult
 
-    /// mean NLL(tested) - mean NLL(base) = ln(PPL(tested) / PPL(base)), and its standard error.
+    /// mean NLL(tested) - mean NLL(base) = ln(PPL(tested) / PPL(base)).
     public var logPerplexityRatio: Double
+    /// Standard error of ``logPerplexityRatio``, net of the covariance of the two models' NLLs.
     public var logPerplexityRatioStandardError: Double
     /// Correlation of the two mean NLLs (llama.cpp's "Cor(ln(PPL(Q)), ln(PPL(base)))").
     public var logPerplexityCorrelation: Double
-    /// PPL(tested) / PPL(base), and its standard error (ratio x se of the log ratio).
+    /// PPL(tested) / PPL(base).
     public var perplexityRatio: Double { tested.perplexity / base.perplexity }
+    /// Standard error of ``perplexityRatio``: the ratio x the standard error of the log ratio.
     public var perplexityRatioStandardError: Double { perplexityRatio * logPerplexityRatioStandardError }
     /// 100 x (PPL(tested) / PPL(base) - 1).
     public var perplexityChangePercent: Double { 100 * (perplexityRatio - 1) }
-    /// PPL(tested) - PPL(base), and its standard error.
+    /// PPL(tested) - PPL(base).
     public var perplexityDifference: Double { tested.perplexity - base.perplexity }
+    /// Standard error of ``perplexityDifference``, net of the covariance of the two models' NLLs.
     public var perplexityDifferenceStandardError: Double
 
     /// Mean over the scored positions of KL(P_base || P_tested) = sum_v p_base(v) (ln p_base(v) - ln p_tested(v)),
-    /// in nats, and its standard error.
+    /// in nats.
     public var meanKL: Double
+    /// Standard error of ``meanKL``: sd / sqrt(N - 1).
     public var klStandardError: Double
     /// The KL divergence of every scored position, ascending.
     public var klValues: [Double]
+    /// The smallest per-position KL divergence (0 if there is none).
     public var klMinimum: Double { klValues.first ?? 0 }
+    /// The largest per-position KL divergence (0 if there is none).
     public var klMaximum: Double { klValues.last ?? 0 }
+    /// The median per-position KL divergence (``klPercentile(_:)`` at 0.5).
     public var klMedian: Double { klPercentile(0.5) }
     /// The `fraction` quantile of the per-position KL divergences (linear interpolation, as llama.cpp).
     public func klPercentile(_ fraction: Double) -> Double { Self.percentile(klValues, fraction) }
 
     /// Positions where the two models' most likely tokens (the argmax of the logits, first on ties) agree.
     public var sameTopCount: Int
+    /// ``sameTopCount`` / ``scoredCount``: the fraction of positions with the same top token.
     public var sameTopFraction: Double { Double(sameTopCount) / Double(scoredCount) }
-    /// sqrt(p (1 - p) / (N - 1)).
+    /// Standard error of ``sameTopFraction``: sqrt(p (1 - p) / (N - 1)).
     public var sameTopStandardError: Double {
         let p = sameTopFraction
         return scoredCount > 1 ? (p * (1 - p) / Double(scoredCount - 1)).squareRoot() : 0
     }
 
-    /// Δp = p_tested(next token) - p_base(next token): its mean and standard error, its root mean
-    /// square and standard error (llama.cpp's "RMS Δp"), and its largest magnitude.
+    /// Mean over the scored positions of Δp = p_tested(next token) - p_base(next token), the
+    /// change in the probability of the token that actually follows (in [-1, 1]).
     public var meanDeltaP: Double
+    /// Standard error of ``meanDeltaP``: sd / sqrt(N - 1).
     public var meanDeltaPStandardError: Double
+    /// Root mean square of Δp (llama.cpp's "RMS Δp").
     public var rmsDeltaP: Double
+    /// Standard error of ``rmsDeltaP`` (from the mean square's: se / (2 x RMS); 0 when RMS is 0).
     public var rmsDeltaPStandardError: Double
+    /// The largest |Δp| over the scored positions.
     public var maxAbsDeltaP: Double
 
-    /// Wall time of the comparison (both models), and window tokens run through each model per second.
+    /// Wall time of the comparison (both models), in seconds.
     public var seconds: Double
+    /// Window tokens run through each model per second.
     public var tokensPerSecond: Double
 
     static func percentile(_ sorted: [Double], _ fraction: Double) -> Double {
@@ -96,6 +114,9 @@ extension GPT2Model {
     /// both run over the windows of `method` and are scored at the positions `perplexity(tokens:method:)`
     /// scores, one window at a time (only one window's logits of each model are held).
     /// - Parameter progress: called after each window with (windows done, total).
+    /// - Throws: ``KLDivergenceError`` if the vocabularies differ in size or the window exceeds
+    ///   the base model's context; otherwise what ``perplexity(tokens:method:threads:progress:)``
+    ///   throws for the same input.
     public func klDivergence(against base: GPT2Model, tokens: [Int], method: PerplexityMethod, threads: Int? = nil,
                              progress: ((Int, Int) -> Void)? = nil) throws -> KLDivergenceResult {
         let v = configuration.vocabularySize

@@ -13,6 +13,7 @@ public enum PerplexityMethod: Sendable, Equatable, CustomStringConvertible {
     /// `context - 1` tokens of left context.
     case sliding(context: Int, stride: Int)
 
+    /// In words: "chunks, ctx 512" or "sliding, ctx 1024, stride 512".
     public var description: String {
         switch self {
         case let .chunks(c): return "chunks, ctx \(c)"
@@ -46,16 +47,21 @@ public enum PerplexityMethod: Sendable, Equatable, CustomStringConvertible {
 
 /// A perplexity figure with llama.cpp's standard error.
 public struct PerplexityResult: Sendable {
+    /// How the windows were laid over the tokens.
     public var method: PerplexityMethod
-    /// Tokens in the input and tokens scored.
+    /// Tokens in the input.
     public var tokenCount: Int
+    /// Tokens scored (predicted from their left context): the N of the mean and its error.
     public var scoredCount: Int
+    /// Windows the tokens were split into.
     public var windowCount: Int
     /// exp(mean negative log-likelihood).
     public var perplexity: Double
     /// perplexity x sd(NLL) / sqrt(N - 1), as llama-perplexity reports it.
     public var standardError: Double
+    /// Mean negative log-likelihood of the scored tokens, in nats: ln(``perplexity``).
     public var meanNLL: Double
+    /// Wall time of the evaluation, in seconds.
     public var seconds: Double
     /// Tokens run through the model per second.
     public var tokensPerSecond: Double
@@ -122,6 +128,9 @@ extension GPT2Model {
 
     /// Perplexity of the model on `tokens`, one batched forward pass per window.
     /// - Parameter progress: called after each window with (windows done, total).
+    /// - Throws: ``GenerationError/invalidOption(_:)`` for a window shorter than 2 tokens or
+    ///   longer than n_ctx, or a stride outside 1...context; ``ModelError`` for token ids outside
+    ///   the vocabulary or too few tokens (fewer than 2, or than one window for `.chunks`).
     public func perplexity(tokens: [Int], method: PerplexityMethod, threads: Int? = nil,
                            progress: ((Int, Int) -> Void)? = nil) throws -> PerplexityResult {
         let windows = try perplexityWindows(tokens: tokens, method: method)

@@ -8,6 +8,7 @@ public struct GenerationOptions: Sendable {
     /// (then the prompt plus the tokens never exceed n_ctx). A value that cannot fit is an error
     /// raised before any work (``GenerationError/promptTooLong(promptTokens:maxTokens:contextLength:)``).
     public var maxTokens: Int?
+    /// How each token is chosen (temperature, top-k/p, min-p, repetition penalty, seed).
     public var sampling = SamplingOptions()
     /// Stop when the model produces `<|endoftext|>` (not printed). Default true.
     public var stopAtEndOfText = true
@@ -22,11 +23,17 @@ public struct GenerationOptions: Sendable {
     /// ``GeneratedPiece/logProbability`` and ``GeneratedPiece/topLogProbabilities``.
     public var logProbabilities: Int?
 
+    /// The defaults: up to 128 tokens, default sampling (random seed), stop at `<|endoftext|>`,
+    /// no stop strings, all cores, an f32 KV cache, no log-probabilities.
     public init() {}
 
+    /// New tokens generated when ``maxTokens`` is nil (fewer if the context has less room).
     public static let defaultMaxTokens = 128
 
     /// The number of tokens that will be generated at most for a prompt of `promptCount` tokens.
+    /// - Throws: ``GenerationError/invalidOption(_:)`` if ``maxTokens`` is negative,
+    ///   ``GenerationError/promptTooLong(promptTokens:maxTokens:contextLength:)`` if the tokens
+    ///   asked for do not fit after the prompt (or, with ``maxTokens`` nil, no token does).
     public func tokenBudget(promptCount: Int, contextLength: Int) throws -> Int {
         let room = contextLength - promptCount
         if let n = maxTokens {
@@ -41,11 +48,17 @@ public struct GenerationOptions: Sendable {
 
 /// Why generation ended.
 public enum StopReason: Sendable, Equatable, CustomStringConvertible {
+    /// The token budget was used up (``GenerationOptions/maxTokens`` or the context's room).
     case maxTokens
+    /// The model chose `<|endoftext|>` (with ``GenerationOptions/stopAtEndOfText``).
     case endOfText
+    /// The text reached this stop string (``GenerationOptions/stopStrings``).
     case stopString(String)
+    /// Ended from outside: `isCancelled`, `cancel()`, a callback returning false, or the
+    /// consuming task cancelled.
     case cancelled
 
+    /// In words: "max tokens", "end of text", "stop string \"...\"", "cancelled".
     public var description: String {
         switch self {
         case .maxTokens: return "max tokens"
@@ -58,13 +71,17 @@ public enum StopReason: Sendable, Equatable, CustomStringConvertible {
 
 /// The outcome of a generation, with llama.cpp-style timings.
 public struct GenerationResult: Sendable {
+    /// The prompt's token ids as given (empty for a generation started from `<|endoftext|>`).
     public var promptTokens: [Int]
     /// Generated token ids (without a final `<|endoftext|>`).
     public var tokens: [Int]
     /// Generated text (empty without a tokenizer).
     public var text: String
+    /// Why the generation ended.
     public var stopReason: StopReason
+    /// Seconds spent running the prompt through the model.
     public var promptSeconds: Double
+    /// Seconds spent after the prompt: choosing tokens and running them through the model.
     public var generationSeconds: Double
     /// Tokens run through the model after the prompt (the last sampled token is not evaluated).
     public var evaluatedTokens: Int
@@ -78,13 +95,16 @@ public struct GenerationResult: Sendable {
 /// character or a possible stop string is still pending). Text released at the very end (held
 /// back for a stop string that did not come) arrives in a piece whose `token` is -1.
 public struct GeneratedPiece: Sendable {
+    /// The chosen token's id; -1 for a piece that only releases held-back text.
     public var token: Int
+    /// The text this step completes; may be empty (see above).
     public var text: String
     /// The token's log-probability under the model, when ``GenerationOptions/logProbabilities`` is set.
     public var logProbability: Double?
     /// The most likely tokens at this step, most likely first (``GenerationOptions/logProbabilities``).
     public var topLogProbabilities: [TokenLogProbability] = []
 
+    /// A piece from its parts (no log-probabilities by default).
     public init(token: Int, text: String, logProbability: Double? = nil, topLogProbabilities: [TokenLogProbability] = []) {
         self.token = token
         self.text = text

@@ -4,12 +4,14 @@ import G2WTokenizer
 
 /// A token with its log-probability under the model.
 public struct TokenLogProbability: Sendable, Equatable {
+    /// The token's id.
     public var token: Int
     /// Natural log of the token's probability: the log-softmax of the model's logits, before the
     /// sampling transforms (repetition penalty, temperature, top-k/p, min-p), as OpenAI's
     /// `logprobs` and transformers' `compute_transition_scores(normalize_logits=True)` report it.
     public var logProbability: Double
 
+    /// A token id with its log-probability.
     public init(token: Int, logProbability: Double) {
         self.token = token
         self.logProbability = logProbability
@@ -35,6 +37,7 @@ public struct GenerationState {
     /// What the model is run on first: the prompt, or `<|endoftext|>` alone for an empty prompt
     /// (as transformers and llama.cpp start an unconditional generation).
     public let input: [Int]
+    /// The options the generation runs with (checked by the initializer).
     public let options: GenerationOptions
     /// New tokens this generation may produce at most.
     public let budget: Int
@@ -58,10 +61,15 @@ public struct GenerationState {
     let decodable: Int
     var scratch: [Float] = []
 
+    /// A generation about to choose its first token.
     /// - Parameters:
     ///   - prompt: token ids; empty starts from `<|endoftext|>` (an error for a model without one).
     ///   - context: tokens already in the session before `prompt` (they count against the
     ///     context and the repetition penalty sees them).
+    /// - Throws: ``GenerationError`` for invalid options (sampling ranges, log-probabilities
+    ///   outside 0...100, empty stop strings, stop strings without a tokenizer), an empty prompt
+    ///   with no `<|endoftext|>`, or no room in the context; ``ModelError`` for token ids outside
+    ///   the vocabulary or a malformed embedded tokenizer.
     public init(model: GPT2Model, prompt: [Int], options: GenerationOptions = GenerationOptions(), context: [Int] = []) throws {
         try options.sampling.validate()
         if let n = options.logProbabilities, n < 0 || n > Self.maxTopLogProbabilities {
@@ -200,8 +208,11 @@ public struct GenerationState {
 /// a conversation costs only its new tokens); afterwards the session holds the prompt and the
 /// generated tokens but the last.
 public final class GPT2Generator {
+    /// The model generating.
     public let model: GPT2Model
+    /// The session the tokens run through: the one given, or a new one.
     public let session: GPT2Session
+    /// The generation's progress: tokens and text so far, log-probabilities, ``GenerationState/stopReason``.
     public private(set) var state: GenerationState
     /// Checked between prompt chunks and before each step: returning true ends the generation
     /// with ``StopReason/cancelled``.
@@ -221,6 +232,15 @@ public final class GPT2Generator {
         didSet { promptChunk = max(1, promptChunk) }
     }
 
+    /// A generation of `prompt` (token ids; empty starts from `<|endoftext|>`, or, given a
+    /// session holding tokens, from its last logits). Nothing runs through the model before the
+    /// first ``next()``.
+    /// - Parameter session: a session of `model` to continue; nil makes a new one with
+    ///   `options.threads` and `options.kvType`.
+    /// - Throws: what ``GenerationState/init(model:prompt:options:context:)`` throws;
+    ///   ``GenerationError/invalidOption(_:)`` for a session of another model,
+    ///   ``GenerationError/emptyPrompt`` for an empty prompt on a session without logits,
+    ///   ``AllocationError`` if a new session cannot be allocated.
     public init(model: GPT2Model, prompt: [Int], options: GenerationOptions = GenerationOptions(), session: GPT2Session? = nil) throws {
         self.model = model
         let s = try session ?? GPT2Session(model: model, threads: options.threads, kvType: options.kvType)

@@ -22,6 +22,7 @@ public struct SamplingOptions: Sendable, Equatable {
     /// command line); read it back (or from ``GenerationResult/seed``) to reproduce a result.
     public var seed: UInt64 = UInt64.random(in: 0...UInt64(UInt32.max))
 
+    /// The defaults above, with a fresh random seed (in 0...2^32 - 1).
     public init() {}
 
     /// Greedy decoding (temperature 0).
@@ -32,6 +33,9 @@ public struct SamplingOptions: Sendable, Equatable {
     }
 
     /// Checks ranges; throws a message naming the option.
+    /// - Throws: ``GenerationError/invalidOption(_:)`` unless temperature >= 0, top-k >= 0,
+    ///   top-p in (0, 1], min-p in [0, 1], repetition penalty > 0 and repetition window >= 0
+    ///   (and the Doubles finite).
     public func validate() throws {
         func bad(_ s: String) -> GenerationError { .invalidOption(s) }
         guard temperature.isFinite, temperature >= 0 else { throw bad("temperature must be >= 0, is \(temperature)") }
@@ -47,6 +51,7 @@ public struct SamplingOptions: Sendable, Equatable {
 public struct SeededGenerator: RandomNumberGenerator, Sendable {
     var s: (UInt64, UInt64, UInt64, UInt64)
 
+    /// A generator whose sequence is fixed by `seed` (any value, 0 included).
     public init(seed: UInt64) {
         var z = seed
         func splitmix() -> UInt64 {
@@ -59,6 +64,7 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
         s = (splitmix(), splitmix(), splitmix(), splitmix())
     }
 
+    /// The next 64 random bits.
     public mutating func next() -> UInt64 {
         let result = ((s.1 &* 5) << 7 | (s.1 &* 5) >> 57) &* 9
         let t = s.1 << 17
@@ -74,11 +80,14 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
 
 /// Chooses tokens from logits according to ``SamplingOptions``.
 public struct Sampler: Sendable {
+    /// The options it samples with (its random sequence starts from their `seed`).
     public let options: SamplingOptions
     var rng: SeededGenerator
     // Scratch reused across calls (no allocation per token after the first).
     var candidates: [(id: Int, logit: Float)] = []
 
+    /// A sampler for `options`, its generator seeded with `options.seed`. The options are not
+    /// checked here (see ``SamplingOptions/validate()``).
     public init(options: SamplingOptions) {
         self.options = options
         rng = SeededGenerator(seed: options.seed)
@@ -180,10 +189,16 @@ public struct Sampler: Sendable {
 
 /// An error in generation options or input.
 public enum GenerationError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// An option or argument is out of range or does not apply; the string is the message.
     case invalidOption(String)
+    /// `promptTokens` (including any already in the session) plus `maxTokens` new ones do not
+    /// fit the model's context of `contextLength`.
     case promptTooLong(promptTokens: Int, maxTokens: Int, contextLength: Int)
+    /// Nothing to start from: an empty prompt and no `<|endoftext|>` token, or a session
+    /// continued with no new tokens and no logits yet.
     case emptyPrompt
 
+    /// The message.
     public var description: String {
         switch self {
         case let .invalidOption(s): return s

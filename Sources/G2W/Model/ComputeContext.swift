@@ -17,6 +17,8 @@ public final class ComputeContext: @unchecked Sendable {
         try withExtendedLifetime(self) { try body(pool) }
     }
 
+    /// A context with a pool of its own (not the shared one). ``threads`` reports the threads
+    /// that actually started: 1, the caller's, if no pool could be made.
     /// - Parameter threads: worker threads (default: the number of active processors).
     public init(threads: Int? = nil) {
         pool = g2w_pool_create(max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount))

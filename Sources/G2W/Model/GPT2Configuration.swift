@@ -2,16 +2,26 @@ import G2WFormat
 
 /// GPT-2 hyperparameters, as stored in a `.g2w` file's `gpt2.*` metadata (spec/g2w.md, "GPT-2 profile").
 public struct GPT2Configuration: Sendable, Equatable, CustomStringConvertible {
-    public var layerCount: Int        // n_layer
-    public var headCount: Int         // n_head
-    public var embeddingSize: Int     // n_embd
-    public var innerSize: Int         // n_inner (4 x n_embd in every released GPT-2)
-    public var contextLength: Int     // n_ctx (n_positions)
-    public var vocabularySize: Int    // vocab_size
+    /// Transformer blocks (n_layer).
+    public var layerCount: Int
+    /// Attention heads per block (n_head); must divide ``embeddingSize``.
+    public var headCount: Int
+    /// Width of the residual stream and of the embeddings (n_embd).
+    public var embeddingSize: Int
+    /// Width of the MLP's hidden layer (n_inner; 4 x n_embd in every released GPT-2).
+    public var innerSize: Int
+    /// Positions the model can attend over, in tokens (n_ctx, Hugging Face's n_positions): the
+    /// rows of `wpe`.
+    public var contextLength: Int
+    /// Tokens in the vocabulary (vocab_size): the rows of `wte` and the length of a logits row.
+    public var vocabularySize: Int
+    /// The LayerNorms' epsilon (layer_norm_epsilon; 1e-5 in GPT-2), in (0, 1).
     public var layerNormEpsilon: Double
     /// Always "gelu_new" (the tanh approximation) for GPT-2.
     public var activation: String
 
+    /// A configuration from its values, not validated (see ``validate()``). `innerSize` nil
+    /// means 4 x `embeddingSize`.
     public init(layerCount: Int, headCount: Int, embeddingSize: Int, innerSize: Int? = nil, contextLength: Int,
                 vocabularySize: Int, layerNormEpsilon: Double = 1e-5, activation: String = "gelu_new") {
         self.layerCount = layerCount
@@ -24,13 +34,18 @@ public struct GPT2Configuration: Sendable, Equatable, CustomStringConvertible {
         self.activation = activation
     }
 
+    /// Width of one attention head: n_embd / n_head.
     public var headSize: Int { embeddingSize / headCount }
 
+    /// The values on one line with their Hugging Face names ("n_layer 12, n_head 12, ...").
     public var description: String {
         "n_layer \(layerCount), n_head \(headCount), n_embd \(embeddingSize), n_inner \(innerSize), n_ctx \(contextLength), vocab \(vocabularySize), eps \(layerNormEpsilon)"
     }
 
     /// Checks the values are usable: positive, heads divide the embedding, sizes bounded.
+    /// - Throws: ``ModelError/invalidConfiguration(_:)``: a size outside 1...2^20, n_embd not a
+    ///   multiple of n_head, epsilon outside (0, 1), or an activation not in
+    ///   ``supportedActivations``.
     public func validate() throws {
         func bad(_ s: String) -> ModelError { .invalidConfiguration(s) }
         let limit = 1 << 20
@@ -71,7 +86,10 @@ public struct GPT2Configuration: Sendable, Equatable, CustomStringConvertible {
         m[Key.layout] = .string(Self.matrixLayout)
     }
 
-    /// Reads and validates the `gpt2.*` keys.
+    /// Reads and validates the `gpt2.*` keys (and requires `g2w.architecture` = "gpt2" and
+    /// `gpt2.matrix_layout` = ``matrixLayout``).
+    /// - Throws: ``ModelError/missingMetadata(_:)`` or ``ModelError/invalidMetadata(_:_:)`` for
+    ///   an absent or mistyped key, ``ModelError/invalidConfiguration(_:)`` for unusable values.
     public init(metadata m: G2WMetadata) throws {
         func uint(_ key: String) throws -> Int {
             guard let v = m[key] else { throw ModelError.missingMetadata(key) }
@@ -99,17 +117,30 @@ public struct GPT2Configuration: Sendable, Equatable, CustomStringConvertible {
 
 /// An error about a model: its file's metadata, tensors, or what it is asked to do.
 public enum ModelError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The hyperparameters are unusable; the string says which and why.
     case invalidConfiguration(String)
+    /// A required metadata key (named) is absent.
     case missingMetadata(String)
+    /// A metadata key (first) has the wrong type or value; the second string says what is wrong.
     case invalidMetadata(String, String)
+    /// A tensor the model needs (named) is absent.
     case missingTensor(String)
+    /// A tensor's shape is not the one the hyperparameters imply.
     case wrongShape(name: String, expected: [Int], found: [Int])
+    /// A tensor's element type (`found`) is not supported for it (vectors must be f32).
     case wrongDType(name: String, found: String)
+    /// The model has no embedded tokenizer, so text cannot be encoded or decoded; the string is
+    /// the message.
     case noTokenizer(String)
+    /// A token id outside `0..<vocabularySize`.
     case tokenOutOfRange(id: Int, vocabularySize: Int)
+    /// `needed` tokens (cached plus new) exceed the model's context of `contextLength`.
     case contextOverflow(needed: Int, contextLength: Int)
+    /// Nothing (or too little) to compute on: no tokens, a text shorter than a window; the
+    /// string is the message.
     case emptyInput(String)
 
+    /// The message.
     public var description: String {
         func dims(_ s: [Int]) -> String { "[" + s.map(String.init).joined(separator: ", ") + "]" }
         switch self {

@@ -8,8 +8,11 @@ public struct WeightMatrix: @unchecked Sendable {
     /// The first byte (quants then scales for the block types). Inside the package only: the
     /// weights are read through the model, never written.
     package let base: UnsafeRawPointer
+    /// Element type as stored (f32, f16 or a quantized block type).
     public let dtype: G2WDType
+    /// Output features: the number of rows.
     public let rows: Int
+    /// Input features: the elements of a row.
     public let cols: Int
 
     package init(base: UnsafeRawPointer, dtype: G2WDType, rows: Int, cols: Int) {
@@ -39,7 +42,9 @@ public struct WeightMatrix: @unchecked Sendable {
 /// let logits = try model.logits(for: ids)          // last position, vocab_size values
 /// ```
 public final class GPT2Model: @unchecked Sendable {
+    /// The mapped `.g2w` file the weights are views into; kept open while the model lives.
     public let file: G2WFile
+    /// The hyperparameters read from the file's `gpt2.*` metadata.
     public let configuration: GPT2Configuration
     /// The tokenizer embedded in the file: nil if the file has none; an error if it has a
     /// malformed one (spec 12.2). Built on first use (about 30 ms for GPT-2's 50,257 tokens), so
@@ -62,6 +67,9 @@ public final class GPT2Model: @unchecked Sendable {
         try self.init(file: G2WFile(path: path))
     }
 
+    /// A model over an already opened file, validated as ``init(path:)`` does.
+    /// - Throws: ``ModelError`` if the metadata or a tensor is missing or wrong, or the
+    ///   tokenizer keys are present with the wrong types.
     public init(file: G2WFile) throws {
         self.file = file
         let c = try GPT2Configuration(metadata: file.metadata)

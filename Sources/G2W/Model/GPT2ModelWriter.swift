@@ -10,9 +10,13 @@ import G2WTokenizer
 public enum GPT2ModelWriter {
     /// An extra f32 tensor (checkpoints: the optimizer's moments).
     public struct ExtraTensor {
+        /// The tensor's name in the file; must differ from the model's tensor names.
         public var name: String
+        /// Its dimensions; their product is `values.count`, and the last is the row length.
         public var shape: [Int]
+        /// The elements, row-major, written as f32; must stay valid until `write` returns.
         public var values: UnsafeBufferPointer<Float>
+        /// An extra tensor of `shape` with `values` (not copied).
         public init(name: String, shape: [Int], values: UnsafeBufferPointer<Float>) { self.name = name; self.shape = shape; self.values = values }
     }
 

@@ -21,6 +21,7 @@ public struct GPT2Parameters: @unchecked Sendable {
         package let feedForwardOutBias: UnsafePointer<Float>       // [E]
     }
 
+    /// The hyperparameters the views were built for.
     public let configuration: GPT2Configuration
     package let tokenEmbedding: WeightMatrix      // [V, E]
     package let positionEmbedding: WeightMatrix   // [n_ctx, E]
@@ -72,15 +73,20 @@ public struct GPT2Parameters: @unchecked Sendable {
 public struct AllocationError: Error, Equatable, Sendable, CustomStringConvertible {
     /// What the memory was for.
     public var purpose: String
+    /// The size asked for, in bytes (`Int.max` when the size overflowed).
     public var bytes: Int
+    /// An error for `bytes` bytes of `purpose` (a phrase: "the key cache").
     public init(purpose: String, bytes: Int) { self.purpose = purpose; self.bytes = bytes }
+    /// The message: "cannot allocate N bytes for PURPOSE".
     public var description: String { "cannot allocate \(bytes) bytes for \(purpose)" }
 }
 
 /// Zero-initialised memory that is owned and freed with this object; allocation failure is an
 /// error, never an abort.
 public final class FloatBuffer: @unchecked Sendable {
+    /// Floats in the buffer (at least one is allocated, even for 0).
     public let count: Int
+    /// The first float; valid while this object lives.
     public let base: UnsafeMutablePointer<Float>
 
     /// `count` zeros. The pages are written once here, so the work of mapping them (a fault and,
@@ -98,6 +104,7 @@ public final class FloatBuffer: @unchecked Sendable {
 
     deinit { free(base) }
 
+    /// The `count` floats as a buffer; valid while this object lives.
     public var buffer: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: base, count: count) }
     /// Sets every element to zero.
     public func zero() { memset(base, 0, count * MemoryLayout<Float>.stride) }
@@ -109,15 +116,23 @@ public final class FloatBuffer: @unchecked Sendable {
 public final class GPT2ParameterBlock: @unchecked Sendable {
     /// A tensor of the schema and where it lies in the block (in floats).
     public struct Entry: Sendable, Equatable {
+        /// The tensor's name (``GPT2Tensors``).
         public var name: String
+        /// Its `.g2w` shape (matrices [out, in]).
         public var shape: [Int]
+        /// Where its first element lies, in floats from the start of the block.
         public var offset: Int
+        /// Its elements: the product of `shape`.
         public var count: Int
     }
 
+    /// The hyperparameters that fix the layout.
     public let configuration: GPT2Configuration
+    /// Whether the block has a separate LM head (`lm_head.weight`) after the final LayerNorm.
     public let untiedHead: Bool
+    /// Every tensor of the schema, in layout (file) order.
     public let entries: [Entry]
+    /// The memory: ``count`` floats, owned by the block.
     public let storage: FloatBuffer
     /// Typed views into the block.
     public let parameters: GPT2Parameters

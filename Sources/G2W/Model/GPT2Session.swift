@@ -9,7 +9,9 @@ import G2WFormat
 ///
 /// Not thread-safe: one session per sequence. Work inside a call is spread over `threads`.
 public final class GPT2Session {
+    /// The model the session runs.
     public let model: GPT2Model
+    /// Threads a computation runs on, the caller included (``ComputeContext/threads``).
     public let threads: Int
     /// Tokens in the cache.
     public private(set) var count = 0
@@ -29,10 +31,13 @@ public final class GPT2Session {
         public var total: UInt64 = 0
         /// Everything else: embeddings, LayerNorms, attention over the cache, residual adds, GELU.
         public var other: UInt64 { total - layerProducts - head }
+        /// `append` calls timed.
         public var calls = 0
     }
     /// Turns the time split of ``profile`` on (a clock read around each product: ~60 per token).
     public var profiling = false
+    /// The time accumulated while ``profiling`` is on; not cleared by ``reset()`` (assign
+    /// `Profile()` to start over).
     public var profile = Profile()
 
     let c: GPT2Configuration

@@ -4,9 +4,13 @@
 /// [out, in] (`gpt2.matrix_layout` = "out_in"): Hugging Face's Conv1D weights ([in, out]) are
 /// transposed by the converter, so every matrix-vector product reads contiguous rows.
 public enum GPT2Tensors {
+    /// The token embedding, [vocab_size, n_embd]; also the LM head when it is tied.
     public static let tokenEmbedding = "wte.weight"
+    /// The position embedding, [n_ctx, n_embd].
     public static let positionEmbedding = "wpe.weight"
+    /// The final LayerNorm's gain, [n_embd].
     public static let finalNormWeight = "ln_f.weight"
+    /// The final LayerNorm's bias, [n_embd].
     public static let finalNormBias = "ln_f.bias"
     /// Present only when the LM head is not tied to `wte`.
     public static let lmHead = "lm_head.weight"
@@ -20,6 +24,7 @@ public enum GPT2Tensors {
     /// Hugging Face Conv1D weights, stored [in, out] in checkpoints and transposed in `.g2w`.
     public static let transposedSuffixes: Set<String> = ["attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight"]
 
+    /// The name of layer `i`'s tensor with `suffix` (one of ``layerSuffixes``): "h.i.suffix".
     public static func layer(_ i: Int, _ suffix: String) -> String { "h.\(i).\(suffix)" }
 
     /// The `.g2w` shape of a per-layer tensor.
@@ -59,5 +64,6 @@ public enum GPT2Tensors {
 
 /// The library's version, recorded by the converter in `g2w.converter`.
 public enum G2WVersion {
+    /// The version as "major.minor.patch".
     public static let string = "0.1.0"
 }
