@@ -12,6 +12,8 @@
 //   G2WTokenizer   GPT-2 byte-level BPE (CG2W for UTF-8 validation).
 //   G2W            the GPT-2 model, conversion from Hugging Face checkpoints, sampling, generation.
 //   G2WTraining    training: forward with saved activations, backward, AdamW, the reference backward.
+//   G2WBenchmark   measuring the machine (read bandwidth, FMA peak, sysfs/procfs) and the model
+//                  against it: a tool for the command line, not part of the model library.
 //   G2WCommandLine the command implementations shared by the thin executables.
 import PackageDescription
 
@@ -32,14 +34,15 @@ let package = Package(
         .target(name: "G2WTokenizer", dependencies: ["CG2W", "CGPT2Vocabulary"]),
         .target(name: "G2W", dependencies: ["G2WFormat", "G2WTokenizer", "CG2W"]),
         .target(name: "G2WTraining", dependencies: ["G2W", "G2WFormat", "G2WTokenizer", "CG2W"]),
-        .target(name: "G2WCommandLine", dependencies: ["G2W", "G2WFormat", "G2WTraining", "CG2W"]),
+        .target(name: "G2WBenchmark", dependencies: ["G2W", "G2WFormat", "G2WTraining", "CG2W"]),
+        .target(name: "G2WCommandLine", dependencies: ["G2W", "G2WFormat", "G2WTraining", "G2WBenchmark", "CG2W"]),
         .executableTarget(name: "g2w-convert", dependencies: ["G2WCommandLine"]),
         .executableTarget(name: "g2w-run", dependencies: ["G2WCommandLine"]),
         .executableTarget(name: "g2w-inspect", dependencies: ["G2WCommandLine"]),
         .executableTarget(name: "g2w-train", dependencies: ["G2WCommandLine"]),
         .testTarget(name: "G2WFormatTests", dependencies: ["G2WFormat", "CG2W"]),
         .testTarget(name: "G2WTokenizerTests", dependencies: ["G2WTokenizer"]),
-        .testTarget(name: "G2WTests", dependencies: ["G2W", "G2WFormat", "CG2W"]),
+        .testTarget(name: "G2WTests", dependencies: ["G2W", "G2WFormat", "G2WBenchmark", "CG2W"]),
         .testTarget(name: "CLITests", dependencies: ["G2W", "G2WFormat"]),
         .testTarget(name: "LibraryClientTests", dependencies: ["G2W"]),
         .testTarget(name: "G2WTrainingTests", dependencies: ["G2WTraining", "G2W", "G2WFormat", "G2WTokenizer", "CG2W"]),

@@ -1,5 +1,6 @@
 import Foundation
 import G2W
+import G2WBenchmark
 
 /// `g2w-run --bench`: machine limits and model speed in one run, printed like llama-bench.
 enum BenchCommand {

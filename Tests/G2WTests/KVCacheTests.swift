@@ -1,6 +1,7 @@
 import CG2W
 import Foundation
 import G2W
+import G2WBenchmark
 import G2WFormat
 import XCTest
 

@@ -1,5 +1,6 @@
 import Foundation
 import G2W
+import G2WBenchmark
 import XCTest
 
 /// Long generations and repeated runs through the library API: identical greedy output every

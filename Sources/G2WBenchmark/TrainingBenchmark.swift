@@ -2,6 +2,7 @@ import CG2W
 import Dispatch
 import Foundation
 import G2W
+import G2WTraining
 
 /// Training speed on a given shape, measured in one run with the machine's peak FMA rate:
 /// ms per step (forward + backward + clipping + AdamW), tokens/s, FLOP/s and its share of peak,

@@ -1,6 +1,7 @@
 import CG2W
 import Dispatch
 import Foundation
+import G2W
 import G2WFormat
 
 /// Measures the machine's limits and the model's speed against them, in one run.
