@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Time to the first generated token, whole process (start to exit), of g2w-run builds compared
 on a noisy machine: each round runs every binary once, in turn, on the README's 16-token prompt
-with `-n 1 -t 0 -q`, and the wall time of each process is taken with a monotonic clock (ms, not
+with `-n 1 --temp 0 -q`, and the wall time of each process is taken with a monotonic clock (ms, not
 /usr/bin/time's 10 ms steps). Prints min / median / max per binary. Dev-time only.
 
     cp .build/release/g2w-run /tmp/g2w-run-old      # before a change; rebuild, then:
@@ -32,7 +32,7 @@ def main():
                 k, v = assignment.split("=", 1)
                 env[k] = v
             t0 = time.perf_counter()
-            r = subprocess.run([path, "--model", model, "--prompt", PROMPT, "-n", "1", "-t", "0", "-q"],
+            r = subprocess.run([path, "--model", model, "--prompt", PROMPT, "-n", "1", "--temp", "0", "-q"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
             t1 = time.perf_counter()
             if r.returncode != 0:

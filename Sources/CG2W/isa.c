@@ -27,8 +27,6 @@ int g2w_isa_level(void) {
     return v;
 }
 
-void g2w_force_generic(int on) { __atomic_store_n(&g2w_isa_cache, on ? 0 : detect_isa(), __ATOMIC_RELAXED); }
-
 int g2w_force_isa(int level) {
     int best = detect_isa();
     int v = level < 0 || level > best ? best : level;

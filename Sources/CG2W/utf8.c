@@ -9,7 +9,9 @@
 // extra continuation byte two or three bytes after a lead byte. The choice follows the kernels'
 // (isa.h): G2W_KERNELS=generic selects the portable code here too.
 
-static int utf8_valid_generic(const uint8_t *p, size_t n) {
+// Offset of the first byte that does not start or continue a well-formed sequence (for a sequence
+// cut short, its lead byte: Python's UnicodeDecodeError.start), n when all are well-formed.
+static size_t utf8_first_invalid_generic(const uint8_t *p, size_t n) {
     size_t i = 0;
     while (i < n) {
         if (i + 8 <= n) {
@@ -24,14 +26,16 @@ static int utf8_valid_generic(const uint8_t *p, size_t n) {
         if (c >= 0xC2 && c <= 0xDF) len = 2;
         else if (c >= 0xE0 && c <= 0xEF) { len = 3; if (c == 0xE0) lo = 0xA0; if (c == 0xED) hi = 0x9F; }
         else if (c >= 0xF0 && c <= 0xF4) { len = 4; if (c == 0xF0) lo = 0x90; if (c == 0xF4) hi = 0x8F; }
-        else return 0;
-        if (i + len > n) return 0;
-        if (p[i + 1] < lo || p[i + 1] > hi) return 0;
-        for (size_t k = 2; k < len; k++) if (p[i + k] < 0x80 || p[i + k] > 0xBF) return 0;
+        else return i;
+        if (i + len > n) return i;
+        if (p[i + 1] < lo || p[i + 1] > hi) return i;
+        for (size_t k = 2; k < len; k++) if (p[i + k] < 0x80 || p[i + k] > 0xBF) return i;
         i += len;
     }
-    return 1;
+    return n;
 }
+
+static int utf8_valid_generic(const uint8_t *p, size_t n) { return utf8_first_invalid_generic(p, n) == n; }
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -147,6 +151,11 @@ int g2w_utf8_valid(const uint8_t *p, size_t n) {
 }
 
 int g2w_utf8_valid_portable(const uint8_t *p, size_t n) { return utf8_valid_generic(p, n); }
+
+size_t g2w_utf8_first_invalid(const uint8_t *p, size_t n) {
+    // Valid text (the common case) takes the vector path only; the scan runs only to name the byte.
+    return g2w_utf8_valid(p, n) ? n : utf8_first_invalid_generic(p, n);
+}
 
 size_t g2w_utf8_first_invalid_element(const uint8_t *p, const ptrdiff_t *ends, size_t count) {
     // When the concatenation is valid, an element is valid exactly when it does not start with a

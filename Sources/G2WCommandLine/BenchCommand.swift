@@ -6,7 +6,10 @@ import G2WBenchmark
 enum BenchCommand {
     /// Opens the model itself (timed), so the process maps it once.
     static func run(modelPath: String, options o: ParsedOptions, threads: Int?) throws -> Int32 {
-        for flag in ["--ppl-method", "--ctx", "--stride"] where o.has(flag) { throw UsageError("\(flag) goes with --perplexity") }
+        for flag in ["--ppl-method", "--ctx", "--stride"] where o.has(flag) { throw UsageError("\(o.spelled(flag)) goes with --perplexity or generation, not --bench") }
+        for flag in ["--max-tokens", "--temperature", "--top-k", "--top-p", "--min-p", "--repeat-penalty", "--repeat-last-n", "--seed", "--stop", "--ignore-eos", "--no-echo"] where o.has(flag) {
+            throw UsageError("\(o.spelled(flag)) goes with generation, not --bench (--bench greedy-decodes --tg tokens)")
+        }
         let pp = try o.int("--pp", range: 1...1_000_000) ?? 512
         let tg = try o.int("--tg", range: 1...1_000_000) ?? 128
         let reps = try o.int("--reps", range: 1...1000) ?? 5
@@ -16,7 +19,8 @@ enum BenchCommand {
         do {
             r = try Benchmark.run(path: modelPath, threads: n, promptTokens: pp, generatedTokens: tg, reps: reps, kvType: try RunCommand.kvType(o)) { if !json { Console.error("g2w-run: \($0)") } }
         } catch {
-            let text = "\(error)"
+            if let hint = FileKind.notG2WMessage(modelPath, then: { "g2w-run -m \($0) --bench" }) { throw ToolError(hint) }
+            let text = CLIErrors.message(error)
             throw ToolError(text.hasPrefix(modelPath) ? text : "\(modelPath): \(text)")
         }
         let c = r.configuration

@@ -7,8 +7,8 @@ public enum ConvertCommand {
     static let usage = "usage: g2w-convert MODEL.safetensors|MODEL_DIR|MODEL.g2w [-o OUT.g2w] [--dtype f16|f32|q8_0|q4_0] [--force] [options]"
     static let typeNames = G2WDType.allCases.map(\.description).joined(separator: ", ")
     static let parser = OptionParser(specs: [
-        OptionSpec(names: ["-o", "--output"], valueName: "OUT.g2w", help: "output file (default: beside the input, model.safetensors -> model.g2w)"),
-        OptionSpec(names: ["--dtype"], valueName: "TYPE", help: "element type of the layers' weight matrices: f32, f16 (default),\nq8_0 (8.5 bits per weight) or q4_0 (4.5 bits); biases and\nLayerNorm parameters are always f32"),
+        OptionSpec(names: ["-o", "--outfile", "--output"], valueName: "OUT.g2w", help: "output file (default: beside the input, model.safetensors -> model.g2w;\na directory DIR -> DIR/model.g2w)"),
+        OptionSpec(names: ["--outtype", "--dtype"], valueName: "TYPE", help: "element type of the layers' weight matrices: f32, f16 (default),\nq8_0 (8.5 bits per weight) or q4_0 (4.5 bits); biases and\nLayerNorm parameters are always f32"),
         OptionSpec(names: ["--head-dtype"], valueName: "TYPE", help: "element type of wte, wpe and lm_head (read in full every\ntoken; default: q8_0 with --dtype q4_0, else --dtype)"),
         OptionSpec(names: ["-f", "--force"], valueName: nil, help: "overwrite OUT.g2w if it exists (replaced atomically)"),
         OptionSpec(names: ["--config"], valueName: "FILE", help: "config.json to use (default: beside the model)"),
@@ -18,6 +18,7 @@ public enum ConvertCommand {
         OptionSpec(names: ["--tokenizer-json"], valueName: "FILE", help: "a Hugging Face tokenizer.json"),
         OptionSpec(names: ["--no-tokenizer"], valueName: nil, help: "do not embed a tokenizer"),
         OptionSpec(names: ["-q", "--quiet"], valueName: nil, help: "no progress or summary (errors and warnings only)"),
+        OptionSpec(names: ["--version"], valueName: nil, help: "print the version and exit"),
         OptionSpec(names: ["-h", "--help"], valueName: nil, help: "show this help"),
     ])
 
@@ -27,9 +28,10 @@ public enum ConvertCommand {
             if o.has("--help") {
                 print("""
                 g2w-convert: convert a Hugging Face GPT-2 checkpoint to one self-contained .g2w file
-                (weights, hyperparameters and tokenizer). Reads model.safetensors directly; config.json
-                and the tokenizer files (vocab.json + merges.txt, encoder.json + vocab.bpe, or
-                tokenizer.json) are found beside it. Given an f32 or f16 .g2w file instead, it
+                (weights, hyperparameters and tokenizer). Reads model.safetensors directly, or the
+                shards listed by model.safetensors.index.json; config.json and the tokenizer files
+                (vocab.json + merges.txt, encoder.json + vocab.bpe, or tokenizer.json) are found
+                beside it. PyTorch .bin checkpoints are refused (a pickle can run code when loaded). Given an f32 or f16 .g2w file instead, it
                 re-encodes it with --dtype/--head-dtype (default output: MODEL-TYPE.g2w), e.g.
                   g2w-convert gpt2.g2w --dtype q8_0
 
@@ -43,16 +45,17 @@ public enum ConvertCommand {
                 """)
                 return 0
             }
+            if o.has("--version") { print(versionLine("g2w-convert")); return 0 }
             guard o.positionals.count == 1 else {
                 throw UsageError(o.positionals.isEmpty ? "missing MODEL.safetensors" : "expected one input, got \(o.positionals.count)")
             }
             var opts = HuggingFaceConverter.Options()
             if let d = o.string("--dtype") {
-                guard let t = G2WDType(name: d) else { throw UsageError("invalid value for --dtype: '\(d)' (expected one of \(typeNames))") }
+                guard let t = G2WDType(name: d) else { throw UsageError("invalid value for \(o.spelled("--dtype")): '\(escapedForDisplay(d))' (expected one of \(typeNames))") }
                 opts.dtype = t
             }
             if let d = o.string("--head-dtype") {
-                guard let t = G2WDType(name: d) else { throw UsageError("invalid value for --head-dtype: '\(d)' (expected one of \(typeNames))") }
+                guard let t = G2WDType(name: d) else { throw UsageError("invalid value for --head-dtype: '\(escapedForDisplay(d))' (expected one of \(typeNames))") }
                 opts.headDType = t
             }
             opts.output = o.string("--output")
@@ -66,7 +69,7 @@ public enum ConvertCommand {
             if (opts.vocabPath == nil) != (opts.mergesPath == nil) { throw UsageError("--vocab and --merges go together") }
             let tokenizerChoices = [opts.vocabPath != nil, opts.tokenizerJSONPath != nil, opts.skipTokenizer].filter { $0 }.count
             if tokenizerChoices > 1 { throw UsageError("--vocab/--merges, --tokenizer-json and --no-tokenizer exclude each other") }
-            if let out = opts.output, out.isEmpty { throw UsageError("--output needs a file name") }
+            if let out = opts.output, out.isEmpty { throw UsageError("\(o.spelled("--output")) needs a file name") }
             let quiet = o.has("--quiet")
             opts.warn = { Console.error("g2w-convert: warning: \($0)") }
             let progress = ProgressBar(enabled: !quiet)
@@ -74,12 +77,15 @@ public enum ConvertCommand {
 
             G2WWriter.installInterruptCleanup()
             let input = o.positionals[0]
+            // Inputs that are not a safetensors checkpoint (a .g2w without a type to re-encode to,
+            // PyTorch pickles, GGUF, one shard of several): say what they are and what to run.
+            if let message = FileKind.convertInputMessage(input, reencoding: o.has("--dtype") || o.has("--head-dtype")) { throw ToolError(message) }
             let summary: HuggingFaceConverter.Summary
             do {
                 summary = try HuggingFaceConverter(input: input, options: opts).run()
             } catch {
                 progress.clear()
-                throw ToolError("\(error)")
+                throw ToolError(CLIErrors.message(error))
             }
             progress.clear()
             if !quiet {

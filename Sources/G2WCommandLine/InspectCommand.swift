@@ -1,5 +1,6 @@
 import Foundation
 import G2WFormat
+import G2WSupport
 
 /// `g2w-inspect`: header, metadata, tensor table and totals of a `.g2w` file; `--verify` checks
 /// every blob's CRC-32C.
@@ -9,6 +10,7 @@ public enum InspectCommand {
         OptionSpec(names: ["--json"], valueName: nil, help: "print one JSON object instead of tables"),
         OptionSpec(names: ["--verify"], valueName: nil, help: "recompute every tensor's CRC-32C and check padding;\nexit 1 naming the first bad tensor"),
         OptionSpec(names: ["--all-metadata"], valueName: nil, help: "print long string arrays in full (e.g. the vocabulary)"),
+        OptionSpec(names: ["--version"], valueName: nil, help: "print the version and exit"),
         OptionSpec(names: ["-h", "--help"], valueName: nil, help: "show this help"),
     ])
 
@@ -27,12 +29,15 @@ public enum InspectCommand {
                 """)
                 return 0
             }
+            if o.has("--version") { print(versionLine("g2w-inspect")); return 0 }
             guard o.positionals.count == 1 else {
                 throw UsageError(o.positionals.isEmpty ? "missing FILE.g2w" : "expected one file, got \(o.positionals.count)")
             }
             let path = o.positionals[0]
             let file: G2WFile
-            do { file = try G2WFile(path: path) } catch let error as G2WFormatError { throw ToolError(error.description.hasPrefix(path) ? "\(error)" : "\(path): \(error)") }
+            do { file = try G2WFile(path: path) } catch let error as G2WFormatError {
+                if let hint = FileKind.notG2WMessage(path, then: { "g2w-inspect \($0)" }) { throw ToolError(hint) }
+                throw ToolError(error.description.hasPrefix(path) ? "\(error)" : "\(path): \(error)") }
             var verifyError: G2WFormatError?
             if o.has("--verify") {
                 let showProgress = Console.stderrIsTerminal && !o.has("--json")
@@ -51,7 +56,7 @@ public enum InspectCommand {
                     print("verify: all \(file.tensors.count) tensor checksums match (CRC-32C), padding is zero")
                 }
             }
-            if let e = verifyError { throw ToolError("verify failed: \(e)") }
+            if let e = verifyError { throw ToolError("\(path): verify failed: \(e)") }
             return 0
         }
     }
@@ -68,25 +73,25 @@ public enum InspectCommand {
         lines.append("file:      \(escapedForDisplay(f.path)) (\(grouped(f.fileSize)) bytes)")
         lines.append("format:    g2w \(h.versionMajor).\(h.versionMinor), little-endian, alignment \(h.alignment)")
         lines.append("sections:  header 0+\(h.headerSize), metadata \(h.metadataOffset)+\(h.metadataSize), tensor table \(h.tensorTableOffset)+\(h.tensorTableSize), data \(h.dataOffset)+\(h.dataSize)")
-        lines.append("header region CRC-32C: 0x\(String(h.headerChecksum, radix: 16).leftPad(8))")
+        lines.append("header region CRC-32C: 0x\(String(h.headerChecksum, radix: 16).leftPadded(8))")
         lines.append("")
         lines.append("metadata (\(f.metadata.count) entries):")
         let kw = min(40, f.metadata.entries.map { escapedForDisplay($0.key).count }.max() ?? 0)
         for (k, v) in f.metadata {
             var shown = v.description
             if case let .stringArray(a) = v {
-                let preview = (allMetadata ? Array(a) : Array(a.prefix(4))).map { "\"\(escapedForDisplay($0).replacingOccurrences(of: "\"", with: "\\\""))\"" }
+                let preview = (allMetadata ? Array(a) : Array(a.prefix(4))).map { displayQuoted($0) }
                 shown = "[\(preview.joined(separator: ", "))\(allMetadata || a.count <= 4 ? "" : ", ... (\(grouped(a.count)) strings)")]"
             }
-            lines.append("  \(escapedForDisplay(k).rightPad(kw))  \(v.typeName.rightPad(8))  \(shown)")
+            lines.append("  \(escapedForDisplay(k).rightPadded(kw))  \(v.typeName.rightPadded(8))  \(shown)")
         }
         lines.append("")
         lines.append("tensors (\(f.tensors.count)):")
         let nw = max(4, min(48, f.tensors.map { escapedForDisplay($0.name).count }.max() ?? 0))
-        lines.append("  \("name".rightPad(nw))  dtype  \("shape".rightPad(16))  \("offset".leftPad(12, " "))  \("bytes".leftPad(12, " "))  crc32c")
+        lines.append("  \("name".rightPadded(nw))  dtype  \("shape".rightPadded(16))  \("offset".leftPadded(12, with: " "))  \("bytes".leftPadded(12, with: " "))  crc32c")
         for t in f.tensors {
             let shape = t.shape.map(String.init).joined(separator: "x")
-            lines.append("  \(escapedForDisplay(t.name).rightPad(nw))  \(t.dtype.description.rightPad(5))  \(shape.rightPad(16))  \(String(t.offset).leftPad(12, " "))  \(String(t.byteCount).leftPad(12, " "))  \(String(t.checksum, radix: 16).leftPad(8))")
+            lines.append("  \(escapedForDisplay(t.name).rightPadded(nw))  \(t.dtype.description.rightPadded(5))  \(shape.rightPadded(16))  \(String(t.offset).leftPadded(12, with: " "))  \(String(t.byteCount).leftPadded(12, with: " "))  \(String(t.checksum, radix: 16).leftPadded(8))")
         }
         let tot = totals(f)
         let bpw = tot.parameters > 0 ? Double(tot.bytes) * 8 / Double(tot.parameters) : 0
@@ -130,7 +135,3 @@ public enum InspectCommand {
     }
 }
 
-extension String {
-    func rightPad(_ w: Int) -> String { count >= w ? self : self + String(repeating: " ", count: w - count) }
-    func leftPad(_ w: Int, _ c: Character = "0") -> String { count >= w ? self : String(repeating: c, count: w - count) + self }
-}

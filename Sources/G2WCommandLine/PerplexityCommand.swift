@@ -4,44 +4,48 @@ import G2WFormat
 
 /// `g2w-run --perplexity FILE`: perplexity of the model on a text file.
 enum PerplexityCommand {
-    static func run(model: GPT2Model, file: String, options o: ParsedOptions, threads: Int?) throws -> Int32 {
+    static func run(model: GPT2Model, file: String, options o: ParsedOptions, threads: Int?, encode: (String) throws -> [Int]) throws -> Int32 {
         // --kl-base: the reference model the tested one (--model) is compared with.
         var base: GPT2Model?
         if let basePath = o.string("--kl-base") {
-            let b: GPT2Model
-            do { b = try GPT2Model(path: basePath) } catch {
-                let text = "\(error)"
-                throw ToolError("--kl-base " + (text.hasPrefix(basePath) ? text : "\(basePath): \(text)"))
-            }
+            let b = try RunCommand.openModel(basePath, flag: "--kl-base", then: { "g2w-run ... --kl-base \($0)" })
             let (tv, bv) = (model.configuration.vocabularySize, b.configuration.vocabularySize)
             guard tv == bv else { throw ToolError("--kl-base \(basePath): \(KLDivergenceError.vocabularyMismatch(tested: tv, base: bv))") }
             base = b
         }
         let nctx = model.configuration.contextLength
-        let ctx = try o.int("--ctx", range: 2...Int.max) ?? min(512, nctx, base?.configuration.contextLength ?? nctx)
-        guard ctx <= nctx else { throw UsageError("--ctx \(ctx) exceeds the model's n_ctx \(nctx)") }
-        if let b = base, ctx > b.configuration.contextLength {
-            throw UsageError("--ctx \(ctx) exceeds the base model's n_ctx \(b.configuration.contextLength)")
+        // -c 0: the whole context (llama.cpp: 0 = the model's).
+        let baseContext = base?.configuration.contextLength ?? nctx
+        var ctx = try o.int("--ctx", range: 0...Int.max) ?? min(512, nctx, baseContext)
+        if ctx == 0 { ctx = min(nctx, baseContext) }
+        let c = o.spelled("--ctx")
+        guard ctx >= 2 else { throw UsageError("invalid value for \(c): '\(ctx)' (a perplexity window needs at least 2 tokens; 0 = n_ctx)") }
+        guard ctx <= nctx else { throw UsageError("\(c) \(ctx) exceeds the model's n_ctx \(nctx)") }
+        if base != nil, ctx > baseContext {
+            throw UsageError("\(c) \(ctx) exceeds the base model's n_ctx \(baseContext)")
         }
         let methodName = o.string("--ppl-method") ?? "chunks"
         let method: PerplexityMethod
         switch methodName {
         case "chunks":
-            if o.has("--stride") { throw UsageError("--stride goes with --ppl-method sliding") }
+            if o.has("--stride") { throw UsageError("\(o.spelled("--stride")) goes with --ppl-method sliding") }
             method = .chunks(context: ctx)
         case "sliding":
             let stride = try o.int("--stride", range: 1...ctx) ?? max(1, ctx / 2)
             method = .sliding(context: ctx, stride: stride)
         default:
-            throw UsageError("invalid value for --ppl-method: '\(methodName)' (expected chunks or sliding)")
+            throw UsageError("invalid value for --ppl-method: '\(escapedForDisplay(methodName))' (expected chunks or sliding)")
         }
         for flag in ["--pp", "--tg", "--reps"] where o.has(flag) { throw UsageError("\(flag) goes with --bench") }
+        for flag in ["--max-tokens", "--temperature", "--top-k", "--top-p", "--min-p", "--repeat-penalty", "--repeat-last-n", "--seed", "--stop", "--ignore-eos", "--no-echo"] where o.has(flag) {
+            throw UsageError("\(o.spelled(flag)) goes with generation, not --perplexity")
+        }
         if o.has("--kv-type") { throw UsageError("--kv-type goes with generation and --bench (perplexity keeps the cache in f32)") }
         let data = try G2WFileReading.readRegularFile(file, limit: 1 << 30, what: "text")
         guard let text = String(validating: data, as: UTF8.self) else { throw ToolError("\(file): not valid UTF-8 text") }
         guard !text.isEmpty else { throw ToolError("\(file): the file is empty") }
         let tokenizeStart = Date()
-        let tokens = try model.encode(text)
+        let tokens = try encode(text)
         let tokenizeSeconds = Date().timeIntervalSince(tokenizeStart)
         let quiet = o.has("--quiet")
         let bar = ProgressBar(enabled: !o.has("--json") && !quiet && Console.stderrIsTerminal, unit: "windows")
@@ -56,7 +60,7 @@ enum PerplexityCommand {
             }
         } catch {
             bar.clear()
-            throw ToolError("\(file): \(error)")
+            throw ToolError("\(file): \(windowHint(error, o))")
         }
         bar.clear()
         if o.has("--json") {
@@ -90,7 +94,7 @@ enum PerplexityCommand {
             throw ToolError("--kl-base \(o.string("--kl-base")!): \(e)")
         } catch {
             bar.clear()
-            throw ToolError("\(file): \(error)")
+            throw ToolError("\(file): \(windowHint(error, o))")
         }
         bar.clear()
         let t = r.tested, b = r.base
@@ -138,5 +142,16 @@ enum PerplexityCommand {
             }
         }
         return 0
+    }
+
+    /// The library's message for a text shorter than one window, with the flag that changes the
+    /// window (the library names no flags).
+    static func windowHint(_ error: Error, _ o: ParsedOptions) -> String {
+        let text = CLIErrors.message(error)
+        guard text.contains("fewer than one window") else { return text }
+        let flag = o.has("--ctx") ? o.spelled("--ctx") : "-c"
+        var plain = text
+        for tail in [" (use a smaller window)", " (use a smaller --ctx)"] where plain.hasSuffix(tail) { plain.removeLast(tail.count) }
+        return "\(plain): use a smaller window (\(flag) N)"
     }
 }

@@ -15,7 +15,7 @@ public enum TrainCommand {
     """
 
     static let parser = OptionParser(specs: [
-        OptionSpec(names: ["--train"], valueName: "FILE", help: "training data: UTF-8 text, or an llm.c token file (repeatable)", repeatable: true),
+        OptionSpec(names: ["-f", "--file", "--train"], valueName: "FILE", help: "training data: UTF-8 text, or an llm.c token file (repeatable)", repeatable: true),
         OptionSpec(names: ["--val"], valueName: "FILE", help: "validation data, same kinds (repeatable; default: --val-split of the training text)", repeatable: true),
         OptionSpec(names: ["--val-split"], valueName: "F", help: "the last F of the training text's characters is validation (default 0.1)"),
         OptionSpec(names: ["--init"], valueName: "MODEL.g2w", help: "fine-tune this model (f16 or f32; trained in f32)"),
@@ -24,14 +24,14 @@ public enum TrainCommand {
         OptionSpec(names: ["--n-embd"], valueName: "E", help: "from scratch: width (default 256)"),
         OptionSpec(names: ["--n-ctx"], valueName: "C", help: "from scratch: context length (default 256)"),
         OptionSpec(names: ["--untied-head"], valueName: nil, help: "from scratch: a separate LM head instead of one tied to wte"),
-        OptionSpec(names: ["--ctx"], valueName: "N", help: "tokens per training window (default min(256, n_ctx))"),
+        OptionSpec(names: ["-c", "--ctx-size", "--ctx"], valueName: "N", help: "tokens per training window (default min(256, n_ctx))"),
         OptionSpec(names: ["--stride"], valueName: "S", help: "tokens between window starts (default N)"),
-        OptionSpec(names: ["-b", "--batch"], valueName: "B", help: "windows per micro-batch (default 16)"),
+        OptionSpec(names: ["-b", "--batch-size", "--batch"], valueName: "B", help: "windows per micro-batch (default 16)"),
         OptionSpec(names: ["--grad-accum"], valueName: "K", help: "micro-batches per optimizer step (default 1)"),
         OptionSpec(names: ["--epochs"], valueName: "E", help: "passes over the training windows (default 1)"),
         OptionSpec(names: ["--max-steps"], valueName: "M", help: "optimizer steps (instead of --epochs)"),
         OptionSpec(names: ["--no-shuffle"], valueName: nil, help: "keep the windows in order (default: shuffled per epoch with --seed)"),
-        OptionSpec(names: ["--lr"], valueName: "LR", help: "peak learning rate (default 1e-3)"),
+        OptionSpec(names: ["-lr", "--learning-rate", "--lr"], valueName: "LR", help: "peak learning rate (default 1e-3)"),
         OptionSpec(names: ["--min-lr"], valueName: "LR", help: "final learning rate of the cosine (default lr / 10)"),
         OptionSpec(names: ["--warmup"], valueName: "N", help: "warmup steps (default 100)"),
         OptionSpec(names: ["--decay-steps"], valueName: "N", help: "step where the cosine reaches --min-lr (default: the last step)"),
@@ -46,7 +46,7 @@ public enum TrainCommand {
         OptionSpec(names: ["--sample-interval"], valueName: "N", help: "print a sample every N steps (default: at each epoch's end)"),
         OptionSpec(names: ["--sample-prompt"], valueName: "TEXT", help: "the samples' prompt (default a newline)"),
         OptionSpec(names: ["--sample-tokens"], valueName: "N", help: "tokens per sample, 0 = no samples (default 64)"),
-        OptionSpec(names: ["-t", "--temperature"], valueName: "T", help: "samples' temperature, 0 = greedy (default 0)"),
+        OptionSpec(names: ["--temp", "--temperature"], valueName: "T", help: "samples' temperature, 0 = greedy (default 0)"),
         OptionSpec(names: ["--top-k"], valueName: "K", help: "samples' top-k (default 40)"),
         OptionSpec(names: ["--top-p"], valueName: "P", help: "samples' top-p (default 0.95)"),
         OptionSpec(names: ["--log-interval"], valueName: "N", help: "print and log every N steps (default 10)"),
@@ -55,18 +55,19 @@ public enum TrainCommand {
         OptionSpec(names: ["--save-interval"], valueName: "N", help: "checkpoint every N steps, 0 = only at the end (default 0)"),
         OptionSpec(names: ["--keep"], valueName: "N", help: "keep the last N checkpoints, 0 = all (default 3)"),
         OptionSpec(names: ["--keep-best"], valueName: nil, help: "also keep the best checkpoint by validation loss as DIR/best.g2w"),
-        OptionSpec(names: ["--seed"], valueName: "S", help: "seed of the initialisation, the shuffles and dropout (default 1337)"),
+        OptionSpec(names: ["-s", "--seed"], valueName: "S", help: "seed of the initialisation, the shuffles and dropout (default 1337)"),
         OptionSpec(names: ["--resume"], valueName: "CKPT", help: "continue the run saved in CKPT (its settings are used)"),
         OptionSpec(names: ["--export"], valueName: "OUT.g2w", help: "write CKPT's weights as an inference file, without training state"),
         OptionSpec(names: ["--export-hf"], valueName: "DIR", help: "write CKPT as a Hugging Face directory (config.json, model.safetensors,\nvocab.json, merges.txt)"),
         OptionSpec(names: ["--dtype"], valueName: "T", help: "--export's weight type: f16 (default) or f32"),
-        OptionSpec(names: ["-f", "--force"], valueName: nil, help: "--export, --export-hf: replace existing outputs"),
-        OptionSpec(names: ["--threads"], valueName: "N", help: "worker threads (default: number of cores)"),
+        OptionSpec(names: ["--force"], valueName: nil, help: "--export, --export-hf: replace existing outputs"),
+        OptionSpec(names: ["-t", "--threads"], valueName: "N", help: "worker threads (default: number of cores)"),
         OptionSpec(names: ["-q", "--quiet"], valueName: nil, help: "only errors and the final summary"),
         OptionSpec(names: ["--bench"], valueName: nil, help: "benchmark the training step on GPT-2 shapes (see README)"),
         OptionSpec(names: ["--shape"], valueName: "S", help: "--bench shape: gpt2 (124M, B=4, T=64), shakespeare (B=16, T=128), all"),
         OptionSpec(names: ["--steps"], valueName: "N", help: "--bench: timed steps per shape (default 5)"),
         OptionSpec(names: ["--json"], valueName: nil, help: "--bench: machine-readable output"),
+        OptionSpec(names: ["--version"], valueName: nil, help: "print the version and exit"),
         OptionSpec(names: ["-h", "--help"], valueName: nil, help: "show this help"),
     ])
 
@@ -88,6 +89,7 @@ public enum TrainCommand {
                 """)
                 return 0
             }
+            if o.has("--version") { print(versionLine("g2w-train")); return 0 }
             if o.has("--bench") { return try bench(o) }
             if o.has("--export") || o.has("--export-hf") { return try export(o) }
             for flag in ["--dtype", "--force"] where o.has(flag) { throw UsageError("\(flag) goes with --export") }
@@ -107,6 +109,10 @@ public enum TrainCommand {
         if let f = try o.double("--val-split", range: 0...0.999_999) { c.validationSplit = f }
         if o.has("--val-split") && !c.validationFiles.isEmpty { throw UsageError("--val-split and --val exclude each other") }
         c.initModel = o.string("--init")
+        // A checkpoint of another kind (safetensors, a Hugging Face directory): say how to convert it.
+        if let m = c.initModel, FileKind.of(m) != .g2w, let hint = FileKind.notG2WMessage(m, then: { "g2w-train --init \($0) ..." }) {
+            throw ToolError("--init \(hint)")
+        }
         let scratch = ["--n-layer", "--n-head", "--n-embd", "--n-ctx", "--untied-head"].filter { o.has($0) }
         if c.initModel != nil, let f = scratch.first { throw UsageError("\(f) describes a new model; it cannot go with --init (the model has its shape)") }
         c.layerCount = try o.int("--n-layer", range: 1...1024) ?? c.layerCount
@@ -247,7 +253,7 @@ public enum TrainCommand {
         case let s: throw UsageError("invalid value for --dtype: '\(s)' (expected f16 or f32)")
         }
         let model: GPT2Model
-        do { model = try GPT2Model(path: source) } catch { throw ToolError("\(source): \(error)") }
+        model = try RunCommand.openModel(source, then: { "g2w-train --export OUT.g2w \($0)" })
         let block = try GPT2ParameterBlock(copying: model)
         if let out = o.string("--export") {
             do {

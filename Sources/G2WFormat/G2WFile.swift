@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import CG2W
+import G2WSupport
 
 /// A `.g2w` file opened for reading: its header, metadata and tensor table, validated in full at
 /// open, and its tensors as zero-copy views into a read-only memory map.
@@ -23,22 +24,22 @@ public final class G2WFile: @unchecked Sendable {
     public let metadata: G2WMetadata
     public let tensors: [G2WTensorInfo]
     /// Start of the read-only mapping of the whole file.
-    public let baseAddress: UnsafeRawPointer
+    public var baseAddress: UnsafeRawPointer { mapping.base }
     public let fileSize: UInt64
+    private let mapping: ReadOnlyMapping
     private let tensorIndex: [String: Int]
 
     /// Opens and validates `path`. Throws ``G2WFormatError`` naming what is wrong and where.
     public init(path: String) throws {
         self.path = path
         // Never blocks on a FIFO or a device; anything but a regular file is refused, saying what it is.
-        let (fd, regularSize) = try G2WFileReading.openRegular(path)
-        defer { close(fd) }
-        let size = regularSize
+        let file = try withFormatErrors { try RegularFile(path) }
+        let size = file.size
 
-        let head = try Self.pread(fd, count: Int(min(size, G2WLayout.headerSize)), at: 0, path: path)
+        let head = try Self.read(file, count: Int(min(size, G2WLayout.headerSize)))
         if head.count >= 8, Array(head[0..<8]) != G2WLayout.magic { throw G2WFormatError.badMagic(Array(head[0..<8])) }
         let h = try HeaderRegion.decodeHeader(head, fileSize: size)
-        let region = try Self.pread(fd, count: Int(h.dataOffset), at: 0, path: path)
+        let region = try Self.read(file, count: Int(h.dataOffset))
         let computed = HeaderRegion.headerChecksum(region)
         guard computed == h.headerChecksum else { throw G2WFormatError.headerChecksumMismatch(stored: h.headerChecksum, computed: computed) }
         let tableEnd = Int(h.tensorTableOffset + h.tensorTableSize)
@@ -49,28 +50,20 @@ public final class G2WFile: @unchecked Sendable {
         fileSize = size
         tensorIndex = Dictionary(uniqueKeysWithValues: tensors.enumerated().map { ($1.name, $0) })
 
-        // Map only after everything is validated. A zero-length mapping is not allowed, and a file
-        // always has at least its 128-byte header.
-        guard let p = mmap(nil, Int(size), PROT_READ, MAP_SHARED, fd, 0), p != MAP_FAILED else {
-            throw G2WFormatError.io(operation: "mmap", path: path, reason: errnoText())
-        }
+        // Map only after everything is validated (a file always has at least its 128-byte header).
+        let mapping = try withFormatErrors { try file.map() }
         // Quantized tensors: every block scale must be finite. Only the scales regions are read
         // (1/17 of a q8_0 blob, 1/9 of a q4_0 one), so this stays cheap beside the weights.
         for (i, t) in tensors.enumerated() where t.dtype.isQuantized {
             let blocks = t.elementCount / t.dtype.blockElements
-            let scales = (UnsafeRawPointer(p) + Int(t.offset) + t.dtype.scalesOffset(elements: t.elementCount)).assumingMemoryBound(to: UInt16.self)
+            let scales = (mapping.base + Int(t.offset) + t.dtype.scalesOffset(elements: t.elementCount)).assumingMemoryBound(to: UInt16.self)
             let bad = g2w_first_nonfinite_f16(scales, blocks)
             if bad < blocks {
                 let bits = scales[bad]
-                munmap(p, Int(size))
                 throw G2WFormatError.invalidTensor(name: t.name, index: i, reason: "the scale of block \(bad) is \(bits & 0x3FF == 0 ? "infinite" : "NaN") (binary16 0x\(String(bits, radix: 16)))")
             }
         }
-        baseAddress = UnsafeRawPointer(p)
-    }
-
-    deinit {
-        munmap(UnsafeMutableRawPointer(mutating: baseAddress), Int(fileSize))
+        self.mapping = mapping
     }
 
     /// The table entry named `name`, if any.
@@ -105,19 +98,13 @@ public final class G2WFile: @unchecked Sendable {
         }
     }
 
-    static func pread(_ fd: Int32, count: Int, at offset: Int, path: String) throws -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: count)
-        var done = 0
-        while done < count {
-            let n = out.withUnsafeMutableBytes { Glibc.pread(fd, $0.baseAddress! + done, count - done, off_t(offset + done)) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw G2WFormatError.io(operation: "read", path: path, reason: errnoText())
-            }
-            if n == 0 { throw G2WFormatError.truncated(section: "header region", needed: UInt64(offset + count), actual: UInt64(offset + done)) }
-            done += n
+    /// `count` bytes from the start of the file; fewer is a truncated header region.
+    private static func read(_ file: RegularFile, count: Int) throws -> [UInt8] {
+        let bytes = try withFormatErrors { try file.read(count: count, at: 0) }
+        guard bytes.count == count else {
+            throw G2WFormatError.truncated(section: "header region", needed: UInt64(count), actual: UInt64(bytes.count))
         }
-        return out
+        return bytes
     }
 }
 
@@ -173,6 +160,3 @@ func writeFully(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) thro
     }
 }
 
-func errnoText(_ code: Int32 = errno) -> String {
-    String(cString: strerror(code))
-}

@@ -1,3 +1,5 @@
+import G2WSupport
+
 /// An error found while reading or writing a `.g2w` file.
 ///
 /// Every case says what is wrong and where: the section of the file, the tensor or metadata key,
@@ -66,28 +68,7 @@ public enum G2WFormatError: Error, Equatable, Sendable, CustomStringConvertible 
     }
 }
 
-extension String {
-    func leftPadded(_ width: Int, with pad: Character = "0") -> String {
-        count >= width ? self : String(repeating: pad, count: width - count) + self
-    }
-}
-
-/// Escapes control characters, backslashes and quotes so a name from a file is safe to print.
-public func escapedForDisplay(_ s: String) -> String {
-    var out = ""
-    for scalar in s.unicodeScalars {
-        switch scalar {
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\t": out += "\\t"
-        case "\r": out += "\\r"
-        default:
-            if scalar.value < 0x20 || (scalar.value >= 0x7F && scalar.value < 0xA0) || scalar.properties.generalCategory == .format {
-                out += "\\u{\(String(scalar.value, radix: 16))}"
-            } else {
-                out.unicodeScalars.append(scalar)
-            }
-        }
-    }
-    return out
-}
+/// A name or string from a file, safe to print: control characters, backslashes and Unicode
+/// format characters (such as U+202E RIGHT-TO-LEFT OVERRIDE) escaped. With `limit`, at most that
+/// many characters are shown, then `...` and the length in bytes.
+public func escapedForDisplay(_ s: String, limit: Int? = nil) -> String { displayEscaped(s, limit: limit) }

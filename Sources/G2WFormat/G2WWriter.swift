@@ -4,15 +4,17 @@ import Glibc
 import Darwin
 #endif
 import CG2W
+import G2WSupport
 
 /// Writes a `.g2w` file by streaming tensor data, atomically.
 ///
-/// The writer lays out the whole file from the tensor descriptors up front, writes into a
-/// temporary file beside the destination (`.NAME.tmp-PID`), computes each blob's CRC-32C as the
-/// bytes stream through, then patches the table and header checksums, `fsync`s, and moves the file
-/// into place. Any error, or dropping the writer before ``finish()``, removes the temporary file:
-/// no partial output remains under the destination name. The tools also install signal handlers
-/// (``installInterruptCleanup()``) so SIGINT/SIGTERM remove it too.
+/// The writer lays out the whole file from the tensor descriptors up front, writes it through an
+/// ``AtomicFileWriter`` (a temporary file beside the destination, `.NAME.tmp-PID`), computes each
+/// blob's CRC-32C as the bytes stream through, then patches the table and header checksums and
+/// commits (`fsync`, then the move into place). Any error, or dropping the writer before
+/// ``finish()``, removes the temporary file: no partial output remains under the destination name.
+/// The tools also install signal handlers (``installInterruptCleanup()``) so SIGINT/SIGTERM remove
+/// it too.
 ///
 /// ```swift
 /// let writer = try G2WWriter(path: "out.g2w", metadata: meta, tensors: descriptors)
@@ -21,15 +23,13 @@ import CG2W
 /// ```
 public final class G2WWriter {
     public let destination: String
-    public let temporaryPath: String
+    public var temporaryPath: String { file.temporaryPath }
     public let overwrite: Bool
     private(set) var infos: [G2WTensorInfo]
     private let metadataBytes: [UInt8]
     private var header: G2WHeader
-    private var fd: Int32
-    private var buffer: [UInt8] = []
-    private let bufferLimit = 1 << 20
-    private var position: UInt64 = 0       // bytes written to the file so far (including buffer)
+    private let file: AtomicFileWriter
+    private var position: UInt64 { file.count }  // bytes written so far
     private var current = 0                // index of the tensor being written
     private var currentWritten: UInt64 = 0
     private var currentCRC: UInt32 = 0
@@ -61,12 +61,14 @@ public final class G2WWriter {
             }
             var elements: UInt64 = 1
             for d in t.shape {
-                guard let p = elements.multiplyingChecked(UInt64(d)) else { throw G2WFormatError.invalidTensor(name: t.name, index: i, reason: "shape overflows") }
+                guard let p = elements.multiplyingChecked(UInt64(d)) else {
+                    throw G2WFormatError.invalidTensor(name: t.name, index: i, reason: "shape \(t.shape) has more than 2^64 - 1 elements, over the limit of \(G2WLayout.maxElementCount) (2^60 - 1)")
+                }
                 elements = p
             }
             // Same bound as the reader: byte lengths must fit comfortably in Int.
-            guard elements <= UInt64(Int.max / 8), let bytes = t.dtype.byteCount(elements: elements) else {
-                throw G2WFormatError.invalidTensor(name: t.name, index: i, reason: "shape \(t.shape) is too large")
+            guard elements <= G2WLayout.maxElementCount, let bytes = t.dtype.byteCount(elements: elements) else {
+                throw G2WFormatError.invalidTensor(name: t.name, index: i, reason: "shape \(t.shape) has \(elements) elements, over the limit of \(G2WLayout.maxElementCount) (2^60 - 1)")
             }
             guard t.shape.last! % t.dtype.blockElements == 0 else {
                 throw G2WFormatError.invalidTensor(name: t.name, index: i, reason: "\(t.dtype) needs the last dimension to be a multiple of \(t.dtype.blockElements), is \(t.shape.last!)")
@@ -100,16 +102,10 @@ public final class G2WWriter {
                            tensorCount: UInt64(infos.count), dataOffset: dataOffset, dataSize: offset - dataOffset,
                            fileSize: offset, headerChecksum: 0, flags: 0)
 
-        // Temporary file in the destination's directory, so the final rename stays on one filesystem.
-        let slash = path.lastIndex(of: "/")
-        let dir = slash.map { String(path[..<$0]) } ?? "."
-        let base = slash.map { String(path[path.index(after: $0)...]) } ?? path
-        temporaryPath = (dir.isEmpty ? "" : dir + "/") + ".\(base).tmp-\(getpid())"
-        Self.removeStaleTemporaries(directory: dir.isEmpty ? "/" : dir, base: base)
-        fd = try OutputFiles.createTemporary(temporaryPath, for: path)
-        g2w_cleanup_register(temporaryPath)
+        // The temporary file in the destination's directory, so the final rename stays on one filesystem.
+        file = try AtomicFileWriter(path: path, overwrite: overwrite)
         do {
-            try append(region(checksums: false))
+            try file.write(region(checksums: false))
             try skipToCurrentTensor()
         } catch {
             abandon()
@@ -137,7 +133,7 @@ public final class G2WWriter {
                 let take = min(need, rest.count)
                 let chunk = UnsafeRawBufferPointer(rebasing: rest[0..<take])
                 currentCRC = g2w_crc32c(currentCRC, chunk.baseAddress!, take)
-                try append(chunk)
+                try file.write(chunk)
                 currentWritten += UInt64(take)
                 rest = UnsafeRawBufferPointer(rebasing: rest[take...])
                 if currentWritten == infos[current].byteCount {
@@ -169,35 +165,10 @@ public final class G2WWriter {
             guard current == infos.count else {
                 throw G2WFormatError.writerMisuse("tensor '\(infos[current].name)' has \(currentWritten) of \(infos[current].byteCount) bytes")
             }
-            try flush()
             let region = region(checksums: true)
-            try region.withUnsafeBytes { raw in
-                var done = 0
-                while done < raw.count {
-                    let n = Glibc.pwrite(fd, raw.baseAddress! + done, raw.count - done, off_t(done))
-                    if n < 0 { if errno == EINTR { continue }; throw G2WFormatError.io(operation: "write", path: temporaryPath, reason: errnoText()) }
-                    done += n
-                }
-            }
-            guard fsync(fd) == 0 else { throw G2WFormatError.io(operation: "fsync", path: temporaryPath, reason: errnoText()) }
-            guard close(fd) == 0 else { fd = -1; throw G2WFormatError.io(operation: "close", path: temporaryPath, reason: errnoText()) }
-            fd = -1
-            if overwrite {
-                guard rename(temporaryPath, destination) == 0 else { throw G2WFormatError.io(operation: "rename", path: destination, reason: errnoText()) }
-            } else {
-                // link() fails if the destination appeared meanwhile: never replace a file silently.
-                if link(temporaryPath, destination) == 0 {
-                    unlink(temporaryPath)
-                } else if errno == EEXIST {
-                    throw G2WFormatError.outputExists(path: destination)
-                } else {
-                    guard access(destination, F_OK) != 0 else { throw G2WFormatError.outputExists(path: destination) }
-                    guard rename(temporaryPath, destination) == 0 else { throw G2WFormatError.io(operation: "rename", path: destination, reason: errnoText()) }
-                }
-            }
+            try region.withUnsafeBytes { try file.overwrite($0, at: 0) }
+            try file.commit()
             finished = true
-            g2w_cleanup_unregister()
-            syncDirectory()
         } catch let e as G2WFormatError {
             abandon()
             throw e
@@ -229,38 +200,12 @@ public final class G2WWriter {
     private func skipToCurrentTensor() throws {
         guard current < infos.count else { return }
         let pad = Int(infos[current].offset - position)
-        if pad > 0 { try append([UInt8](repeating: 0, count: pad)) }
+        if pad > 0 { try file.write([UInt8](repeating: 0, count: pad)) }
     }
-
-    private func append(_ bytes: [UInt8]) throws {
-        try bytes.withUnsafeBytes { try append($0) }
-    }
-
-    private func append(_ bytes: UnsafeRawBufferPointer) throws {
-        if buffer.count + bytes.count > bufferLimit { try flush() }
-        if bytes.count >= bufferLimit {
-            try writeAll(bytes)
-        } else {
-            buffer.append(contentsOf: bytes)
-        }
-        position += UInt64(bytes.count)
-    }
-
-    private func flush() throws {
-        guard !buffer.isEmpty else { return }
-        defer { buffer.removeAll(keepingCapacity: true) }
-        try buffer.withUnsafeBytes { try writeAll($0) }
-    }
-
-    private func writeAll(_ bytes: UnsafeRawBufferPointer) throws { try writeFully(fd, bytes, path: temporaryPath) }
 
     private func abandon() {
-        if fd >= 0 { close(fd); fd = -1 }
-        if !finished {
-            unlink(temporaryPath)
-            g2w_cleanup_unregister()
-            finished = true
-        }
+        file.cancel()
+        finished = true
     }
 
     /// Removes `.NAME.tmp-PID` files left by writers that were killed (SIGKILL cannot be caught)
@@ -276,10 +221,4 @@ public final class G2WWriter {
         }
     }
 
-    private func syncDirectory() {
-        let slash = destination.lastIndex(of: "/")
-        let dir = slash.map { String(destination[..<$0]) } ?? "."
-        let dfd = open(dir.isEmpty ? "/" : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd >= 0 { fsync(dfd); close(dfd) }
-    }
 }

@@ -320,8 +320,9 @@ enum HeaderRegion {
             for (d, dim) in dims.enumerated() {
                 if d < rank {
                     guard dim >= 1 else { throw G2WFormatError.invalidTensor(name: name, index: i, reason: "dimension \(d) is 0") }
-                    guard let p = elements.multiplyingChecked(dim), p <= UInt64(Int.max / 8) else {
-                        throw G2WFormatError.invalidTensor(name: name, index: i, reason: "shape \(dims[0..<rank].map(String.init).joined(separator: "x")) overflows")
+                    guard let p = elements.multiplyingChecked(dim), p <= G2WLayout.maxElementCount else {
+                        let shape = dims[0..<rank].map(String.init).joined(separator: "x")
+                        throw G2WFormatError.invalidTensor(name: name, index: i, reason: "shape \(shape) has more elements than the format's limit of \(G2WLayout.maxElementCount) (2^60 - 1)")
                     }
                     elements = p
                 } else if dim != 0 {

@@ -28,6 +28,8 @@ public enum G2WLayout {
     /// Names and keys are short identifiers; 255 bytes fits any real checkpoint key.
     public static let maxNameLength = 255
     public static let maxRank = 4
+    /// The most elements a tensor may have (2^60 - 1): byte lengths then stay below 2^63.
+    public static let maxElementCount: UInt64 = (1 << 60) - 1
     /// Fixed part of a tensor table entry, before the name bytes.
     static let tensorEntryFixedSize = 56
 }

@@ -1,3 +1,5 @@
+import G2WSupport
+
 /// A typed metadata value (spec/g2w.md, "Metadata").
 public enum G2WMetadataValue: Sendable, Equatable, CustomStringConvertible {
     case uint(UInt64)
@@ -43,7 +45,7 @@ public enum G2WMetadataValue: Sendable, Equatable, CustomStringConvertible {
         case let .int(v): return String(v)
         case let .float(v): return String(v)
         case let .bool(v): return String(v)
-        case let .string(s): return "\"\(escapedForDisplay(s))\""
+        case let .string(s): return displayQuoted(s, limit: 200)
         case let .bytes(b): return "<\(b.count) bytes>"
         case let .stringArray(a): return "<\(a.count) strings>"
         case let .unknown(_, b): return "<\(b.count) bytes of unknown type>"
@@ -51,9 +53,24 @@ public enum G2WMetadataValue: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var uintValue: UInt64? { if case let .uint(v) = self { return v } else { return nil } }
+
+    /// The value as a count or size: a `u64` of at most `limit`. Throws an error saying what is
+    /// wrong in words, for a message that names the key: "expected u64, found string", or
+    /// "is 18446744073709551615, over the limit of 9223372036854775807".
+    public func count(limit: Int = .max) throws -> Int {
+        guard case let .uint(v) = self else { throw G2WMetadataValueError("expected u64, found \(typeName)") }
+        guard v <= UInt64(limit) else { throw G2WMetadataValueError("is \(v), over the limit of \(limit)") }
+        return Int(v)
+    }
     public var floatValue: Double? { if case let .float(v) = self { return v } else { return nil } }
     public var stringValue: String? { if case let .string(v) = self { return v } else { return nil } }
     public var stringArrayValue: G2WStringArray? { if case let .stringArray(v) = self { return v } else { return nil } }
+}
+
+/// Why a metadata value is not what a reader needs (see ``G2WMetadataValue/count(limit:)``).
+public struct G2WMetadataValueError: Error, CustomStringConvertible, Equatable, Sendable {
+    public let description: String
+    init(_ description: String) { self.description = description }
 }
 
 /// Ordered, uniquely keyed metadata.

@@ -1,8 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import G2WSupport
 
 /// An error in a safetensors file, with the file and what is wrong.
 public struct SafetensorsError: Error, CustomStringConvertible, Equatable {
@@ -55,24 +51,33 @@ public final class SafetensorsFile: @unchecked Sendable {
     /// The `__metadata__` map, if present.
     public let metadata: [String: String]
     public let fileSize: Int
-    private let base: UnsafeRawPointer?
+    private let mapping: ReadOnlyMapping
     private let dataStart: Int
     private let index: [String: Int]
 
     public init(path: String) throws {
         self.path = path
         func bad(_ reason: String) -> SafetensorsError { SafetensorsError(path: path, reason: reason) }
+        // Names come from the file: escaped and cut short, never printed raw.
+        func tensor(_ name: String) -> String { "tensor '\(escapedForDisplay(name, limit: 100))'" }
+        func shapeText(_ dims: [Int]) -> String {
+            "[" + dims.prefix(8).map(String.init).joined(separator: ", ") + (dims.count > 8 ? ", ... (\(dims.count) dimensions)]" : "]")
+        }
         // Never blocks on a FIFO or a device; anything but a regular file is refused, saying what it is.
-        let (fd, regularSize) = try G2WFileReading.openRegular(path)
-        defer { close(fd) }
-        let size = Int(regularSize)
+        let file = try withFormatErrors { try RegularFile(path) }
+        let size = Int(file.size)
         guard size >= 8 else { throw bad("file is \(size) bytes, shorter than the 8-byte header length") }
-        let lenBytes = try G2WFile.pread(fd, count: 8, at: 0, path: path)
+        func read(_ count: Int, at offset: Int) throws -> [UInt8] {
+            let bytes = try withFormatErrors { try file.read(count: count, at: offset) }
+            guard bytes.count == count else { throw bad("the file ended at byte \(offset + bytes.count) while its header was read") }
+            return bytes
+        }
+        let lenBytes = try read(8, at: 0)
         let n = lenBytes.enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
         guard n <= Self.maxHeaderLength else { throw bad("header length \(n) exceeds the 100 MB limit") }
         guard n <= UInt64(size - 8) else { throw bad("header length \(n) runs past the end of the file (\(size) bytes)") }
         guard n >= 2 else { throw bad("header length \(n) is too small for a JSON object") }
-        let headerBytes = try G2WFile.pread(fd, count: Int(n), at: 8, path: path)
+        let headerBytes = try read(Int(n), at: 8)
         let json: JSONValue
         do { json = try JSONValue.parse(headerBytes) } catch let e as JSONError {
             throw bad("header is not JSON: \(e.reason) at header byte \(e.offset)")
@@ -86,39 +91,43 @@ public final class SafetensorsFile: @unchecked Sendable {
             if name == "__metadata__" {
                 guard case let .object(m) = value else { throw bad("__metadata__ is \(value.typeName), not an object") }
                 for (k, v) in m {
-                    guard let s = v.string else { throw bad("__metadata__[\"\(k)\"] is \(v.typeName), not a string") }
+                    guard let s = v.string else { throw bad("__metadata__[\(displayQuoted(k, limit: 100))] is \(v.typeName), expected a string") }
                     meta[k] = s
                 }
                 continue
             }
-            guard case .object = value else { throw bad("tensor '\(name)': entry is \(value.typeName), not an object") }
-            guard let dtypeName = value["dtype"]?.string else { throw bad("tensor '\(name)': missing \"dtype\" string") }
-            guard let dtype = DType(rawValue: dtypeName) else { throw bad("tensor '\(name)': unknown dtype '\(dtypeName)'") }
-            guard case let .array(dims)? = value["shape"] else { throw bad("tensor '\(name)': missing \"shape\" array") }
+            guard case .object = value else { throw bad("\(tensor(name)): entry is \(value.typeName), expected an object") }
+            guard let dtypeName = value["dtype"]?.string else { throw bad("\(tensor(name)): missing \"dtype\" string") }
+            guard let dtype = DType(rawValue: dtypeName) else {
+                throw bad("\(tensor(name)): unknown dtype \(displayQuoted(dtypeName, limit: 20)) (expected one of \(DType.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            guard case let .array(dims)? = value["shape"] else { throw bad("\(tensor(name)): missing \"shape\" array") }
             var shape: [Int] = []
             var elements: UInt64 = 1
-            for d in dims {
-                guard let v = d.int, v >= 0 else { throw bad("tensor '\(name)': shape entry is not a non-negative integer") }
+            for (k, d) in dims.enumerated() {
+                guard let v = d.int, v >= 0 else { throw bad("\(tensor(name)): shape entry \(k) is \(d.int.map(String.init) ?? d.double.map { "\($0)" } ?? d.typeName), expected a non-negative integer") }
                 shape.append(Int(v))
                 let (p, o) = elements.multipliedReportingOverflow(by: UInt64(v))
-                guard !o else { throw bad("tensor '\(name)': shape \(shape) overflows") }
+                guard !o else {
+                    throw bad("\(tensor(name)): shape \(shapeText(dims.map { Int($0.int ?? 0) })) has more elements than the limit of 2^64 - 1 (18446744073709551615)")
+                }
                 elements = p
             }
             guard case let .array(offs)? = value["data_offsets"], offs.count == 2, let b = offs[0].int, let e = offs[1].int, b >= 0, e >= b else {
-                throw bad("tensor '\(name)': \"data_offsets\" must be [begin, end] with 0 <= begin <= end")
+                throw bad("\(tensor(name)): \"data_offsets\" must be [begin, end] with 0 <= begin <= end")
             }
             let (bytes, o) = elements.multipliedReportingOverflow(by: UInt64(dtype.size))
             guard !o, bytes == UInt64(e - b) else {
-                throw bad("tensor '\(name)': data_offsets span \(e - b) bytes but shape \(shape) x \(dtypeName) needs \(o ? "more than 2^64" : String(bytes))")
+                throw bad("\(tensor(name)): data_offsets span \(e - b) bytes but shape \(shapeText(shape)) x \(dtypeName) needs \(o ? "more than 2^64 - 1" : String(bytes))")
             }
-            guard e <= Int64(dataLength) else { throw bad("tensor '\(name)': data_offsets end \(e) is past the data buffer (\(dataLength) bytes)") }
+            guard e <= Int64(dataLength) else { throw bad("\(tensor(name)): data_offsets end \(e) is past the data buffer (\(dataLength) bytes)") }
             entries.append(Entry(name: name, dtype: dtype, shape: shape, dataRange: Int(b)..<Int(e)))
         }
         entries.sort { ($0.dataRange.lowerBound, $0.dataRange.upperBound) < ($1.dataRange.lowerBound, $1.dataRange.upperBound) }
         var expected = 0
         for e in entries {
-            if e.dataRange.lowerBound < expected { throw bad("tensor '\(e.name)': data_offsets \(e.dataRange.lowerBound) overlaps the previous tensor (ends at \(expected))") }
-            if e.dataRange.lowerBound > expected { throw bad("tensor '\(e.name)': hole of \(e.dataRange.lowerBound - expected) bytes before it (data_offsets \(e.dataRange.lowerBound), expected \(expected))") }
+            if e.dataRange.lowerBound < expected { throw bad("\(tensor(e.name)): data_offsets \(e.dataRange.lowerBound) overlaps the previous tensor (ends at \(expected))") }
+            if e.dataRange.lowerBound > expected { throw bad("\(tensor(e.name)): hole of \(e.dataRange.lowerBound - expected) bytes before it (data_offsets \(e.dataRange.lowerBound), expected \(expected))") }
             expected = e.dataRange.upperBound
         }
         guard expected == dataLength else {
@@ -129,15 +138,7 @@ public final class SafetensorsFile: @unchecked Sendable {
         fileSize = size
         self.dataStart = dataStart
         index = Dictionary(uniqueKeysWithValues: entries.enumerated().map { ($1.name, $0) })
-        if size > 0, let p = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0), p != MAP_FAILED {
-            base = UnsafeRawPointer(p)
-        } else {
-            throw G2WFormatError.io(operation: "mmap", path: path, reason: errnoText())
-        }
-    }
-
-    deinit {
-        if let base { munmap(UnsafeMutableRawPointer(mutating: base), fileSize) }
+        mapping = try withFormatErrors { try file.map() }
     }
 
     public func entry(named name: String) -> Entry? { index[name].map { entries[$0] } }
@@ -148,15 +149,13 @@ public final class SafetensorsFile: @unchecked Sendable {
 
     /// Like ``release(_:)`` for the pages wholly inside `bytes` (relative to the entry's data).
     public func release(_ entry: Entry, bytes: Range<Int>) {
-        guard let base, !bytes.isEmpty else { return }
-        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        let start = (dataStart + entry.dataRange.lowerBound + bytes.lowerBound + page - 1) / page * page
-        let end = (dataStart + entry.dataRange.lowerBound + bytes.upperBound) / page * page
-        if end > start { madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED) }
+        guard !bytes.isEmpty else { return }
+        let start = dataStart + entry.dataRange.lowerBound
+        mapping.release((start + bytes.lowerBound)..<(start + bytes.upperBound))
     }
 
     /// The raw little-endian bytes of `entry` (a view into the mapping).
     public func bytes(of entry: Entry) -> UnsafeRawBufferPointer {
-        UnsafeRawBufferPointer(start: base! + dataStart + entry.dataRange.lowerBound, count: entry.dataRange.count)
+        UnsafeRawBufferPointer(start: mapping.base + dataStart + entry.dataRange.lowerBound, count: entry.dataRange.count)
     }
 }

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import CG2W
+import G2WSupport
 
 /// Writes safetensors files (https://github.com/huggingface/safetensors), atomically.
 ///
@@ -374,16 +375,41 @@ public final class AtomicFileWriter {
         try bytes.withUnsafeBytes { try write($0) }
     }
 
+    /// Rewrites bytes already written, at `offset` (for a header whose checksums are known only at
+    /// the end). On error the temporary file is removed and the writer is spent.
+    public func overwrite(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws {
+        guard !done else { throw G2WFormatError.writerMisuse("\(destination): overwrite after commit() or cancel()") }
+        guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
+        guard offset <= count, UInt64(bytes.count) <= count - offset else {
+            throw G2WFormatError.writerMisuse("\(destination): overwrite of bytes \(offset)..<\(offset + UInt64(bytes.count)), only \(count) written")
+        }
+        do {
+            try flush()
+            var written = 0
+            while written < bytes.count {
+                let n = pwrite(fd, base + written, bytes.count - written, off_t(offset) + off_t(written))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw G2WFormatError.io(operation: "write", path: destination, reason: errnoText())
+                }
+                written += n
+            }
+        } catch {
+            abandon()
+            throw error
+        }
+    }
+
     /// Flushes, `fsync`s, closes and moves the file to its destination, then `fsync`s the
     /// directory. On error the temporary file is removed and the destination is untouched.
     public func commit() throws {
         guard !done else { throw G2WFormatError.writerMisuse("\(destination): commit() after commit() or cancel()") }
         do {
             try flush()
-            guard fsync(fd) == 0 else { throw G2WFormatError.io(operation: "fsync", path: temporaryPath, reason: errnoText()) }
+            guard fsync(fd) == 0 else { throw G2WFormatError.io(operation: "fsync", path: destination, reason: errnoText()) }
             let closed = close(fd)
             fd = -1
-            guard closed == 0 else { throw G2WFormatError.io(operation: "close", path: temporaryPath, reason: errnoText()) }
+            guard closed == 0 else { throw G2WFormatError.io(operation: "close", path: destination, reason: errnoText()) }
             if overwrite {
                 guard rename(temporaryPath, destination) == 0 else { throw G2WFormatError.io(operation: "rename", path: destination, reason: errnoText()) }
             } else if link(temporaryPath, destination) == 0 {
@@ -416,7 +442,8 @@ public final class AtomicFileWriter {
         try buffer.withUnsafeBytes { try writeAll($0) }
     }
 
-    private func writeAll(_ bytes: UnsafeRawBufferPointer) throws { try writeFully(fd, bytes, path: temporaryPath) }
+    // Errors name the destination; the temporary file is an implementation detail.
+    private func writeAll(_ bytes: UnsafeRawBufferPointer) throws { try writeFully(fd, bytes, path: destination) }
 
     private func abandon() {
         if fd >= 0 { close(fd); fd = -1 }

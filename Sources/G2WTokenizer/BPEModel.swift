@@ -21,6 +21,9 @@ final class BPEModel: @unchecked Sendable {
     /// Tokens BPE cannot produce (e.g. "<|endoftext|>"), longest first.
     let specials: [(bytes: [UInt8], id: Int)]
     let specialTokenIDs: [String: Int]
+    /// Steps taken to find the splits of the merge results (`MergeableAffixes.work`): bounded by
+    /// a small multiple of the tokens' bytes, whatever they are (for tests).
+    let buildWork: Int
 
     /// - Parameters:
     ///   - tokens: raw bytes of token i (byte-level strings already decoded, non-empty).
@@ -94,25 +97,48 @@ final class BPEModel: @unchecked Sendable {
             mergePairs.append((UInt32(left), UInt32(right)))
         }
 
-        // Every split of every merge result into two mergeable tokens. The merges are independent
-        // here (read-only lookups), so two halves are enumerated side by side (half of a
-        // 30 ms build on GPT-2's 50,000 merges); the lists are inserted in rank order.
+        // Every split of every merge result into two mergeable tokens: the merge of the chains
+        // of its mergeable prefixes and suffixes (`MergeableAffixes`, linear in the tokens'
+        // bytes). The merges are independent here (read-only lookups), so two halves are
+        // enumerated side by side; the lists are inserted in rank order.
+        let affixes = MergeableAffixes(store: store, bytes: byteToToken, results: results, pairs: mergePairs, mergeable: mergeable)
         func splits(_ ranks: Range<Int>) -> [(UInt32, UInt32, UInt64)] {
             var list: [(UInt32, UInt32, UInt64)] = []
             list.reserveCapacity(ranks.count * 3)
-            for rank in ranks {
-                let c = Int(results[rank])
-                let p = UnsafePointer(store.bytes + store.offsets[c])
-                let n = store.length(c)
-                let value = UInt64(rank) << 32 | UInt64(c)
-                for k in 1..<n {
-                    let a = store.findInside(p, k)
-                    guard a >= 0 && mergeable[a] else { continue }
-                    let b = store.findInside(p + k, n - k)
-                    guard b >= 0 && mergeable[b] else { continue }
-                    list.append((UInt32(a), UInt32(b), value))
+            affixes.prefix.withUnsafeBufferPointer { prefix in affixes.suffix.withUnsafeBufferPointer { suffix in
+                var capacity = 64
+                var chain = UnsafeMutablePointer<Int32>.allocate(capacity: capacity)
+                defer { chain.deallocate() }
+                for rank in ranks {
+                    let c = Int(results[rank])
+                    let n = store.length(c)
+                    let value = UInt64(rank) << 32 | UInt64(c)
+                    // Mergeable prefixes, longest first; read from the end: split points ascending.
+                    var count = 0
+                    var a = prefix[c]
+                    while a >= 0 {
+                        if count == capacity {
+                            let bigger = UnsafeMutablePointer<Int32>.allocate(capacity: 2 * capacity)
+                            bigger.update(from: chain, count: count)
+                            chain.deallocate()
+                            chain = bigger
+                            capacity *= 2
+                        }
+                        chain[count] = a
+                        count += 1
+                        a = prefix[Int(a)]
+                    }
+                    // Mergeable suffixes, longest first: split points ascending too.
+                    var i = count - 1
+                    var b = suffix[c]
+                    while i >= 0 && b >= 0 {
+                        let k = store.length(Int(chain[i])), split = n - store.length(Int(b))
+                        if k == split { list.append((UInt32(chain[i]), UInt32(b), value)) }
+                        if k <= split { i -= 1 }
+                        if k >= split { b = suffix[Int(b)] }
+                    }
                 }
-            }
+            } }
             return list
         }
         var lists = [[(UInt32, UInt32, UInt64)]](repeating: [], count: 2)
@@ -137,10 +163,29 @@ final class BPEModel: @unchecked Sendable {
         self.pairs = pairs
         self.specials = specials
         self.specialTokenIDs = specialIDs
+        self.buildWork = affixes.work
         self.byteToToken = .allocate(capacity: 256)
         self.byteToToken.initialize(from: byteToToken, count: 256)
         self.mergeable = .allocate(capacity: max(1, count))
         self.mergeable.initialize(from: mergeable, count: count)
+    }
+
+    /// A merges file without a single merge is refused when the vocabulary has a multi-byte token
+    /// that only merges could produce (issue 17 item 12): such a file is empty or truncated, and
+    /// accepting it would encode every text byte by byte. A vocabulary of the 256 single bytes
+    /// needs no merges, so its other tokens must be special tokens: declared ones
+    /// (`declaredSpecials`, tokenizer.json's `added_tokens`) or ones written like special tokens,
+    /// `<...>` (`<|endoftext|>`, `</s>`) or `[...]` (`[PAD]`).
+    func checkMergesPresent(source: String, declaredSpecials: Set<Int>) throws {
+        guard mergePairs.isEmpty else { return }
+        func looksSpecial(_ b: [UInt8]) -> Bool {
+            b.count >= 2 && ((b.first == UInt8(ascii: "<") && b.last == UInt8(ascii: ">")) || (b.first == UInt8(ascii: "[") && b.last == UInt8(ascii: "]")))
+        }
+        let unreachable = specials.filter { !declaredSpecials.contains($0.id) && !looksSpecial($0.bytes) }.sorted { $0.id < $1.id }
+        guard let first = unreachable.first else { return }
+        throw TokenizerError.invalidVocabulary(
+            source: source,
+            reason: "no merges (the file is empty or holds only its #version line), but the vocabulary has \(unreachable.count) multi-byte token\(unreachable.count == 1 ? "" : "s") that only merges can produce, such as \(quoted(ByteLevel.string(forBytes: first.bytes))) (id \(first.id)): the merges file is truncated or not the vocabulary's (a vocabulary of the 256 single bytes and special tokens needs none)")
     }
 
     /// Runs `body(range, half)` over 0..<n cut in two halves on two threads (one range, half 0,
@@ -181,7 +226,7 @@ final class BPEModel: @unchecked Sendable {
                 out.append(Int(byteToToken[Int(p[0])]))
                 continue
             }
-            let h = hashBytes(p, n)
+            let h = hashBytes(p, n, seed: store.seed)
             let id = store.find(p, n, hash: h)
             if id >= 0 && mergeable[id] {
                 out.append(id)

@@ -1,5 +1,6 @@
 import CG2W
 import Foundation
+import G2WSupport
 
 /// OpenAI's GPT-2 byte-level BPE tokenizer, producing exactly the ids of tiktoken's "gpt2"
 /// encoding for every input.
@@ -97,7 +98,7 @@ public struct GPT2Tokenizer: Sendable {
                 encoderName: String = "encoder.json", mergesName: String = "vocab.bpe") throws {
         var builder = Builder()
         try encoderJSON.withUnsafeBytes { raw in
-            let doc = try JSONDocument(raw.bindMemory(to: UInt8.self), source: encoderName)
+            let doc = try parseJSON(raw.bindMemory(to: UInt8.self), source: encoderName)
             guard case .object(let members) = doc.root else {
                 throw TokenizerError.invalidVocabulary(source: encoderName, reason: "expected a JSON object of token -> id, found \(doc.root.typeName)")
             }
@@ -108,6 +109,7 @@ public struct GPT2Tokenizer: Sendable {
         }
         model = try BPEModel(tokens: builder.tokens, merges: builder.merges,
                              location: { "\(mergesName) line \(lineNumbers[$0])" })
+        try model.checkMergesPresent(source: mergesName, declaredSpecials: [])
     }
 
     /// Builds from the contents of a Hugging Face `tokenizer.json`; the name is used in error messages.
@@ -115,8 +117,9 @@ public struct GPT2Tokenizer: Sendable {
     /// Uses `model.vocab` and `model.merges`; `added_tokens` missing from `model.vocab` are added at their ids.
     public init(tokenizerJSON: Data, sourceName: String = "tokenizer.json") throws {
         var builder = Builder()
+        var declaredSpecials = Set<Int>()
         try tokenizerJSON.withUnsafeBytes { raw in
-            let doc = try JSONDocument(raw.bindMemory(to: UInt8.self), source: sourceName)
+            let doc = try parseJSON(raw.bindMemory(to: UInt8.self), source: sourceName)
             func fail(_ reason: String) -> TokenizerError { .invalidVocabulary(source: sourceName, reason: reason) }
             guard case .object = doc.root else { throw fail("expected a JSON object, found \(doc.root.typeName)") }
             guard let model = doc.member(doc.root, "model"), case .object = model else { throw fail("missing \"model\" object") }
@@ -129,10 +132,11 @@ public struct GPT2Tokenizer: Sendable {
                 guard case .array(let items) = addedTokens else { throw fail("\"added_tokens\" is not an array") }
                 for (k, item) in items.enumerated() {
                     guard case .string(let content)? = doc.member(item, "content"),
-                          case .integer(let id)? = doc.member(item, "id") else {
+                          let id = doc.member(item, "id")?.integer else {
                         throw fail("added_tokens[\(k)] lacks a string \"content\" or an integer \"id\"")
                     }
                     added.append((content, id))
+                    declaredSpecials.insert(id)
                 }
             }
             try builder.addVocabularyObject(members, doc: doc, source: sourceName + " model.vocab")
@@ -186,6 +190,7 @@ public struct GPT2Tokenizer: Sendable {
         }
         model = try BPEModel(tokens: builder.tokens, merges: builder.merges,
                              location: { "\(sourceName) model.merges[\($0)]" })
+        try model.checkMergesPresent(source: "\(sourceName) model.merges", declaredSpecials: declaredSpecials)
     }
 
     // MARK: Vocabulary
@@ -200,6 +205,10 @@ public struct GPT2Tokenizer: Sendable {
     /// The merges in rank order as `"left right"` strings, as loaded (for embedding in a .g2w file).
     /// Built on each access.
     public var mergeStrings: [String] { model.mergeStrings }
+
+    /// Work done building the pair table (hash steps and bytes compared): linear in the bytes of
+    /// the tokens, for tests that check a hostile vocabulary cannot make the build quadratic.
+    package var buildWork: Int { model.buildWork }
 
     /// Id of `"<|endoftext|>"`, if the vocabulary has it (50256 for GPT-2).
     public var endOfTextID: Int? { model.specialTokenIDs["<|endoftext|>"] }
@@ -318,26 +327,21 @@ public struct GPT2Tokenizer: Sendable {
 /// The bytes of a tokenizer file: a regular file (a FIFO or a device is refused at once, never
 /// waited on) of at most 256 MB (GPT-2's files are 0.5-1.4 MB).
 private func readFile(_ url: URL) throws -> Data {
-    let path = url.path, limit: UInt64 = 256 << 20
-    var size: UInt64 = 0
-    var type: UInt32 = 0
-    let fd = g2w_open_regular(path, &size, &type)
-    if fd == -2 {
-        let kind = [1: "a directory", 2: "a FIFO", 3: "a device", 4: "a socket"][type] ?? "not a regular file"
-        throw TokenizerError.unreadableFile(path: path, reason: "\(kind), not a regular file")
+    do {
+        return Data(try RegularFile.read(url.path, limit: 256 << 20, what: "tokenizer file"))
+    } catch let e as FileError {
+        throw TokenizerError.unreadableFile(path: e.path, reason: e.reason)
     }
-    guard fd >= 0 else { throw TokenizerError.unreadableFile(path: path, reason: String(cString: strerror(errno))) }
-    defer { close(fd) }
-    guard size <= limit else { throw TokenizerError.unreadableFile(path: path, reason: "\(size) bytes, more than the \(limit)-byte limit for a tokenizer file") }
-    var out = Data(count: Int(size))
-    var done = 0
-    while done < Int(size) {
-        let n = out.withUnsafeMutableBytes { read(fd, $0.baseAddress! + done, Int(size) - done) }
-        if n < 0 && errno == EINTR { continue }
-        guard n > 0 else { throw TokenizerError.unreadableFile(path: path, reason: n < 0 ? String(cString: strerror(errno)) : "the file shrank while it was read") }
-        done += n
+}
+
+/// Parses a JSON tokenizer file; a syntax error is `TokenizerError.invalidJSON` at its line and column.
+private func parseJSON(_ bytes: UnsafeBufferPointer<UInt8>, source: String) throws -> JSONDocument {
+    do {
+        return try JSONDocument(bytes)
+    } catch let e as JSONSyntaxError {
+        let (line, column) = JSONDocument.lineAndColumn(bytes, e.offset)
+        throw TokenizerError.invalidJSON(source: source, line: line, column: column, reason: e.reason)
     }
-    return out
 }
 
 private func withUTF8<R>(_ string: String, _ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R {
@@ -398,7 +402,7 @@ private struct Builder {
         let count = members.count
         var owner = [Int](repeating: -1, count: count)
         for (k, member) in members.enumerated() {
-            guard case .integer(let id) = member.value else {
+            guard let id = member.value.integer else {
                 throw TokenizerError.invalidVocabulary(source: source, reason: "\(doc.position(member.key)): token \(quoted(doc.string(member.key))) has \(member.value.typeName) as id, expected an integer")
             }
             guard id >= 0 && id < count else {

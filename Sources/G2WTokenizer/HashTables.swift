@@ -10,16 +10,23 @@ import ucrt
 
 /// A well-mixed 64-bit hash of a byte string (not cryptographic, not stable across versions).
 /// Reads memory only inside `p[0..<n]`.
+///
+/// `seed` is random per table (`randomHashSeed()`): the mixing steps are invertible, so with a
+/// fixed seed anyone could compute thousands of keys of one hash and make a table that holds them
+/// (a hostile vocabulary, or text in the encoder's cache) take quadratic time.
 @inline(__always)
-func hashBytes(_ p: UnsafePointer<UInt8>, _ n: Int) -> UInt64 {
-    hashBytes(p, n, readableEnd: p + n)
+func hashBytes(_ p: UnsafePointer<UInt8>, _ n: Int, seed: UInt64) -> UInt64 {
+    hashBytes(p, n, seed: seed, readableEnd: p + n)
 }
 
-/// Same value as `hashBytes(p, n)`; may read (but ignores) bytes up to `readableEnd`, which lets the
-/// last partial word be one load instead of a byte loop.
+/// A seed for `hashBytes`, from the system's random generator.
+func randomHashSeed() -> UInt64 { UInt64.random(in: 0...UInt64.max) }
+
+/// Same value as `hashBytes(p, n, seed:)`; may read (but ignores) bytes up to `readableEnd`, which
+/// lets the last partial word be one load instead of a byte loop.
 @inline(__always)
-func hashBytes(_ p: UnsafePointer<UInt8>, _ n: Int, readableEnd: UnsafePointer<UInt8>) -> UInt64 {
-    var h: UInt64 = 0x243F_6A88_85A3_08D3 ^ (UInt64(truncatingIfNeeded: n) &* 0x9E37_79B9_7F4A_7C15)
+func hashBytes(_ p: UnsafePointer<UInt8>, _ n: Int, seed: UInt64, readableEnd: UnsafePointer<UInt8>) -> UInt64 {
+    var h: UInt64 = seed ^ (UInt64(truncatingIfNeeded: n) &* 0x9E37_79B9_7F4A_7C15)
     let raw = UnsafeRawPointer(p)
     var i = 0
     while i &+ 8 <= n {
@@ -80,6 +87,8 @@ final class ByteKeyMap {
     private var keysCount = 0
     private var keysCapacity: Int
 
+    /// Hashes given to `find` and `insert` are `hashBytes(p, n, seed:)` with a random seed (the
+    /// caller's; see `hashBytes`).
     init(expectedCount: Int, expectedKeyBytes: Int) {
         var capacity = 16
         while capacity < expectedCount * 2 { capacity <<= 1 }
@@ -95,7 +104,8 @@ final class ByteKeyMap {
         keys.deallocate()
     }
 
-    /// The value stored for the key, or nil. `hash` must be `hashBytes(p, n)`.
+    /// The value stored for the key, or nil. `hash` must be `hashBytes(p, n, seed:)`, the same seed
+    /// for every key.
     @inline(__always)
     func find(_ p: UnsafePointer<UInt8>, _ n: Int, hash: UInt64) -> UInt64? {
         var i = Int(truncatingIfNeeded: hash) & mask
@@ -108,11 +118,6 @@ final class ByteKeyMap {
             }
             i = (i &+ 1) & mask
         }
-    }
-
-    @inline(__always)
-    func find(_ p: UnsafePointer<UInt8>, _ n: Int) -> UInt64? {
-        find(p, n, hash: hashBytes(p, n))
     }
 
     /// Inserts a key that is not present yet.
@@ -214,6 +219,8 @@ final class TokenStore {
     let offsets: UnsafeMutablePointer<Int>
     /// End of the readable (padded) token bytes.
     let bytesEnd: UnsafePointer<UInt8>
+    /// The seed of `hashBytes` for this store (random: see `hashBytes`).
+    let seed = randomHashSeed()
     /// Each slot is `hash >> 32 << 32 | (id + 1)`, 0 when empty.
     private let slots: UnsafeMutablePointer<UInt64>
     private let mask: Int
@@ -238,7 +245,7 @@ final class TokenStore {
         for id in 0..<count {
             let p = UnsafePointer(bytes + offsets[id])
             let n = offsets[id + 1] - offsets[id]
-            let h = hashBytes(p, n, readableEnd: bytesEnd)
+            let h = hashBytes(p, n, seed: seed, readableEnd: bytesEnd)
             var i = Int(truncatingIfNeeded: h) & mask
             while slots[i] != 0 {
                 let other = Int(truncatingIfNeeded: slots[i] & 0xFFFF_FFFF) - 1
@@ -259,7 +266,7 @@ final class TokenStore {
         slots.deallocate()
     }
 
-    /// The id of the token with these bytes, or -1. `hash` must be `hashBytes(p, n)`.
+    /// The id of the token with these bytes, or -1. `hash` must be `hashBytes(p, n, seed: seed)`.
     @inline(__always)
     func find(_ p: UnsafePointer<UInt8>, _ n: Int, hash: UInt64) -> Int {
         var i = Int(truncatingIfNeeded: hash) & mask
@@ -277,16 +284,12 @@ final class TokenStore {
     }
 
     @inline(__always)
-    func find(_ p: UnsafePointer<UInt8>, _ n: Int) -> Int { find(p, n, hash: hashBytes(p, n)) }
+    func find(_ p: UnsafePointer<UInt8>, _ n: Int) -> Int { find(p, n, hash: hashBytes(p, n, seed: seed)) }
 
     func find(_ key: some Collection<UInt8>) -> Int {
         let array = Array(key)
         return array.withUnsafeBufferPointer { b in b.isEmpty ? -1 : find(b.baseAddress!, b.count) }
     }
-
-    /// Lookup of a slice of the token bytes themselves (hashing may read the padding).
-    @inline(__always)
-    func findInside(_ p: UnsafePointer<UInt8>, _ n: Int) -> Int { find(p, n, hash: hashBytes(p, n, readableEnd: bytesEnd)) }
 
     @inline(__always)
     func length(_ id: Int) -> Int { offsets[id + 1] - offsets[id] }

@@ -1,3 +1,5 @@
+import G2WSupport
+
 /// Everything that can go wrong when building a tokenizer or decoding ids.
 ///
 /// Locations are human-readable: `"merges[12]"` for an in-memory array entry, `"vocab.bpe line 14"`
@@ -59,24 +61,6 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable, Sendable 
     }
 }
 
-/// A string in double quotes with control characters and quotes escaped, for error messages.
-func quoted(_ s: String) -> String {
-    var out = "\""
-    for scalar in s.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if scalar.value < 0x20 || scalar.value == 0x7F {
-                let hex = String(scalar.value, radix: 16, uppercase: true)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            } else {
-                out.unicodeScalars.append(scalar)
-            }
-        }
-    }
-    return out + "\""
-}
+/// A token or merge from a file in double quotes, for error messages: escaped (control and
+/// format characters, quotes) and cut short after 100 characters (a token can be 256 KB).
+func quoted(_ s: String) -> String { displayQuoted(s, limit: 100) }

@@ -86,16 +86,16 @@ final class CLITests: XCTestCase {
 
     func testRunGreedyMatchesTransformersAndTokenize() throws {
         let model = try tinyModel()
-        let r = try run("g2w-run", ["--model", model, "--prompt", "Hello, world!", "-n", "3", "-t", "0", "--no-echo"])
+        let r = try run("g2w-run", ["--model", model, "--prompt", "Hello, world!", "-n", "3", "--temp", "0", "--no-echo"])
         XCTAssertEqual(r.status, 0, r.err)
         XCTAssertEqual(r.out, " DM DM DM\n")  // transformers' greedy: 14848 x 3
         XCTAssertTrue(r.err.contains("prompt") && r.err.contains("tok/s"), r.err)
         let t = try run("g2w-run", ["--model", model, "--tokenize", "Hello, world!"])
         XCTAssertEqual(t.out, "15496,11,995,0\n")
         // Prompt from stdin, and as ids.
-        let s = try run("g2w-run", ["--model", model, "-n", "2", "-t", "0", "-q"], stdin: "Hello, world!")
+        let s = try run("g2w-run", ["--model", model, "-n", "2", "--temp", "0", "-q"], stdin: "Hello, world!")
         XCTAssertEqual(s.out, "Hello, world! DM DM\n")
-        let ids = try run("g2w-run", ["--model", model, "--tokens", "15496,11,995,0", "-n", "2", "-t", "0", "-q", "--no-echo"])
+        let ids = try run("g2w-run", ["--model", model, "--tokens", "15496,11,995,0", "-n", "2", "--temp", "0", "-q", "--no-echo"])
         XCTAssertEqual(ids.out, " DM DM\n")
     }
 
@@ -154,10 +154,11 @@ final class CLITests: XCTestCase {
     func testBadFlagsAreUsageErrors() throws {
         let model = try tinyModel()
         let cases: [[String]] = [
-            ["--top-p", "1.5"], ["--top-p", "0"], ["--top-p", "nan"], ["-n", "-1"], ["-n", "x"], ["--temperature", "nan"],
-            ["--temperature", "-1"], ["--temperature", "inf"], ["--top-k", "-3"], ["--min-p", "2"], ["--repeat-penalty", "0"],
+            ["--top-p", "1.5"], ["--top-p", "0"], ["--top-p", "nan"], ["-n", "-1"], ["-n", "x"], ["--temp", "nan"],
+            ["--temperature", "-1"], ["--temp", "inf"], ["-t", "0"], ["--top-k", "-3"], ["--min-p", "2"], ["--repeat-penalty", "0"],
             ["--threads", "0"], ["--threads", "abc"], ["--seed", "-5"], ["--repeat-last-n", "-1"], ["--bogus"], ["-n"],
-            ["--prompt", "a", "--tokens", "1"], ["--tokenize", "a", "--bench"], ["--ctx", "8"], ["--json"], ["--tokens", "1,x"],
+            ["--prompt", "a", "--tokens", "1"], ["--tokenize", "a", "--bench"], ["--ctx", "1"], ["-c", "65"], ["--json", "--jsonl"], ["--tokens", "1,x"],
+            ["--n-probs", "2", "-p", "a"], ["--n-probs", "101", "--json", "-p", "a"], ["-i", "--json"], ["--special", "--tokens", "1"], ["-p", "a", "--ppl-stride", "2"],
             ["--stop", ""], ["--prompt", "a", "--prompt", "b"], ["stray"],
         ]
         for args in cases {
@@ -172,7 +173,7 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(kernels.status, 2, kernels.err)
         XCTAssertTrue(kernels.err.hasPrefix("g2w-run: G2W_KERNELS=avx512vnni: expected generic, avx2 or avx512"), kernels.err)
         for level in ["generic", "avx2", "avx512"] {
-            let r = try run("g2w-run", ["--model", model, "--tokens", "1,2", "-n", "2", "-t", "0"], environment: ["G2W_KERNELS": level])
+            let r = try run("g2w-run", ["--model", model, "--tokens", "1,2", "-n", "2", "--temp", "0"], environment: ["G2W_KERNELS": level])
             XCTAssertEqual(r.status, 0, "\(level): \(r.err)")
         }
         for args in [["--dtype", "f8", "x.safetensors"], [], ["a", "b"], ["--n-head", "0", "x"], ["--vocab", "v.json", "x"], ["--head-dtype", "q5_1", "x"]] {
@@ -214,7 +215,7 @@ final class CLITests: XCTestCase {
             let i = try run("g2w-inspect", [m, "--verify"])
             XCTAssertEqual(i.status, 0, i.err)
             XCTAssertTrue(i.out.contains("g2w 1.1"), i.out)
-            let g = try run("g2w-run", ["--model", m, "--tokens", "1,2,3", "-n", "5", "-t", "0", "--no-echo"])
+            let g = try run("g2w-run", ["--model", m, "--tokens", "1,2,3", "-n", "5", "--temp", "0", "--no-echo"])
             XCTAssertEqual(g.status, 0, g.err)
         }
         let b = try run("g2w-run", ["--model", q4, "--bench", "--pp", "8", "--tg", "8", "--reps", "1", "--json"])
@@ -234,7 +235,7 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(zero.status, 0, zero.err)
         XCTAssertTrue(zero.err.contains("(not run: -n 0)"), zero.err)
         XCTAssertFalse(zero.err.contains("tok/s"), zero.err)
-        let three = try run("g2w-run", ["--model", demo, "--prompt", "hi", "-n", "3", "-t", "0"])
+        let three = try run("g2w-run", ["--model", demo, "--prompt", "hi", "-n", "3", "--temp", "0"])
         XCTAssertTrue(three.err.contains("/     3 tokens, 2 steps after the prompt pass"), three.err)
         let text = dir.appendingPathComponent("t.txt")
         try String(repeating: "To be, or not to be, that is the question. ", count: 40).write(to: text, atomically: true, encoding: .utf8)

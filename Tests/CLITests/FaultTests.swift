@@ -123,6 +123,9 @@ final class FaultTests: XCTestCase {
         p.waitUntilExit()
         XCTAssertEqual(p.terminationStatus, 1, err)
         XCTAssertTrue(err.contains("file size limit exceeded"), err)
+        // The message names the output, not the temporary file (issue 17 item 12).
+        XCTAssertTrue(err.contains(dir.appendingPathComponent("model.g2w").path + ": write failed: file size limit exceeded"), err)
+        XCTAssertFalse(err.contains(".tmp-"), err)
         XCTAssertEqual(try files(), ["config.json", "model.safetensors"])
     }
 

@@ -60,6 +60,7 @@ final class TrainCLITests: XCTestCase {
     }
 
     func testTrainKillResumeIsBitIdentical() throws {
+        try requireReleaseBuild("30 training steps, killed and resumed")
         // Uninterrupted.
         let a = try run("g2w-train", recipe(out: path("a"), log: path("a.jsonl")))
         XCTAssertEqual(a.status, 0, a.err)
@@ -95,7 +96,7 @@ final class TrainCLITests: XCTestCase {
         // Final weights and optimizer state: every tensor bit-identical (CRC-32C of each blob).
         XCTAssertEqual(try tensorChecksums(path("a/ckpt-000030.g2w")), try tensorChecksums(path("b/ckpt-000030.g2w")))
         // A checkpoint is a model g2w-run runs.
-        let gen = try run("g2w-run", ["-m", path("a/ckpt-000030.g2w"), "-p", "ROMEO:", "-n", "5", "-t", "0", "-q"])
+        let gen = try run("g2w-run", ["-m", path("a/ckpt-000030.g2w"), "-p", "ROMEO:", "-n", "5", "--temp", "0", "-q"])
         XCTAssertEqual(gen.status, 0, gen.err)
         XCTAssertTrue(gen.out.hasPrefix("ROMEO:"), gen.out)
         XCTAssertTrue(FileManager.default.fileExists(atPath: path("a/loss.svg")))
@@ -112,7 +113,7 @@ final class TrainCLITests: XCTestCase {
         let back = try run("g2w-convert", [path("hf"), "-o", path("back.g2w"), "--dtype", "f32", "-q"])
         XCTAssertEqual(back.status, 0, back.err)
         XCTAssertEqual(try tensorChecksums(path("back.g2w")), exported)
-        let same = try run("g2w-run", ["-m", path("back.g2w"), "-p", "ROMEO:", "-n", "5", "-t", "0", "-q"])
+        let same = try run("g2w-run", ["-m", path("back.g2w"), "-p", "ROMEO:", "-n", "5", "--temp", "0", "-q"])
         XCTAssertEqual(same.out, gen.out)
     }
 

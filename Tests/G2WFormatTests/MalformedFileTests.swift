@@ -145,7 +145,14 @@ final class MalformedFileTests: XCTestCase {
         try expect("dimension 0 is 0") { put64(&$0, e[0] + 8, 0) }
         try expect("beyond rank") { put64(&$0, e[0] + 16, 3) }
         try expect("does not match shape") { put64(&$0, e[0] + 8, 4) }                 // shape/byte-length mismatch
-        try expect("overflows") { put64(&$0, e[2] + 8, 1 << 62); put64(&$0, e[2] + 16, 1 << 62) }
+        // Element counts over the format's limit (2^60 - 1) are said to be so, with the limit,
+        // whether or not the product fits 64 bits (issue 17 item 12: both were "overflows").
+        try expect("shape 4611686018427387904x4611686018427387904 has more elements than the format's limit of 1152921504606846975 (2^60 - 1)") {
+            put64(&$0, e[2] + 8, 1 << 62); put64(&$0, e[2] + 16, 1 << 62)
+        }
+        try expect("shape 1073741824x1073741824 has more elements than the format's limit of 1152921504606846975 (2^60 - 1)") {
+            put64(&$0, e[2] + 8, 1 << 30); put64(&$0, e[2] + 16, 1 << 30)
+        }
         try expect("not a multiple of 64") { put64(&$0, e[1] + 40, self.u64($0, e[1] + 40) + 8) }
         try expect("overlaps the previous blob") { put64(&$0, e[1] + 40, self.u64($0, e[0] + 40)) }
         try expect("leaves a hole") { put64(&$0, e[1] + 40, self.u64($0, e[1] + 40) + 64) }

@@ -110,8 +110,8 @@ final class RoundTripTests: XCTestCase {
     /// vector path and the portable path.
     func testHalfConversionsMatchSwiftFloat16() {
         for generic in [0, 1] {
-            g2w_force_generic(Int32(generic))
-            defer { g2w_force_generic(0) }
+            _ = g2w_force_isa(generic == 1 ? 0 : -1)
+            defer { _ = g2w_force_isa(-1) }
             let all = (0...UInt16.max).map { $0 }
             var out = [Float](repeating: 0, count: all.count)
             g2w_f16_to_f32(all, &out, all.count)

@@ -37,12 +37,14 @@ final class PerplexityTests: XCTestCase {
     }
 
     func testTinyReferenceModel() throws {
+        try Fixtures.requireReleaseBuild("perplexity of 16k tokens against transformers")
         let model = try GPT2Model(path: try Fixtures.convert(Fixtures.path("tiny-f32/model.safetensors"), dtype: .f32))
         _ = try check(model: model, name: "tiny-f32", label: "tiny-f32 f32")
     }
 
     func testShakespeareF32AndF16() throws {
         guard let shared = Fixtures.shared else { throw XCTSkip("../shared/models/shakespeare not present") }
+        try Fixtures.requireReleaseBuild("perplexity of 16k tokens against transformers")
         let src = shared.appendingPathComponent("models/shakespeare/model.safetensors").path
         _ = try check(model: try GPT2Model(path: try Fixtures.convert(src, dtype: .f32)), name: "shakespeare", label: "shakespeare f32")
     }
@@ -50,6 +52,7 @@ final class PerplexityTests: XCTestCase {
     /// The f16 demo file against the f32 reference: reported, with a loose bound (f16 weights change
     /// the model slightly; see the README for the figures).
     func testShakespeareF16DemoModel() throws {
+        try Fixtures.requireReleaseBuild("perplexity of 16k tokens against transformers")
         let model = try GPT2Model(path: Fixtures.path("shakespeare.g2w"))
         _ = try check(model: model, name: "shakespeare", label: "shakespeare f16 (demo file)", tolerance: 5e-3)
     }

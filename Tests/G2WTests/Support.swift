@@ -12,6 +12,21 @@ enum Fixtures {
         return FileManager.default.fileExists(atPath: u.path) ? u : nil
     }()
 
+    /// Debug builds run the C kernels unoptimised (50-150x slower): the longest reference checks
+    /// run in release builds only (`swift test -c release`, what CI runs), and a few loops are
+    /// shorter, so a debug `swift test` stays within minutes.
+    static let isDebugBuild: Bool = {
+        #if DEBUG
+        return true
+        #else
+        return false
+        #endif
+    }()
+
+    static func requireReleaseBuild(_ what: String) throws {
+        if isDebugBuild { throw XCTSkip("\(what): run in release builds only (swift test -c release); this debug build runs the kernels unoptimised") }
+    }
+
     static func floats(_ path: String) throws -> [Float] {
         let d = try Data(contentsOf: URL(fileURLWithPath: path))
         return d.withUnsafeBytes { raw in (0..<(d.count / 4)).map { raw.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self) } }

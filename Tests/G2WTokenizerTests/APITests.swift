@@ -398,7 +398,8 @@ private extension Array {
     func repeated(_ count: Int) -> [Element] { Array(repeatElement(self, count: count).joined()) }
 }
 
-private func escapeJSON(_ s: String) -> String {
+/// The content of a JSON string literal for `s` (for writing test vocabularies).
+func escapeJSON(_ s: String) -> String {
     let data = try! JSONSerialization.data(withJSONObject: [s], options: [])
     return String(decoding: data.dropFirst(2).dropLast(2), as: UTF8.self)
 }

@@ -53,8 +53,6 @@ int g2w_open_regular(const char *path, uint64_t *size, unsigned *type);
 #ifdef __cplusplus
 extern "C" {
 #endif
-/// Forces the portable kernels (1) or restores run-time dispatch (0). For tests and benchmarks.
-void g2w_force_generic(int on);
 /// Forces kernel level 0 (portable), 1 (AVX2+FMA+F16C), 2 (+ AVX-512F for the batched
 /// matmul) or 3 (+ AVX-512BW/VL/VNNI for the int8 dot products of quantized weights),
 /// capped at what the CPU supports; -1 restores run-time dispatch. Returns the level set.
@@ -129,6 +127,10 @@ extern "C" {
 int g2w_utf8_valid(const uint8_t *p, size_t n);
 /// The same, always with the portable code (for tests against the AVX2 path).
 int g2w_utf8_valid_portable(const uint8_t *p, size_t n);
+/// The offset of the first byte of `p` that does not start or continue a well-formed sequence
+/// (for a sequence cut short, the offset of its lead byte, as Python's `UnicodeDecodeError.start`),
+/// or `n` when all `n` bytes are well-formed. One vector pass when they are.
+size_t g2w_utf8_first_invalid(const uint8_t *p, size_t n);
 /// The first of `count` strings stored back to back in `p` (string i ends at `ends[i]`, ends
 /// non-decreasing, the last within the buffer) that is not well-formed UTF-8 on its own, or
 /// `count` if all are. One validation pass when all are good.
@@ -203,3 +205,6 @@ size_t g2w_first_nonfinite_f16(const uint16_t *h, size_t n);
 
 // The training kernels (forward with saved activations, backward, optimizer).
 #include "cg2w_train.h"
+
+// Matrix products for a few rows (continuous batching).
+#include "cg2w_batch.h"

@@ -12,7 +12,8 @@ public struct ConversionError: Error, CustomStringConvertible, Equatable {
 /// Converts a Hugging Face GPT-2 checkpoint (`model.safetensors` + `config.json` + tokenizer
 /// files) to one self-contained `.g2w` file.
 ///
-/// Reads the safetensors file itself through a memory map; accepts keys with and without the
+/// Reads the safetensors file itself through a memory map (or the shards a
+/// `model.safetensors.index.json` lists, validated first: see `SafetensorsCheckpoint`); accepts keys with and without the
 /// `transformer.` prefix; drops the `attn.bias` / `attn.masked_bias` mask buffers; stores
 /// `lm_head.weight` only when it differs from `wte`; transposes Conv1D weights to [out, in];
 /// converts F32/F16/BF16 sources to the requested dtype (2-D weights) or f32 (biases, LayerNorm).
@@ -100,27 +101,28 @@ public struct HuggingFaceConverter {
         var modelPath = input
         var isDir: ObjCBool = false
         if FileManager.default.fileExists(atPath: input, isDirectory: &isDir), isDir.boolValue {
-            modelPath = (input as NSString).appendingPathComponent("model.safetensors")
+            // model.safetensors, or a sharded checkpoint's index.
+            modelPath = SafetensorsCheckpoint.path(inDirectory: input)
         }
         let dir = (modelPath as NSString).deletingLastPathComponent.isEmpty ? "." : (modelPath as NSString).deletingLastPathComponent
-        let st = try SafetensorsFile(path: modelPath)
+        let st = try SafetensorsCheckpoint(path: modelPath)
 
         // Map checkpoint keys to .g2w names.
-        var sources: [String: SafetensorsFile.Entry] = [:]
+        var sources: [String: SafetensorsCheckpoint.Tensor] = [:]
         var dropped = 0
         var unexpected: [String] = []
-        for e in st.entries {
+        for e in st.tensors {
             var name = e.name
             if name.hasPrefix("transformer.") { name.removeFirst("transformer.".count) }
             if name.hasSuffix(".attn.bias") || name.hasSuffix(".attn.masked_bias") { dropped += 1; continue }
             if sources[name] != nil {
-                throw ConversionError("\(modelPath): tensor '\(name)' appears both with and without the 'transformer.' prefix")
+                throw ConversionError("\(modelPath): tensor '\(escapedForDisplay(name, limit: 100))' appears both with and without the 'transformer.' prefix")
             }
             sources[name] = e
         }
         for name in sources.keys where !Self.isKnownName(name) { unexpected.append(name) }
         if !unexpected.isEmpty {
-            throw ConversionError("\(modelPath): unexpected tensors not part of GPT2LMHeadModel: \(unexpected.sorted().prefix(5).joined(separator: ", "))\(unexpected.count > 5 ? " (and \(unexpected.count - 5) more)" : "")")
+            throw ConversionError("\(modelPath): unexpected tensors not part of GPT2LMHeadModel: \(unexpected.sorted().prefix(5).map { escapedForDisplay($0, limit: 100) }.joined(separator: ", "))\(unexpected.count > 5 ? " (and \(unexpected.count - 5) more)" : "")")
         }
 
         let config = try configuration(dir: dir, sources: sources, modelPath: modelPath)
@@ -128,7 +130,7 @@ public struct HuggingFaceConverter {
         // The LM head: kept only when it differs from wte.
         var untied = false
         if let head = sources[GPT2Tensors.lmHead], let wte = sources[GPT2Tensors.tokenEmbedding] {
-            let same = head.shape == wte.shape && head.dtype == wte.dtype && st.bytes(of: head).elementsEqual(st.bytes(of: wte))
+            let same = head.shape == wte.shape && head.dtype == wte.dtype && head.bytes.elementsEqual(wte.bytes)
             untied = !same
         }
         // Check every tensor's presence and shape (in checkpoint layout) before writing anything.
@@ -139,10 +141,10 @@ public struct HuggingFaceConverter {
             }
             let expected = Self.isTransposed(name) ? [shape[1], shape[0]] : shape
             guard e.shape == expected else {
-                throw ConversionError("\(modelPath): tensor '\(e.name)' has shape \(e.shape), but config.json (\(config)) implies \(expected)")
+                throw ConversionError("\(modelPath): tensor '\(escapedForDisplay(e.name, limit: 100))' has shape \(e.shape), but config.json (\(config)) implies \(expected)")
             }
             guard [.f32, .f16, .bf16].contains(e.dtype) else {
-                throw ConversionError("\(modelPath): tensor '\(e.name)' has dtype \(e.dtype.rawValue); g2w-convert reads F32, F16 and BF16")
+                throw ConversionError("\(modelPath): tensor '\(escapedForDisplay(e.name, limit: 100))' has dtype \(e.dtype.rawValue); g2w-convert reads F32, F16 and BF16")
             }
         }
 
@@ -163,7 +165,7 @@ public struct HuggingFaceConverter {
         var meta = G2WMetadata()
         meta["g2w.architecture"] = .string("gpt2")
         meta["g2w.converter"] = .string("g2w-convert \(G2WVersion.string)")
-        meta["g2w.source"] = .string((modelPath as NSString).lastPathComponent)
+        meta["g2w.source"] = .string(st.sourceName)
         let dtypes = Set(plan.map { sources[$0.name]!.dtype.rawValue }).sorted()
         meta["g2w.source_dtype"] = .string(dtypes.joined(separator: ","))
         config.write(to: &meta)
@@ -173,8 +175,8 @@ public struct HuggingFaceConverter {
 
         try Self.checkBlocks(plan, options)
         let descriptors = plan.map { G2WTensorDescriptor(name: $0.name, dtype: Self.dtype(of: $0.name, shape: $0.shape, options), shape: $0.shape) }
-        let output = options.output ?? Self.defaultOutput(for: modelPath)
-        for source in [modelPath] + [dir + "/config.json", dir + "/vocab.json", dir + "/merges.txt", dir + "/tokenizer.json"] where OutputFiles.sameFile(output, source) {
+        let output = options.output ?? Self.defaultOutput(for: (dir as NSString).appendingPathComponent(st.sourceName))
+        for source in st.files.map(\.path) + [modelPath, dir + "/config.json", dir + "/vocab.json", dir + "/merges.txt", dir + "/tokenizer.json"] where OutputFiles.sameFile(output, source) {
             throw ConversionError("the output \(output) is an input (\(source)): choose another -o")
         }
         let writer: G2WWriter
@@ -196,13 +198,13 @@ public struct HuggingFaceConverter {
                 var r0 = 0
                 while r0 < rows {
                     let r1 = min(rows, r0 + step)
-                    let floats = Self.readFloats(st, e, transpose: transpose, outputRows: r0..<r1)
+                    let floats = Self.readFloats(e, transpose: transpose, outputRows: r0..<r1)
                     try floats.withUnsafeBufferPointer { try encoder.append($0) }
-                    if !transpose { st.release(e, bytes: (r0 * cols * e.dtype.size)..<(r1 * cols * e.dtype.size)) }
+                    if !transpose { e.release(bytes: (r0 * cols * e.dtype.size)..<(r1 * cols * e.dtype.size)) }
                     r0 = r1
                 }
                 try encoder.finish()
-                st.release(e)
+                e.release()
                 parameters += d.shape.reduce(1, *)
                 written += d.dtype.byteCount(elements: UInt64(d.shape.reduce(1, *)))!
                 options.progress?(i + 1, descriptors.count, written, writer.fileSize)
@@ -232,8 +234,8 @@ public struct HuggingFaceConverter {
     /// Rows `outputRows` of a tensor in `.g2w` layout, as Float32 (exact for F32, F16 and BF16).
     /// For a transposed (Conv1D) weight, source [in, out] -> output [out, in]: output row r is
     /// source column r. 1-D tensors are one row.
-    static func readFloats(_ st: SafetensorsFile, _ e: SafetensorsFile.Entry, transpose: Bool, outputRows: Range<Int>) -> [Float] {
-        let raw = st.bytes(of: e)
+    static func readFloats(_ e: SafetensorsCheckpoint.Tensor, transpose: Bool, outputRows: Range<Int>) -> [Float] {
+        let raw = e.bytes
         @inline(__always) func element(_ i: Int) -> Float {
             switch e.dtype {
             case .f32: return raw.loadUnaligned(fromByteOffset: 4 * i, as: Float.self)
@@ -274,7 +276,7 @@ public struct HuggingFaceConverter {
         return out
     }
 
-    func configuration(dir: String, sources: [String: SafetensorsFile.Entry], modelPath: String) throws -> GPT2Configuration {
+    func configuration(dir: String, sources: [String: SafetensorsCheckpoint.Tensor], modelPath: String) throws -> GPT2Configuration {
         let configPath = options.configPath ?? (dir as NSString).appendingPathComponent("config.json")
         if FileManager.default.fileExists(atPath: configPath) {
             return try Self.readConfig(configPath, headCountOverride: options.headCount)
@@ -294,7 +296,7 @@ public struct HuggingFaceConverter {
         let c = GPT2Configuration(layerCount: layers, headCount: heads, embeddingSize: wte.shape[1], innerSize: inner,
                                   contextLength: wpe.shape[0], vocabularySize: wte.shape[0])
         options.warn?("no config.json: inferred \(c) from the tensor shapes (layer_norm_epsilon defaults to 1e-5)")
-        do { try c.validate() } catch { throw ConversionError("\(error)") }
+        do { try c.validate() } catch { throw ConversionError("\(modelPath): \(error)") }
         return c
     }
 
@@ -328,7 +330,7 @@ public struct HuggingFaceConverter {
             return nil
         }
         if let mt = json["model_type"]?.string, mt != "gpt2" {
-            throw ConversionError("\(path): model_type is '\(mt)'; g2w-convert converts GPT-2 (model_type gpt2)")
+            throw ConversionError("\(path): \"model_type\" is \"\(escapedForDisplay(mt, limit: 40))\", expected \"gpt2\" (g2w-convert converts GPT-2)")
         }
         // Every field that changes the computation is supported or refused (never silently ignored).
         for flag in ["scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn", "add_cross_attention"] {
@@ -363,20 +365,34 @@ public struct HuggingFaceConverter {
         func exists(_ p: String) -> Bool { FileManager.default.fileExists(atPath: p) }
         do {
             if let v = options.vocabPath, let m = options.mergesPath {
-                return (try GPT2Tokenizer.load(encoderJSON: URL(fileURLWithPath: v), vocabBPE: URL(fileURLWithPath: m)), "\(v) + \(m)")
+                return (try Self.tokenizer(vocab: v, merges: m), "\(v) + \(m)")
             }
             if let t = options.tokenizerJSONPath {
-                return (try GPT2Tokenizer.load(tokenizerJSON: URL(fileURLWithPath: t)), t)
+                return (try Self.tokenizer(json: t), t)
             }
             for (v, m) in [("vocab.json", "merges.txt"), ("encoder.json", "vocab.bpe")] where exists(path(v)) && exists(path(m)) {
-                return (try GPT2Tokenizer.load(encoderJSON: URL(fileURLWithPath: path(v)), vocabBPE: URL(fileURLWithPath: path(m))), "\(v) + \(m)")
+                return (try Self.tokenizer(vocab: path(v), merges: path(m)), "\(v) + \(m)")
             }
             if exists(path("tokenizer.json")) {
-                return (try GPT2Tokenizer.load(tokenizerJSON: URL(fileURLWithPath: path("tokenizer.json"))), "tokenizer.json")
+                return (try Self.tokenizer(json: path("tokenizer.json")), "tokenizer.json")
             }
         } catch let e as TokenizerError {
             throw ConversionError("tokenizer: \(e)")
         }
         return (nil, nil)
+    }
+
+    /// Tokenizer files, read with the tools' bounds (regular files of at most 256 MB) and named
+    /// in messages by the paths the user gave (or found), not just their last components.
+    static func tokenizer(vocab: String, merges: String) throws -> GPT2Tokenizer {
+        try GPT2Tokenizer(encoderJSON: Data(readTokenizerFile(vocab)), vocabBPE: Data(readTokenizerFile(merges)), encoderName: vocab, mergesName: merges)
+    }
+
+    static func tokenizer(json: String) throws -> GPT2Tokenizer {
+        try GPT2Tokenizer(tokenizerJSON: Data(readTokenizerFile(json)), sourceName: json)
+    }
+
+    static func readTokenizerFile(_ path: String) throws -> [UInt8] {
+        do { return try G2WFileReading.readRegularFile(path, limit: 256 << 20, what: "tokenizer file") } catch { throw ConversionError("\(error)") }
     }
 }

@@ -1,68 +1,37 @@
-/// A minimal, strict JSON reader (RFC 8259) over UTF-8 bytes. Strings stay unresolved byte ranges
-/// of the input until asked for, object members keep file order and duplicates, and every error
-/// names a line and column. Values are only meaningful with the `JSONDocument` they came from.
-enum JSONValue {
-    case object([JSONMember])
-    case array([JSONValue])
-    case string(JSONString)
-    case integer(Int)
-    case double(Double)
-    case bool(Bool)
-    case null
+import CG2W
 
-    var typeName: String {
-        switch self {
-        case .object: return "an object"
-        case .array: return "an array"
-        case .string: return "a string"
-        case .integer, .double: return "a number"
-        case .bool: return "a boolean"
-        case .null: return "null"
-        }
-    }
-}
+// The one JSON parser of the package (RFC 8259, strict), used for config.json, safetensors
+// headers and index files (G2WFormat's `JSONValue`) and for tokenizer files (G2WTokenizer).
+// Strings stay unresolved byte ranges of the input until asked for, so a 50,000-entry vocabulary
+// costs no `String` per key; object members keep document order and duplicates (each reader
+// decides what a duplicate means); every error has the byte offset where it was found.
 
-/// The content of a JSON string literal: input bytes `start..<end` (between the quotes).
-struct JSONString {
-    let start: Int
-    let end: Int
-    /// Whether the content contains backslash escapes.
-    let escaped: Bool
-}
+/// A parsed document over borrowed bytes: its values are only meaningful with it, and it is only
+/// valid while the bytes are.
+package struct JSONDocument {
+    package let bytes: UnsafeBufferPointer<UInt8>
+    package let root: JSONNode
 
-struct JSONMember {
-    let key: JSONString
-    let value: JSONValue
-}
-
-/// A parsed document over borrowed bytes (valid only while they are).
-struct JSONDocument {
-    let bytes: UnsafeBufferPointer<UInt8>
-    let source: String
-    let root: JSONValue
-
-    /// Parses `bytes` (UTF-8); throws `TokenizerError.invalidJSON` naming `source`.
-    init(_ bytes: UnsafeBufferPointer<UInt8>, source: String) throws {
+    /// Parses `bytes` as one JSON value (white space around it allowed).
+    /// - Parameters:
+    ///   - maxDepth: the most arrays and objects nested in one another.
+    ///   - allowByteOrderMark: whether a leading UTF-8 byte order mark is skipped (RFC 8259 lets a
+    ///     parser ignore it) or is an error.
+    /// - Throws: `JSONSyntaxError` with the offset of the first bad byte.
+    package init(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int = 512, allowByteOrderMark: Bool = true) throws {
         self.bytes = bytes
-        self.source = source
-        var reader = JSONReader(p: bytes)
-        do {
-            if let bad = firstInvalidUTF8(bytes) { throw JSONReader.Failure(offset: bad, reason: "invalid UTF-8") }
-            // Skip a UTF-8 byte order mark.
-            if bytes.count >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF { reader.i = 3 }
-            reader.skipWhitespace()
-            let value = try reader.parseValue()
-            reader.skipWhitespace()
-            if reader.i != bytes.count { throw JSONReader.Failure(offset: reader.i, reason: "unexpected data after the JSON value") }
-            root = value
-        } catch let failure as JSONReader.Failure {
-            let (line, column) = JSONDocument.lineAndColumn(bytes, failure.offset)
-            throw TokenizerError.invalidJSON(source: source, line: line, column: column, reason: failure.reason)
-        }
+        if let bad = firstInvalidUTF8(bytes) { throw JSONSyntaxError(offset: bad, reason: "invalid UTF-8") }
+        var reader = JSONReader(p: bytes, maxDepth: maxDepth)
+        if allowByteOrderMark && bytes.count >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF { reader.i = 3 }
+        reader.skipWhitespace()
+        let value = try reader.parseValue()
+        reader.skipWhitespace()
+        if reader.i != bytes.count { throw JSONSyntaxError(offset: reader.i, reason: "unexpected data after the JSON value") }
+        root = value
     }
 
     /// 1-based line and column (in bytes) of a byte offset.
-    static func lineAndColumn(_ bytes: UnsafeBufferPointer<UInt8>, _ offset: Int) -> (Int, Int) {
+    package static func lineAndColumn(_ bytes: UnsafeBufferPointer<UInt8>, _ offset: Int) -> (line: Int, column: Int) {
         var line = 1
         var lineStart = 0
         for k in 0..<min(offset, bytes.count) where bytes[k] == 0x0A {
@@ -73,13 +42,13 @@ struct JSONDocument {
     }
 
     /// "line L, column C" of a string literal (its opening quote).
-    func position(_ s: JSONString) -> String {
+    package func position(_ s: JSONString) -> String {
         let (line, column) = JSONDocument.lineAndColumn(bytes, s.start - 1)
         return "line \(line), column \(column)"
     }
 
-    /// Appends the UTF-8 of a string's value (escapes resolved; they were validated by the parser).
-    func appendUTF8(_ s: JSONString, to out: inout [UInt8]) {
+    /// Appends the UTF-8 of a string's value (escapes resolved; the parser validated them).
+    package func appendUTF8(_ s: JSONString, to out: inout [UInt8]) {
         if !s.escaped {
             out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[s.start..<s.end]))
             return
@@ -126,14 +95,21 @@ struct JSONDocument {
         }
     }
 
-    func string(_ s: JSONString) -> String {
+    /// A string's value.
+    package func string(_ s: JSONString) -> String {
         var utf8: [UInt8] = []
         appendUTF8(s, to: &utf8)
         return String(decoding: utf8, as: UTF8.self)
     }
 
+    /// A number's value as a Double (the nearest; out of range: an infinity).
+    package func double(_ n: JSONNumber) -> Double {
+        let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[n.start..<n.end]), as: UTF8.self)
+        return Double(text) ?? (bytes[n.start] == UInt8(ascii: "-") ? -.infinity : .infinity)
+    }
+
     /// The first member of an object named `key`.
-    func member(_ value: JSONValue?, _ key: String) -> JSONValue? {
+    package func member(_ value: JSONNode?, _ key: String) -> JSONNode? {
         guard case .object(let members)? = value else { return nil }
         let want = Array(key.utf8)
         var scratch: [UInt8] = []
@@ -145,50 +121,76 @@ struct JSONDocument {
         return nil
     }
 
-    func isString(_ value: JSONValue?, _ expected: String) -> Bool {
+    /// Whether `value` is the string `expected`.
+    package func isString(_ value: JSONNode?, _ expected: String) -> Bool {
         guard case .string(let s)? = value else { return false }
         return string(s) == expected
     }
 }
 
-/// Offset of the first byte that is not part of valid UTF-8, or nil.
-func firstInvalidUTF8(_ p: UnsafeBufferPointer<UInt8>) -> Int? {
-    if String(validating: p, as: UTF8.self) != nil { return nil }
-    var i = 0
-    let n = p.count
-    while i < n {
-        let b = p[i]
-        if b < 0x80 { i += 1; continue }
-        let length: Int
-        var lo: UInt8 = 0x80, hi: UInt8 = 0xBF
-        switch b {
-        case 0xC2...0xDF: length = 2
-        case 0xE0: length = 3; lo = 0xA0
-        case 0xE1...0xEC, 0xEE, 0xEF: length = 3
-        case 0xED: length = 3; hi = 0x9F
-        case 0xF0: length = 4; lo = 0x90
-        case 0xF1...0xF3: length = 4
-        case 0xF4: length = 4; hi = 0x8F
-        default: return i
+/// A JSON value of a `JSONDocument`.
+package indirect enum JSONNode {
+    case object([JSONMember])
+    case array([JSONNode])
+    case string(JSONString)
+    case number(JSONNumber)
+    case bool(Bool)
+    case null
+
+    /// The value of an integer literal (no fraction, no exponent) that fits `Int`, else nil.
+    package var integer: Int? { if case .number(let n) = self { return n.integer } else { return nil } }
+
+    /// "an object", "a number", ...: for messages.
+    package var typeName: String {
+        switch self {
+        case .object: return "an object"
+        case .array: return "an array"
+        case .string: return "a string"
+        case .number: return "a number"
+        case .bool: return "a boolean"
+        case .null: return "null"
         }
-        guard i + length <= n, p[i + 1] >= lo, p[i + 1] <= hi else { return i }
-        for k in 2..<length where p[i + k] & 0xC0 != 0x80 { return i }
-        i += length
     }
-    return nil
 }
 
-struct JSONReader {
-    struct Failure: Error {
-        let offset: Int
-        let reason: String
-    }
+/// The content of a string literal: input bytes `start..<end` (between the quotes).
+package struct JSONString {
+    package let start: Int
+    package let end: Int
+    /// Whether the content contains backslash escapes.
+    package let escaped: Bool
+}
 
+/// A number literal: input bytes `start..<end`.
+package struct JSONNumber {
+    package let start: Int
+    package let end: Int
+    /// The exact value of an integer literal that fits `Int`; nil for a fraction, an exponent or
+    /// a larger integer (see `JSONDocument.double`).
+    package let integer: Int?
+}
+
+package struct JSONMember {
+    package let key: JSONString
+    package let value: JSONNode
+}
+
+/// A syntax error: what was wrong, at a byte offset of the input (at most its length).
+package struct JSONSyntaxError: Error {
+    package let offset: Int
+    package let reason: String
+}
+
+private struct JSONReader {
     let p: UnsafeBufferPointer<UInt8>
+    let maxDepth: Int
     var i = 0
     private var depth = 0
 
-    init(p: UnsafeBufferPointer<UInt8>) { self.p = p }
+    init(p: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
+        self.p = p
+        self.maxDepth = maxDepth
+    }
 
     mutating func skipWhitespace() {
         while i < p.count {
@@ -197,15 +199,17 @@ struct JSONReader {
         }
     }
 
+    private func fail(_ offset: Int, _ reason: String) -> JSONSyntaxError { JSONSyntaxError(offset: offset, reason: reason) }
+
     private func describe(_ offset: Int) -> String {
-        guard offset < p.count else { return "unexpected end of file" }
+        guard offset < p.count else { return "unexpected end of input" }
         let b = p[offset]
         if b >= 0x20 && b < 0x7F { return "unexpected character '\(Character(Unicode.Scalar(b)))'" }
         return "unexpected byte 0x\(String(b, radix: 16, uppercase: true))"
     }
 
-    mutating func parseValue() throws -> JSONValue {
-        guard i < p.count else { throw Failure(offset: i, reason: "unexpected end of file, expected a value") }
+    mutating func parseValue() throws -> JSONNode {
+        guard i < p.count else { throw fail(i, "unexpected end of input, expected a value") }
         switch p[i] {
         case UInt8(ascii: "{"): return try parseObject()
         case UInt8(ascii: "["): return try parseArray()
@@ -213,8 +217,8 @@ struct JSONReader {
         case UInt8(ascii: "t"): try expectWord("true"); return .bool(true)
         case UInt8(ascii: "f"): try expectWord("false"); return .bool(false)
         case UInt8(ascii: "n"): try expectWord("null"); return .null
-        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try parseNumber()
-        default: throw Failure(offset: i, reason: describe(i) + ", expected a value")
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return .number(try parseNumber())
+        default: throw fail(i, describe(i) + ", expected a value")
         }
     }
 
@@ -222,17 +226,17 @@ struct JSONReader {
         let n = word.utf8CodeUnitCount
         let w = UnsafeBufferPointer(start: word.utf8Start, count: n)
         guard i + n <= p.count, (0..<n).allSatisfy({ p[i + $0] == w[$0] }) else {
-            throw Failure(offset: i, reason: describe(i) + ", expected a value")
+            throw fail(i, describe(i) + ", expected a value")
         }
         i += n
     }
 
     private mutating func enter() throws {
         depth += 1
-        if depth > 512 { throw Failure(offset: i, reason: "nesting deeper than 512 levels") }
+        if depth > maxDepth { throw fail(i, "arrays and objects nested deeper than \(maxDepth) levels") }
     }
 
-    private mutating func parseObject() throws -> JSONValue {
+    private mutating func parseObject() throws -> JSONNode {
         try enter()
         defer { depth -= 1 }
         i += 1
@@ -241,50 +245,46 @@ struct JSONReader {
         if i < p.count && p[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
         while true {
             skipWhitespace()
-            guard i < p.count, p[i] == UInt8(ascii: "\"") else {
-                throw Failure(offset: i, reason: describe(i) + ", expected a string key")
-            }
+            guard i < p.count, p[i] == UInt8(ascii: "\"") else { throw fail(i, describe(i) + ", expected a string key") }
             let key = try parseString()
             skipWhitespace()
-            guard i < p.count, p[i] == UInt8(ascii: ":") else {
-                throw Failure(offset: i, reason: describe(i) + ", expected ':'")
-            }
+            guard i < p.count, p[i] == UInt8(ascii: ":") else { throw fail(i, describe(i) + ", expected ':'") }
             i += 1
             skipWhitespace()
             let value = try parseValue()
             members.append(JSONMember(key: key, value: value))
             skipWhitespace()
-            guard i < p.count else { throw Failure(offset: i, reason: "unexpected end of file, expected ',' or '}'") }
+            guard i < p.count else { throw fail(i, "unexpected end of input, expected ',' or '}'") }
             if p[i] == UInt8(ascii: ",") { i += 1; continue }
             if p[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
-            throw Failure(offset: i, reason: describe(i) + ", expected ',' or '}'")
+            throw fail(i, describe(i) + ", expected ',' or '}'")
         }
     }
 
-    private mutating func parseArray() throws -> JSONValue {
+    private mutating func parseArray() throws -> JSONNode {
         try enter()
         defer { depth -= 1 }
         i += 1
-        var items: [JSONValue] = []
+        var items: [JSONNode] = []
         skipWhitespace()
         if i < p.count && p[i] == UInt8(ascii: "]") { i += 1; return .array(items) }
         while true {
             skipWhitespace()
             items.append(try parseValue())
             skipWhitespace()
-            guard i < p.count else { throw Failure(offset: i, reason: "unexpected end of file, expected ',' or ']'") }
+            guard i < p.count else { throw fail(i, "unexpected end of input, expected ',' or ']'") }
             if p[i] == UInt8(ascii: ",") { i += 1; continue }
             if p[i] == UInt8(ascii: "]") { i += 1; return .array(items) }
-            throw Failure(offset: i, reason: describe(i) + ", expected ',' or ']'")
+            throw fail(i, describe(i) + ", expected ',' or ']'")
         }
     }
 
-    private mutating func parseNumber() throws -> JSONValue {
+    private mutating func parseNumber() throws -> JSONNumber {
         let start = i
         var isInteger = true
         var negative = false
         if p[i] == UInt8(ascii: "-") { negative = true; i += 1 }
-        guard i < p.count, p[i] >= 0x30, p[i] <= 0x39 else { throw Failure(offset: i, reason: describe(i) + " in a number") }
+        guard i < p.count, p[i] >= 0x30, p[i] <= 0x39 else { throw fail(i, describe(i) + " in a number") }
         var magnitude: UInt64 = 0
         var overflow = false
         if p[i] == 0x30 {
@@ -306,24 +306,27 @@ struct JSONReader {
         if i < p.count && p[i] == UInt8(ascii: ".") {
             isInteger = false
             i += 1
-            if digits(&self) == 0 { throw Failure(offset: i, reason: describe(i) + " in a number") }
+            if digits(&self) == 0 { throw fail(i, describe(i) + " in a number") }
         }
         if i < p.count && (p[i] == UInt8(ascii: "e") || p[i] == UInt8(ascii: "E")) {
             isInteger = false
             i += 1
             if i < p.count && (p[i] == UInt8(ascii: "+") || p[i] == UInt8(ascii: "-")) { i += 1 }
-            if digits(&self) == 0 { throw Failure(offset: i, reason: describe(i) + " in a number") }
+            if digits(&self) == 0 { throw fail(i, describe(i) + " in a number") }
         }
-        if isInteger && !overflow && magnitude <= UInt64(Int.max) {
-            return .integer(negative ? -Int(magnitude) : Int(magnitude))
+        var integer: Int?
+        if isInteger && !overflow {
+            if magnitude <= UInt64(Int.max) {
+                integer = negative ? -Int(magnitude) : Int(magnitude)
+            } else if negative && magnitude == UInt64(Int.max) + 1 {
+                integer = .min
+            }
         }
-        let text = String(decoding: UnsafeBufferPointer(rebasing: p[start..<i]), as: UTF8.self)
-        guard let value = Double(text) else { throw Failure(offset: start, reason: "number out of range") }
-        return .double(value)
+        return JSONNumber(start: start, end: i, integer: integer)
     }
 
     private mutating func hex4() throws -> UInt32 {
-        guard i + 4 <= p.count else { throw Failure(offset: i, reason: "truncated \\u escape") }
+        guard i + 4 <= p.count else { throw fail(i, "truncated \\u escape") }
         var v: UInt32 = 0
         for _ in 0..<4 {
             let b = p[i]
@@ -332,7 +335,7 @@ struct JSONReader {
             case 0x30...0x39: d = UInt32(b - 0x30)
             case 0x41...0x46: d = UInt32(b - 0x41 + 10)
             case 0x61...0x66: d = UInt32(b - 0x61 + 10)
-            default: throw Failure(offset: i, reason: describe(i) + " in a \\u escape")
+            default: throw fail(i, describe(i) + " in a \\u escape")
             }
             v = v << 4 | d
             i += 1
@@ -347,19 +350,19 @@ struct JSONReader {
         let start = i
         var escaped = false
         while true {
-            guard i < p.count else { throw Failure(offset: open, reason: "unterminated string") }
+            guard i < p.count else { throw fail(open, "unterminated string") }
             let b = p[i]
             if b == UInt8(ascii: "\"") {
                 i += 1
                 return JSONString(start: start, end: i - 1, escaped: escaped)
             }
             if b < 0x20 {
-                throw Failure(offset: i, reason: "unescaped control character 0x\(String(b, radix: 16, uppercase: true)) in a string")
+                throw fail(i, "unescaped control character 0x\(String(b, radix: 16, uppercase: true)) in a string")
             }
             if b != UInt8(ascii: "\\") { i += 1; continue }
             escaped = true
             i += 1
-            guard i < p.count else { throw Failure(offset: open, reason: "unterminated string") }
+            guard i < p.count else { throw fail(open, "unterminated string") }
             let e = p[i]
             i += 1
             switch e {
@@ -369,8 +372,8 @@ struct JSONReader {
             case UInt8(ascii: "u"):
                 let escapeOffset = i - 2
                 let v = try hex4()
-                func lone() -> Failure {
-                    Failure(offset: escapeOffset, reason: "lone surrogate \\u\(String(v, radix: 16, uppercase: true)) in a string")
+                func lone() -> JSONSyntaxError {
+                    JSONSyntaxError(offset: escapeOffset, reason: "lone surrogate \\u\(String(v, radix: 16, uppercase: true)) in a string")
                 }
                 if v >= 0xD800 && v < 0xDC00 {
                     guard i + 6 <= p.count, p[i] == UInt8(ascii: "\\"), p[i + 1] == UInt8(ascii: "u") else { throw lone() }
@@ -381,7 +384,7 @@ struct JSONReader {
                     throw lone()
                 }
             default:
-                throw Failure(offset: i - 2, reason: "invalid escape '\\\(Character(Unicode.Scalar(e)))' in a string")
+                throw fail(i - 2, "invalid escape '\\\(Character(Unicode.Scalar(e)))' in a string")
             }
         }
     }
