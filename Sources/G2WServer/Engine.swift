@@ -281,7 +281,7 @@ final class Engine: @unchecked Sendable {
                         if position + 1 < t.state.input.count {
                             let l = rowLogits(k)
                             let next = t.state.input[position + 1]
-                            let (lp, top) = Self.logProbabilities(l, chosen: next, top: n)
+                            let (lp, top) = GenerationState.logProbabilities(l, chosen: next, top: n)
                             t.promptEntries.append(LogprobEntry(token: next, logProbability: lp, top: top))
                         }
                     }
@@ -315,19 +315,4 @@ final class Engine: @unchecked Sendable {
         }
     }
 
-    /// log-softmax of `logits` at `chosen` and the `top` most likely tokens (ties: lower id first).
-    static func logProbabilities(_ logits: [Float], chosen: Int, top: Int) -> (Double, [TokenLogProbability]) {
-        let lse = logits.withUnsafeBufferPointer { g2w_logsumexp($0.baseAddress!, $0.count) }
-        var best: [(Int, Float)] = []
-        if top > 0 {
-            best.reserveCapacity(top + 1)
-            for (i, l) in logits.enumerated() where best.count < top || l > best[best.count - 1].1 {
-                var j = best.count
-                while j > 0 && best[j - 1].1 < l { j -= 1 }
-                best.insert((i, l), at: j)
-                if best.count > top { best.removeLast() }
-            }
-        }
-        return (Double(logits[chosen]) - lse, best.map { TokenLogProbability(token: $0.0, logProbability: Double($0.1) - lse) })
-    }
 }

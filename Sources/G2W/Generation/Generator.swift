@@ -1,3 +1,4 @@
+import CG2W
 import Foundation
 import G2WFormat
 import G2WTokenizer
@@ -177,13 +178,11 @@ public struct GenerationState {
         return rest
     }
 
-    /// log-softmax of `logits` at `chosen`, and the `top` largest with theirs (ties: lower id first).
-    static func logProbabilities(_ logits: [Float], chosen: Int, top: Int) -> (Double, [TokenLogProbability]) {
-        var mx = -Float.infinity
-        for l in logits where l > mx { mx = l }
-        var sum = 0.0
-        for l in logits where l > -.infinity { sum += Foundation.exp(Double(l - mx)) }
-        let lse = Double(mx) + Foundation.log(sum)
+    /// The log-softmax of `logits` at `chosen`, and the `top` most likely tokens with theirs,
+    /// most likely first (ties: lower id first). Entries of -infinity (masked ids) have
+    /// probability 0. For prompt log-probabilities (`echo`) and the generation's own.
+    public static func logProbabilities(_ logits: [Float], chosen: Int, top: Int) -> (Double, [TokenLogProbability]) {
+        let lse = logits.withUnsafeBufferPointer { g2w_logsumexp($0.baseAddress!, $0.count) }
         var best: [TokenLogProbability] = []
         if top > 0 {
             let ranked = Sampler.largest(top, of: Array(logits.enumerated()), by: { $0.element > $1.element || ($0.element == $1.element && $0.offset < $1.offset) })
