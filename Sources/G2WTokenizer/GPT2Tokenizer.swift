@@ -10,7 +10,7 @@ import G2WSupport
 /// `tokenizer.json`. The value is immutable and cheap to copy; share it freely across threads.
 ///
 /// ```swift
-/// let tokenizer = try GPT2Tokenizer.load(encoderJSON: vocabURL, vocabBPE: mergesURL)
+/// let tokenizer = try GPT2Tokenizer.load(encoderJSON: "vocab.json", vocabBPE: "merges.txt")
 /// let ids = tokenizer.encode("Hello world")          // [15496, 995]
 /// let text = try tokenizer.decodeText(ids)           // "Hello world"
 /// ```
@@ -83,14 +83,15 @@ public struct GPT2Tokenizer: Sendable {
     }
 
     /// Loads OpenAI's `encoder.json` + `vocab.bpe` (or the identical Hugging Face `vocab.json` + `merges.txt`).
-    public static func load(encoderJSON: URL, vocabBPE: URL) throws -> GPT2Tokenizer {
+    /// Paths are file-system paths, as everywhere in the API.
+    public static func load(encoderJSON: String, vocabBPE: String) throws -> GPT2Tokenizer {
         try GPT2Tokenizer(encoderJSON: readFile(encoderJSON), vocabBPE: readFile(vocabBPE),
-                          encoderName: encoderJSON.lastPathComponent, mergesName: vocabBPE.lastPathComponent)
+                          encoderName: encoderJSON, mergesName: vocabBPE)
     }
 
     /// Loads a Hugging Face `tokenizer.json` (BPE model; merges as `"a b"` strings or `["a", "b"]` pairs).
-    public static func load(tokenizerJSON: URL) throws -> GPT2Tokenizer {
-        try GPT2Tokenizer(tokenizerJSON: readFile(tokenizerJSON), sourceName: tokenizerJSON.lastPathComponent)
+    public static func load(tokenizerJSON: String) throws -> GPT2Tokenizer {
+        try GPT2Tokenizer(tokenizerJSON: readFile(tokenizerJSON), sourceName: tokenizerJSON)
     }
 
     /// Builds from the contents of `encoder.json` and `vocab.bpe`; the names are used in error messages.
@@ -326,9 +327,9 @@ public struct GPT2Tokenizer: Sendable {
 
 /// The bytes of a tokenizer file: a regular file (a FIFO or a device is refused at once, never
 /// waited on) of at most 256 MB (GPT-2's files are 0.5-1.4 MB).
-private func readFile(_ url: URL) throws -> Data {
+private func readFile(_ path: String) throws -> Data {
     do {
-        return Data(try RegularFile.read(url.path, limit: 256 << 20, what: "tokenizer file"))
+        return Data(try RegularFile.read(path, limit: 256 << 20, what: "tokenizer file"))
     } catch let e as FileError {
         throw TokenizerError.unreadableFile(path: e.path, reason: e.reason)
     }

@@ -8,15 +8,18 @@ private func byteTokens() -> [String] { (0..<256).map { ByteLevel.string(forByte
 private let temporaryDirectory = FileManager.default.temporaryDirectory
     .appendingPathComponent("g2w-tokenizer-tests-\(ProcessInfo.processInfo.processIdentifier)")
 
-private func temporaryFile(_ name: String, _ contents: String) throws -> URL {
+/// The path a file named `name` gets from `temporaryFile` (messages name the path as given).
+private func tmp(_ name: String) -> String { temporaryDirectory.appendingPathComponent(name).path }
+
+private func temporaryFile(_ name: String, _ contents: String) throws -> String {
     try temporaryFile(name, Data(contents.utf8))
 }
 
-private func temporaryFile(_ name: String, _ contents: Data) throws -> URL {
+private func temporaryFile(_ name: String, _ contents: Data) throws -> String {
     try FileManager.default.createDirectory(at: temporaryDirectory, withIntermediateDirectories: true)
     let url = temporaryDirectory.appendingPathComponent(name)
     try contents.write(to: url)
-    return url
+    return url.path
 }
 
 private func expectError(_ expected: TokenizerError, file: StaticString = #filePath, line: UInt = #line,
@@ -171,11 +174,11 @@ final class VocabularyTests: XCTestCase {
         let vocabObject = "{" + byteTokens().enumerated().map { "\"\(escapeJSON($0.element))\": \($0.offset)" }.joined(separator: ", ")
 
         let badJSON = try temporaryFile("bad.json", "{\n  \"a\": 1,\n}")
-        expectError(.invalidJSON(source: "bad.json", line: 3, column: 1, reason: "unexpected character '}', expected a string key")) {
+        expectError(.invalidJSON(source: badJSON, line: 3, column: 1, reason: "unexpected character '}', expected a string key")) {
             _ = try GPT2Tokenizer.load(encoderJSON: badJSON, vocabBPE: merges)
         }
         let gap = try temporaryFile("gap.json", vocabObject + ", \"ab\": 300}")
-        expectError(.invalidVocabulary(source: "gap.json", reason: "line 1, column \(vocabObject.utf8.count + 3): token \"ab\" has id 300, outside 0..<257 (ids must be 0...count-1 without gaps)")) {
+        expectError(.invalidVocabulary(source: gap, reason: "line 1, column \(vocabObject.utf8.count + 3): token \"ab\" has id 300, outside 0..<257 (ids must be 0...count-1 without gaps)")) {
             _ = try GPT2Tokenizer.load(encoderJSON: gap, vocabBPE: merges)
         }
         let notInt = try temporaryFile("float.json", vocabObject + ", \"ab\": 1.5}")
@@ -188,16 +191,16 @@ final class VocabularyTests: XCTestCase {
         }
         let good = try temporaryFile("good.json", vocabObject + ", \"ab\": 256}")
         let badMerges = try temporaryFile("bad.bpe", "#version: 0.2\na b\nab\n")
-        expectError(.malformedMerge(location: "bad.bpe line 3", text: "ab", reason: "no space between the two tokens")) {
+        expectError(.malformedMerge(location: "\(badMerges) line 3", text: "ab", reason: "no space between the two tokens")) {
             _ = try GPT2Tokenizer.load(encoderJSON: good, vocabBPE: badMerges)
         }
         let unknown = try temporaryFile("unknown.bpe", "#version: 0.2\na b\nab zz\n")
-        expectError(.unknownMergeToken(location: "unknown.bpe line 3", merge: "ab zz", token: "zz")) {
+        expectError(.unknownMergeToken(location: "\(unknown) line 3", merge: "ab zz", token: "zz")) {
             _ = try GPT2Tokenizer.load(encoderJSON: good, vocabBPE: unknown)
         }
         let t = try GPT2Tokenizer.load(encoderJSON: good, vocabBPE: try temporaryFile("one.bpe", "#version: 0.2\na b\n"))
         XCTAssertEqual(t.encode("abab xab"), [256, 256, 0x20, 0x78, 256])  // byte tokens have id = byte here
-        let missing = URL(fileURLWithPath: "/nonexistent/encoder.json")
+        let missing = "/nonexistent/encoder.json"
         XCTAssertThrowsError(try GPT2Tokenizer.load(encoderJSON: missing, vocabBPE: merges)) { error in
             guard case TokenizerError.unreadableFile(let path, _) = error else { return XCTFail("\(error)") }
             XCTAssertEqual(path, "/nonexistent/encoder.json")
@@ -209,7 +212,7 @@ final class VocabularyTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("unterminated string"), "\(error)")
         }
         let noModel = try temporaryFile("nomodel.json", "{\"version\": \"1.0\"}")
-        expectError(.invalidVocabulary(source: "nomodel.json", reason: "missing \"model\" object")) {
+        expectError(.invalidVocabulary(source: noModel, reason: "missing \"model\" object")) {
             _ = try GPT2Tokenizer.load(tokenizerJSON: noModel)
         }
     }
@@ -223,15 +226,15 @@ final class VocabularyTests: XCTestCase {
         XCTAssertEqual(t.mergeStrings, ["a b", "ab c"])
         XCTAssertEqual(t.encode("abc"), [257])
         let blank = try temporaryFile("blank.bpe", "#version: 0.2\na b\n\nab c\n")
-        expectError(.malformedMerge(location: "blank.bpe line 3", text: "", reason: "empty line")) {
+        expectError(.malformedMerge(location: tmp("blank.bpe") + " line 3", text: "", reason: "empty line")) {
             _ = try GPT2Tokenizer.load(encoderJSON: vocab, vocabBPE: blank)
         }
         let badUTF8 = try temporaryFile("bad-utf8.bpe", Data([0x61, 0x20, 0x62, 0x0A, 0x61, 0x62, 0xFF, 0x20, 0x63, 0x0A]))
-        expectError(.invalidVocabulary(source: "bad-utf8.bpe", reason: "line 2, column 3: invalid UTF-8")) {
+        expectError(.invalidVocabulary(source: tmp("bad-utf8.bpe"), reason: "line 2, column 3: invalid UTF-8")) {
             _ = try GPT2Tokenizer.load(encoderJSON: vocab, vocabBPE: badUTF8)
         }
         let surrogate = try temporaryFile("surrogate.json", "{\"\\ud800\": 0}")
-        expectError(.invalidJSON(source: "surrogate.json", line: 1, column: 3, reason: "lone surrogate \\uD800 in a string")) {
+        expectError(.invalidJSON(source: tmp("surrogate.json"), line: 1, column: 3, reason: "lone surrogate \\uD800 in a string")) {
             _ = try GPT2Tokenizer.load(encoderJSON: surrogate, vocabBPE: crlf)
         }
     }
@@ -244,16 +247,16 @@ final class VocabularyTests: XCTestCase {
         let ok = try load("ok.json", "{\"added_tokens\": [{\"id\": 256, \"content\": \"<|endoftext|>\"}], \"model\": {\"type\": \"BPE\", \"vocab\": \(vocabObject), \"merges\": []}}")
         XCTAssertEqual(ok.endOfTextID, 256)
         XCTAssertEqual(ok.vocabularySize, 256 + 1)
-        expectError(.mergeResultNotInVocabulary(location: "bad-merge.json model.merges[0]", merge: "a b", result: "ab")) {
+        expectError(.mergeResultNotInVocabulary(location: tmp("bad-merge.json") + " model.merges[0]", merge: "a b", result: "ab")) {
             _ = try load("bad-merge.json", "{\"model\": {\"vocab\": \(vocabObject), \"merges\": [\"a b\"]}}")
         }
-        expectError(.invalidVocabulary(source: "conflict.json", reason: "added token \"<|x|>\" has id 36, which model.vocab gives to \"$\"")) {
+        expectError(.invalidVocabulary(source: tmp("conflict.json"), reason: "added token \"<|x|>\" has id 36, which model.vocab gives to \"$\"")) {
             _ = try load("conflict.json", "{\"added_tokens\": [{\"id\": 36, \"content\": \"<|x|>\"}], \"model\": {\"vocab\": \(vocabObject), \"merges\": []}}")
         }
-        expectError(.invalidVocabulary(source: "type.json", reason: "model.type is not \"BPE\"")) {
+        expectError(.invalidVocabulary(source: tmp("type.json"), reason: "model.type is not \"BPE\"")) {
             _ = try load("type.json", "{\"model\": {\"type\": \"WordPiece\", \"vocab\": \(vocabObject), \"merges\": []}}")
         }
-        expectError(.invalidVocabulary(source: "pair.json", reason: "model.merges[0] is not a string pair [\"left\", \"right\"]")) {
+        expectError(.invalidVocabulary(source: tmp("pair.json"), reason: "model.merges[0] is not a string pair [\"left\", \"right\"]")) {
             _ = try load("pair.json", "{\"model\": {\"vocab\": \(vocabObject), \"merges\": [[\"a\"]]}}")
         }
     }

@@ -20,7 +20,7 @@ final class BenchmarkTests: XCTestCase {
         var loadTimes: [Double] = []
         for _ in 0..<5 {
             loadTimes.append(try seconds {
-                _ = try GPT2Tokenizer.load(encoderJSON: Fixtures.vocabJSON, vocabBPE: Fixtures.mergesTXT)
+                _ = try GPT2Tokenizer.load(encoderJSON: Fixtures.vocabJSON.path, vocabBPE: Fixtures.mergesTXT.path)
             })
         }
         report.append(String(format: "load encoder.json + vocab.bpe: %.1f ms (best of 5)", loadTimes.min()! * 1000))

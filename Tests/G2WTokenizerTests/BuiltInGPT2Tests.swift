@@ -110,7 +110,7 @@ final class BuiltInGPT2Tests: XCTestCase {
             return best
         }
         let builtIn = try best(5) { _ = try GPT2Tokenizer.gpt2() }
-        let files = try best(5) { _ = try GPT2Tokenizer.load(encoderJSON: Fixtures.vocabJSON, vocabBPE: Fixtures.mergesTXT) }
+        let files = try best(5) { _ = try GPT2Tokenizer.load(encoderJSON: Fixtures.vocabJSON.path, vocabBPE: Fixtures.mergesTXT.path) }
         print(String(format: "GPT2Tokenizer.gpt2(): %.1f ms; load(encoderJSON:vocabBPE:): %.1f ms (best of 5)", builtIn, files))
         XCTAssertLessThan(builtIn, max(4 * files, 200))
     }

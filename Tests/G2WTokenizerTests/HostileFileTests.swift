@@ -71,7 +71,7 @@ final class HostileFileTests: XCTestCase {
         let fifo = dir.appendingPathComponent("fifo.json").path
         XCTAssertEqual(mkfifo(fifo, 0o600), 0)
         for (path, what) in [(fifo, "a FIFO"), (dir.path, "a directory")] {
-            XCTAssertThrowsError(try GPT2Tokenizer.load(tokenizerJSON: URL(fileURLWithPath: path))) { error in
+            XCTAssertThrowsError(try GPT2Tokenizer.load(tokenizerJSON: path)) { error in
                 XCTAssertEqual(error as? TokenizerError, .unreadableFile(path: path, reason: "\(what), not a regular file"))
             }
         }

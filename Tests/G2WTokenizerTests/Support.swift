@@ -25,7 +25,7 @@ enum Fixtures {
 /// The GPT-2 tokenizer from the committed fixture files, loaded once.
 let gpt2: GPT2Tokenizer = {
     do {
-        return try GPT2Tokenizer.load(encoderJSON: Fixtures.vocabJSON, vocabBPE: Fixtures.mergesTXT)
+        return try GPT2Tokenizer.load(encoderJSON: Fixtures.vocabJSON.path, vocabBPE: Fixtures.mergesTXT.path)
     } catch {
         fatalError("cannot load the GPT-2 tokenizer fixture: \(error)")
     }

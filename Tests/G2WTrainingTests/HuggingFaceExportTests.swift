@@ -15,7 +15,7 @@ final class HuggingFaceExportTests: XCTestCase {
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures")
     static let tokenizer: Result<GPT2Tokenizer, Error> = Result {
         let dir = fixtures.appendingPathComponent("tiny-f32")
-        return try GPT2Tokenizer.load(encoderJSON: dir.appendingPathComponent("vocab.json"), vocabBPE: dir.appendingPathComponent("merges.txt"))
+        return try GPT2Tokenizer.load(encoderJSON: dir.appendingPathComponent("vocab.json").path, vocabBPE: dir.appendingPathComponent("merges.txt").path)
     }
     static let sample = "Hello, world! It's 2024 — naïve café, 東京 and emoji 😀\n\n  spaces\tand <|endoftext|> too."
 
@@ -109,7 +109,7 @@ final class HuggingFaceExportTests: XCTestCase {
         let block = try randomBlock(configuration(), untied: false, seed: 3)
         try HuggingFaceExport.export(block, tokenizer: tokenizer, to: scratch.path)
         let vocab = scratch.appendingPathComponent("vocab.json"), merges = scratch.appendingPathComponent("merges.txt")
-        let back = try GPT2Tokenizer.load(encoderJSON: vocab, vocabBPE: merges)
+        let back = try GPT2Tokenizer.load(encoderJSON: vocab.path, vocabBPE: merges.path)
         XCTAssertEqual(back.vocabularyInIDOrder, tokenizer.vocabularyInIDOrder)
         XCTAssertEqual(back.mergeStrings, tokenizer.mergeStrings)
         XCTAssertEqual(back.specialTokens, tokenizer.specialTokens)

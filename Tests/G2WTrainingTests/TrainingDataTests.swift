@@ -408,8 +408,8 @@ final class TrainingDataTests: XCTestCase {
 
     func testTextTokenizedSeparatelyIntoWindows() throws {
         let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures/tiny-f32")
-        let tokenizer = try GPT2Tokenizer.load(encoderJSON: fixtures.appendingPathComponent("vocab.json"),
-                                               vocabBPE: fixtures.appendingPathComponent("merges.txt"))
+        let tokenizer = try GPT2Tokenizer.load(encoderJSON: fixtures.appendingPathComponent("vocab.json").path,
+                                               vocabBPE: fixtures.appendingPathComponent("merges.txt").path)
         let text = String(repeating: "First Citizen:\nBefore we proceed any further, hear me speak.\n\n", count: 20)
         let path = try file("input.txt", Array(text.utf8))
         let split = try TrainingText(files: [path], validationFraction: 0.1)

@@ -19,7 +19,7 @@ let root: String = ProcessInfo.processInfo.environment["G2W_FUZZ_ROOT"]
 let tokenizer: GPT2Tokenizer = {
     let dir = URL(fileURLWithPath: root).appendingPathComponent("Tests/Fixtures/tiny-f32")
     do {
-        return try GPT2Tokenizer.load(encoderJSON: dir.appendingPathComponent("vocab.json"), vocabBPE: dir.appendingPathComponent("merges.txt"))
+        return try GPT2Tokenizer.load(encoderJSON: dir.appendingPathComponent("vocab.json").path, vocabBPE: dir.appendingPathComponent("merges.txt").path)
     } catch {
         fatalError("fuzz harness: cannot load GPT-2's tokenizer from \(dir.path) (set G2W_FUZZ_ROOT): \(error)")
     }
