@@ -259,3 +259,23 @@ final class ConverterTests: XCTestCase {
         XCTAssertEqual(try String(contentsOfFile: out, encoding: .utf8), "keep me")
     }
 }
+
+/// A conversion error from a lower layer keeps that error for callers to match.
+final class ConversionErrorTests: XCTestCase {
+    func testUnderlyingErrorsAreKept() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("g2w-conv-err-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let bad = dir.appendingPathComponent("config.json").path
+        try Data("{\"n_layer\": 2,}".utf8).write(to: URL(fileURLWithPath: bad))
+        XCTAssertThrowsError(try HuggingFaceConverter.readConfig(bad)) { e in
+            let c = e as? ConversionError
+            XCTAssertTrue(c?.underlying is JSONError, "\(String(describing: c?.underlying))")
+            XCTAssertTrue(c?.description.hasPrefix(bad) == true, "\(e)")
+            XCTAssertEqual(e.localizedDescription, c?.description)
+        }
+        XCTAssertThrowsError(try HuggingFaceConverter.readConfig(dir.appendingPathComponent("absent.json").path)) { e in
+            XCTAssertNotNil((e as? ConversionError)?.underlying, "\(e)")
+        }
+    }
+}

@@ -5,8 +5,21 @@ import G2WTokenizer
 
 /// An error while converting a checkpoint, saying what and where.
 public struct ConversionError: Error, CustomStringConvertible, Equatable {
+    /// The message: what went wrong and where (the path, the tensor, the field).
     public var description: String
-    public init(_ description: String) { self.description = description }
+    /// The error this one reports, when it comes from a lower layer (a `G2WFormatError` from the
+    /// writer or the file readers, a `TokenizerError`, a `JSONError`, a `ModelError`), so a
+    /// caller can match it; nil when the converter found the problem itself.
+    public var underlying: (any Error)?
+
+    /// An error with `description` as its message, reporting `underlying` if given.
+    public init(_ description: String, underlying: (any Error)? = nil) {
+        self.description = description
+        self.underlying = underlying
+    }
+
+    /// Equal when the messages are equal.
+    public static func == (a: ConversionError, b: ConversionError) -> Bool { a.description == b.description }
 }
 
 /// Converts a Hugging Face GPT-2 checkpoint (`model.safetensors` + `config.json` + tokenizer
@@ -181,7 +194,7 @@ public struct HuggingFaceConverter {
         }
         let writer: G2WWriter
         do { writer = try G2WWriter(path: output, metadata: meta, tensors: descriptors, overwrite: options.overwrite) } catch let e as G2WFormatError {
-            throw ConversionError(e.description)
+            throw ConversionError(e.description, underlying: e)
         }
         var written: UInt64 = 0
         var parameters = 0
@@ -212,7 +225,7 @@ public struct HuggingFaceConverter {
             try writer.finish()
         } catch let e as G2WFormatError {
             writer.cancel()
-            throw ConversionError(e.description)
+            throw ConversionError(e.description, underlying: e)
         }
         return Summary(output: output, configuration: config, tensorCount: descriptors.count, parameterCount: parameters,
                        bytesWritten: writer.fileSize, seconds: Date().timeIntervalSince(start), tokenizerSource: tokenizerSource,
@@ -296,7 +309,7 @@ public struct HuggingFaceConverter {
         let c = GPT2Configuration(layerCount: layers, headCount: heads, embeddingSize: wte.shape[1], innerSize: inner,
                                   contextLength: wpe.shape[0], vocabularySize: wte.shape[0])
         options.warn?("no config.json: inferred \(c) from the tensor shapes (layer_norm_epsilon defaults to 1e-5)")
-        do { try c.validate() } catch { throw ConversionError("\(modelPath): \(error)") }
+        do { try c.validate() } catch { throw ConversionError("\(modelPath): \(error)", underlying: error) }
         return c
     }
 
@@ -316,9 +329,9 @@ public struct HuggingFaceConverter {
     /// Reads the GPT-2 fields of a Hugging Face `config.json`.
     public static func readConfig(_ path: String, headCountOverride: Int? = nil) throws -> GPT2Configuration {
         let data: [UInt8]
-        do { data = try G2WFileReading.readRegularFile(path, limit: 16 << 20, what: "config") } catch { throw ConversionError("\(error)") }
+        do { data = try G2WFileReading.readRegularFile(path, limit: 16 << 20, what: "config") } catch { throw ConversionError("\(error)", underlying: error) }
         let json: JSONValue
-        do { json = try JSONValue.parse(data) } catch let e as JSONError { throw ConversionError("\(path): \(e)") }
+        do { json = try JSONValue.parse(data) } catch let e as JSONError { throw ConversionError("\(path): \(e)", underlying: e) }
         guard case .object = json else { throw ConversionError("\(path): not a JSON object") }
         func int(_ keys: [String], required: Bool = true) throws -> Int? {
             for k in keys {
@@ -356,7 +369,7 @@ public struct HuggingFaceConverter {
                                   embeddingSize: try int(["n_embd", "hidden_size"])!, innerSize: try int(["n_inner"], required: false),
                                   contextLength: try int(["n_positions", "n_ctx"])!, vocabularySize: try int(["vocab_size"])!,
                                   layerNormEpsilon: eps, activation: act)
-        do { try c.validate() } catch { throw ConversionError("\(path): \(error)") }
+        do { try c.validate() } catch { throw ConversionError("\(path): \(error)", underlying: error) }
         return c
     }
 
@@ -377,7 +390,7 @@ public struct HuggingFaceConverter {
                 return (try Self.tokenizer(json: path("tokenizer.json")), "tokenizer.json")
             }
         } catch let e as TokenizerError {
-            throw ConversionError("tokenizer: \(e)")
+            throw ConversionError("tokenizer: \(e)", underlying: e)
         }
         return (nil, nil)
     }
@@ -393,6 +406,6 @@ public struct HuggingFaceConverter {
     }
 
     static func readTokenizerFile(_ path: String) throws -> [UInt8] {
-        do { return try G2WFileReading.readRegularFile(path, limit: 256 << 20, what: "tokenizer file") } catch { throw ConversionError("\(error)") }
+        do { return try G2WFileReading.readRegularFile(path, limit: 256 << 20, what: "tokenizer file") } catch { throw ConversionError("\(error)", underlying: error) }
     }
 }

@@ -19,7 +19,7 @@ extension HuggingFaceConverter {
     func requantize(_ path: String) throws -> Summary {
         let start = Date()
         let model: GPT2Model
-        do { model = try GPT2Model(path: path) } catch { throw ConversionError("\(path): \(error)") }
+        do { model = try GPT2Model(path: path) } catch { throw ConversionError("\(path): \(error)", underlying: error) }
         let c = model.configuration
         let plan = GPT2Tensors.all(c, untiedHead: model.hasSeparateHead)
         for (name, _) in plan {

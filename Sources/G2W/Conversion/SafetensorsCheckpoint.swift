@@ -60,7 +60,7 @@ struct SafetensorsCheckpoint {
         func bad(_ reason: String) -> ConversionError { ConversionError("\(path): invalid sharded-checkpoint index: \(reason)") }
 
         let data: [UInt8]
-        do { data = try G2WFileReading.readRegularFile(path, limit: Self.maxIndexBytes, what: "index") } catch { throw ConversionError("\(error)") }
+        do { data = try G2WFileReading.readRegularFile(path, limit: Self.maxIndexBytes, what: "index") } catch { throw ConversionError("\(error)", underlying: error) }
         let json: JSONValue
         do { json = try JSONValue.parse(data) } catch let e as JSONError { throw bad("\(e)") }
         guard case .object = json else { throw bad("it is \(json.typeName), not a JSON object") }
