@@ -253,9 +253,9 @@ enum CLIErrors {
         case is ConversionError:
             // The converter's errors are text: the flag that addresses each is added when missing.
             if text.hasSuffix("already exists") { return text + " (use --force to overwrite)" }
-            if text.contains("not a multiple of"), !text.contains("--dtype") { return text + "; choose another --dtype/--head-dtype (f16 and f32 fit any shape)" }
-            if text.contains("n_head does not"), !text.contains("--n-head") { return text + "; pass --n-head N or --config FILE" }
-            if text.contains("is an input"), !text.contains("-o") { return text + "; choose another -o" }
+            if text.contains("not a multiple of"), !text.contains("--dtype") { return text + "; choose another --dtype/--head-dtype" }
+            if text.contains("n_head does not"), !text.contains("--n-head") { return text + " (--n-head N or --config FILE)" }
+            if text.contains("is an input") || text.contains("is the input file itself"), !text.contains("-o ") { return text + "; choose another -o" }
         case let e as GenerationError:
             if case let .promptTooLong(p, n, c) = e, p < c {
                 return "the prompt (\(p == 1 ? "1 token" : "\(p) tokens")) plus -n \(n) exceeds the model's context of \(c) tokens; use -n \(c - p) or less, or a shorter prompt"

@@ -51,7 +51,7 @@ public enum OutputFiles {
         let kind = st.st_mode & S_IFMT
         guard kind == S_IFREG else {
             let what = kind == S_IFDIR ? "a directory" : kind == S_IFIFO ? "a FIFO" : kind == S_IFCHR || kind == S_IFBLK ? "a device" : "not a regular file"
-            throw G2WFormatError.io(operation: "replace", path: path, reason: "it is \(what); --force replaces regular files only")
+            throw G2WFormatError.io(operation: "replace", path: path, reason: "it is \(what); only a regular file may be replaced")
         }
     }
 

@@ -63,7 +63,7 @@ public enum G2WFormatError: Error, Equatable, Sendable, CustomStringConvertible 
         case let .nonZeroPadding(offset):
             return "padding: non-zero byte at offset \(offset) (padding must be zero)"
         case let .writerMisuse(message): return "writer: \(message)"
-        case let .outputExists(path): return "\(path) already exists (use --force to overwrite)"
+        case let .outputExists(path): return "\(path) already exists"
         }
     }
 }

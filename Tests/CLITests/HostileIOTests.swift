@@ -77,7 +77,7 @@ final class HostileIOTests: XCTestCase {
         for (out, what) in [(dir.path, "it is a directory"), (fifo, "it is a FIFO")] {
             let r = try sh("$B/g2w-convert \(src) -o \(out) --force -q")
             XCTAssertEqual(r.status, 1, r.err)
-            XCTAssertTrue(r.err.contains(what) && r.err.contains("--force replaces regular files only"), r.err)
+            XCTAssertTrue(r.err.contains(what) && r.err.contains("only a regular file may be replaced"), r.err)
         }
         var isDir: ObjCBool = false
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.path, isDirectory: &isDir) && isDir.boolValue)

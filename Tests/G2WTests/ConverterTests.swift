@@ -159,7 +159,7 @@ final class ConverterTests: XCTestCase {
 
     func testWithoutConfigInfersShapesButAsksForHeads() throws {
         let b = SafetensorsBuilder.gpt2()
-        try expectFailure("pass --n-head N", b.encode(), config: nil)
+        try expectFailure("but n_head does not: give the head count or a config.json", b.encode(), config: nil)
         let s = try convert(try write(b.encode(), config: nil), headCount: 2)
         XCTAssertEqual(s.configuration, GPT2Configuration(layerCount: 1, headCount: 2, embeddingSize: 8, contextLength: 8, vocabularySize: 16))
     }

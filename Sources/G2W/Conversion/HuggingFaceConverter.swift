@@ -90,7 +90,7 @@ public struct HuggingFaceConverter {
         for (name, shape) in plan {
             let t = dtype(of: name, shape: shape, o)
             guard shape.last! % t.blockElements == 0 else {
-                throw ConversionError("tensor '\(name)' has \(shape.last!) columns, not a multiple of \(t)'s block of \(t.blockElements): choose another --dtype/--head-dtype (f16 or f32 fit any shape)")
+                throw ConversionError("tensor '\(name)' has \(shape.last!) columns, not a multiple of \(t)'s block of \(t.blockElements) (f16 and f32 fit any shape)")
             }
         }
     }
@@ -190,7 +190,7 @@ public struct HuggingFaceConverter {
         let descriptors = plan.map { G2WTensorDescriptor(name: $0.name, dtype: Self.dtype(of: $0.name, shape: $0.shape, options), shape: $0.shape) }
         let output = options.output ?? Self.defaultOutput(for: (dir as NSString).appendingPathComponent(st.sourceName))
         for source in st.files.map(\.path) + [modelPath, dir + "/config.json", dir + "/vocab.json", dir + "/merges.txt", dir + "/tokenizer.json"] where OutputFiles.sameFile(output, source) {
-            throw ConversionError("the output \(output) is an input (\(source)): choose another -o")
+            throw ConversionError("the output \(output) is an input (\(source))")
         }
         let writer: G2WWriter
         do { writer = try G2WWriter(path: output, metadata: meta, tensors: descriptors, overwrite: options.overwrite) } catch let e as G2WFormatError {
@@ -303,7 +303,7 @@ public struct HuggingFaceConverter {
         var layers = 0
         while sources[GPT2Tensors.layer(layers, "ln_1.weight")] != nil { layers += 1 }
         guard let heads = options.headCount else {
-            throw ConversionError("no config.json beside \(modelPath): n_layer \(layers), n_embd \(wte.shape[1]), n_ctx \(wpe.shape[0]) and vocab_size \(wte.shape[0]) follow from the shapes, but n_head does not; pass --n-head N or --config FILE")
+            throw ConversionError("no config.json beside \(modelPath): n_layer \(layers), n_embd \(wte.shape[1]), n_ctx \(wpe.shape[0]) and vocab_size \(wte.shape[0]) follow from the shapes, but n_head does not: give the head count or a config.json")
         }
         let inner = sources[GPT2Tensors.layer(0, "mlp.c_fc.weight")].map { $0.shape.count == 2 ? $0.shape[1] : 4 * wte.shape[1] }
         let c = GPT2Configuration(layerCount: layers, headCount: heads, embeddingSize: wte.shape[1], innerSize: inner,

@@ -35,7 +35,7 @@ extension HuggingFaceConverter {
         let descriptors = plan.map { G2WTensorDescriptor(name: $0.name, dtype: Self.dtype(of: $0.name, shape: $0.shape, options), shape: $0.shape) }
         // Default: model.g2w -> model-q8_0.g2w (never the input itself).
         let output = options.output ?? ((path as NSString).deletingPathExtension + "-\(options.dtype).g2w")
-        if OutputFiles.sameFile(output, path) { throw ConversionError("the output \(output) is the input file itself: choose another -o") }
+        if OutputFiles.sameFile(output, path) { throw ConversionError("the output \(output) is the input file itself") }
         let writer: G2WWriter
         do { writer = try G2WWriter(path: output, metadata: meta, tensors: descriptors, overwrite: options.overwrite) } catch let e as G2WFormatError {
             throw ConversionError(e.description)
