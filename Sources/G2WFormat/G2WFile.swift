@@ -30,16 +30,33 @@ public final class G2WFile: @unchecked Sendable {
     private let tensorIndex: [String: Int]
 
     /// Opens and validates `path`. Throws ``G2WFormatError`` naming what is wrong and where.
-    public init(path: String) throws {
-        self.path = path
+    public convenience init(path: String) throws {
         // Never blocks on a FIFO or a device; anything but a regular file is refused, saying what it is.
         let file = try withFormatErrors { try RegularFile(path) }
-        let size = file.size
+        try self.init(path: path, size: file.size, read: { try Self.read(file, count: $0) }, map: { try withFormatErrors { try file.map() } })
+    }
 
-        let head = try Self.read(file, count: Int(min(size, G2WLayout.headerSize)))
+    /// Validates a `.g2w` file held in memory, exactly as ``init(path:)`` validates one on disk;
+    /// the bytes are copied once into read-only, page-aligned memory the file owns (tests,
+    /// fuzzers, models embedded in a program). `name` stands for the path in messages.
+    public convenience init(bytes: [UInt8], name: String = "<memory>") throws {
+        let mapping = try withFormatErrors { try ReadOnlyMapping.copying(bytes, name: name) }
+        try self.init(path: name, size: UInt64(bytes.count), read: { count in
+            guard count <= bytes.count else {
+                throw G2WFormatError.truncated(section: "header region", needed: UInt64(count), actual: UInt64(bytes.count))
+            }
+            return Array(bytes[0..<count])
+        }, map: { mapping })
+    }
+
+    /// Reads the header region with `read(count)` (the first `count` bytes), validates it, then
+    /// takes the mapping of all `size` bytes from `map`.
+    private init(path: String, size: UInt64, read: (Int) throws -> [UInt8], map: () throws -> ReadOnlyMapping) throws {
+        self.path = path
+        let head = try read(Int(min(size, G2WLayout.headerSize)))
         if head.count >= 8, Array(head[0..<8]) != G2WLayout.magic { throw G2WFormatError.badMagic(Array(head[0..<8])) }
         let h = try HeaderRegion.decodeHeader(head, fileSize: size)
-        let region = try Self.read(file, count: Int(h.dataOffset))
+        let region = try read(Int(h.dataOffset))
         let computed = HeaderRegion.headerChecksum(region)
         guard computed == h.headerChecksum else { throw G2WFormatError.headerChecksumMismatch(stored: h.headerChecksum, computed: computed) }
         let tableEnd = Int(h.tensorTableOffset + h.tensorTableSize)
@@ -51,7 +68,7 @@ public final class G2WFile: @unchecked Sendable {
         tensorIndex = Dictionary(uniqueKeysWithValues: tensors.enumerated().map { ($1.name, $0) })
 
         // Map only after everything is validated (a file always has at least its 128-byte header).
-        let mapping = try withFormatErrors { try file.map() }
+        let mapping = try map()
         // Quantized tensors: every block scale must be finite. Only the scales regions are read
         // (1/17 of a q8_0 blob, 1/9 of a q4_0 one), so this stays cheap beside the weights.
         for (i, t) in tensors.enumerated() where t.dtype.isQuantized {

@@ -136,6 +136,19 @@ package final class ReadOnlyMapping: @unchecked Sendable {
 
     deinit { munmap(UnsafeMutableRawPointer(mutating: base), size) }
 
+    /// Read-only anonymous memory holding a copy of `bytes` (page-aligned, like a file mapping):
+    /// files held in memory (tests, fuzzers, models embedded in a program) go through the same
+    /// code as mapped files.
+    package static func copying(_ bytes: [UInt8], name: String) throws -> ReadOnlyMapping {
+        let size = max(bytes.count, 1)
+        guard let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED else {
+            throw FileError(operation: "mmap", path: name, reason: errnoText())
+        }
+        bytes.withUnsafeBytes { if $0.count > 0 { p.copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+        _ = mprotect(p, size, PROT_READ)
+        return ReadOnlyMapping(base: UnsafeRawPointer(p), size: size)
+    }
+
     /// The bytes of the mapping.
     package var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: size) }
 

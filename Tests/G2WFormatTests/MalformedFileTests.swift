@@ -27,10 +27,24 @@ final class MalformedFileTests: XCTestCase {
         return Array(try Data(contentsOf: URL(fileURLWithPath: path)))
     }
 
+    /// Opens `bytes` from a file and from memory (`G2WFile(bytes:)`): both must give the same
+    /// error, or the same file, byte for byte.
     func open(_ bytes: [UInt8]) throws -> G2WFile {
         let path = dir.appendingPathComponent("m-\(UUID().uuidString).g2w").path
         try Data(bytes).write(to: URL(fileURLWithPath: path))
-        return try G2WFile(path: path)
+        let disk = Result { try G2WFile(path: path) }, memory = Result { try G2WFile(bytes: bytes, name: path) }
+        switch (disk, memory) {
+        case let (.success(d), .success(m)):
+            XCTAssertEqual(d.tensors.map(\.name), m.tensors.map(\.name))
+            XCTAssertEqual(d.metadata, m.metadata)
+            XCTAssertEqual(d.fileSize, m.fileSize)
+            XCTAssertEqual(memcmp(d.baseAddress, m.baseAddress, Int(d.fileSize)), 0)
+        case let (.failure(d), .failure(m)):
+            XCTAssertEqual("\(d)", "\(m)", "file and memory give different errors")
+        default:
+            XCTFail("file: \(disk), memory: \(memory)")
+        }
+        return try disk.get()
     }
 
     func u64(_ b: [UInt8], _ at: Int) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(b[at + $1]) << (8 * UInt64($1)) } }
