@@ -381,7 +381,8 @@ final class ServerTests: XCTestCase {
             let text = try XCTUnwrap(results[i])
             XCTAssertEqual(text, try libraryGreedy(p, 20), "prompt \(p)")
         }
-        XCTAssertTrue(eventually { server.connectionCount == 0 && server.slotStatus.processing == 0 })
+        // URLSession keeps its connections alive; the server closes idle ones after 5 s.
+        XCTAssertTrue(eventually(timeout: 15) { server.connectionCount == 0 && server.slotStatus.processing == 0 })
         XCTAssertLessThanOrEqual(openDescriptors(), fdsBefore + 2)
     }
 
@@ -394,7 +395,11 @@ final class ServerTests: XCTestCase {
             return Double(s.split(separator: " ")[1])! * Double(sysconf(Int32(_SC_PAGESIZE))) / 1e6
         }
         for _ in 0..<50 { _ = try request(server.port, "POST", "/v1/completions", json: ["prompt": "ROMEO:", "max_tokens": 1]) }
-        XCTAssertTrue(eventually { server.connectionCount == 0 })
+        // URLSession keeps its connections alive between requests (how many is the client's
+        // choice): those stay open; everything else must be closed.
+        XCTAssertTrue(eventually { server.slotStatus.processing == 0 })
+        let pooled = server.connectionCount
+        XCTAssertLessThanOrEqual(pooled, 8, "URLSession's keep-alive connections")
         let fds = openDescriptors(), rss = residentMB()
         for i in 0..<1000 {
             let r = try request(server.port, "POST", "/v1/completions", json: ["prompt": "ROMEO:", "max_tokens": 1, "seed": i])
@@ -404,7 +409,7 @@ final class ServerTests: XCTestCase {
         let clients = try (0..<64).map { _ in try RawClient(port: server.port) }
         for c in clients { c.send(rawPost("/v1/completions", "{\"prompt\": \"KING:\", \"max_tokens\": 2}", extra: "Connection: close\r\n")) }
         for c in clients { XCTAssertTrue(c.read(timeout: 60).text.hasPrefix("HTTP/1.1 200 OK")) }
-        XCTAssertTrue(eventually { server.connectionCount == 0 })
+        XCTAssertTrue(eventually { server.connectionCount <= pooled }, "\(server.connectionCount) connections open, \(pooled) before")
         XCTAssertLessThanOrEqual(openDescriptors(), fds + 2, "descriptors")
         XCTAssertLessThan(residentMB() - rss, 30, "resident memory (MB)")
     }
