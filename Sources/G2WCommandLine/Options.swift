@@ -278,22 +278,8 @@ func grouped(_ n: some BinaryInteger) -> String {
     return (n < 0 ? "-" : "") + String(out.reversed())
 }
 
-/// JSON string literal with escapes.
-func jsonString(_ s: String) -> String {
-    var out = "\""
-    for u in s.unicodeScalars {
-        switch u {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if u.value < 0x20 || u.value == 0x7F { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
-        }
-    }
-    return out + "\""
-}
+/// JSON string literal with escapes (the one JSON string writer: `JSONValue.quoted`).
+func jsonString(_ s: String) -> String { JSONValue.quoted(s) }
 
 /// JSON number for a Double (finite), or null.
 func jsonNumber(_ d: Double) -> String {

@@ -1,4 +1,5 @@
 import Foundation
+import G2WFormat
 
 /// A JSON value to send (keys keep their order).
 indirect enum JSONOut {
@@ -52,23 +53,8 @@ indirect enum JSONOut {
         return "\(d)"
     }
 
+    /// `v` as a JSON string literal (the one JSON string writer: `JSONValue.quoted`).
     static func quote(_ v: String, into s: inout String) {
-        s += "\""
-        for u in v.unicodeScalars {
-            switch u {
-            case "\"": s += "\\\""
-            case "\\": s += "\\\\"
-            case "\n": s += "\\n"
-            case "\r": s += "\\r"
-            case "\t": s += "\\t"
-            default:
-                if u.value < 0x20 || u.value == 0x7F || u.value == 0x2028 || u.value == 0x2029 {
-                    s += String(format: "\\u%04x", u.value)
-                } else {
-                    s.unicodeScalars.append(u)
-                }
-            }
-        }
-        s += "\""
+        s += JSONValue.quoted(v)
     }
 }
