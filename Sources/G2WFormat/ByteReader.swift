@@ -40,19 +40,16 @@ struct ByteReader {
         return UInt16(bytes[position]) | UInt16(bytes[position + 1]) << 8
     }
 
-    mutating func u32(_ field: String) throws -> UInt32 {
-        try need(4, field)
-        var v: UInt32 = 0
-        for i in 0..<4 { v |= UInt32(bytes[position + i]) << (8 * UInt32(i)) }
-        position += 4
-        return v
-    }
+    mutating func u32(_ field: String) throws -> UInt32 { try littleEndian(field) }
 
-    mutating func u64(_ field: String) throws -> UInt64 {
-        try need(8, field)
-        var v: UInt64 = 0
-        for i in 0..<8 { v |= UInt64(bytes[position + i]) << (8 * UInt64(i)) }
-        position += 8
+    mutating func u64(_ field: String) throws -> UInt64 { try littleEndian(field) }
+
+    private mutating func littleEndian<T: FixedWidthInteger & UnsignedInteger>(_ field: String) throws -> T {
+        let n = MemoryLayout<T>.size
+        try need(n, field)
+        var v: T = 0
+        for i in 0..<n { v |= T(bytes[position + i]) << (8 * i) }
+        position += n
         return v
     }
 

@@ -126,7 +126,7 @@ public final class G2WWriter {
     /// span tensor boundaries.
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
         var rest = bytes
-        do {
+        try abandoningOnError {
             while !rest.isEmpty {
                 guard current < infos.count else { throw G2WFormatError.writerMisuse("\(rest.count) bytes written after the last tensor") }
                 let need = Int(infos[current].byteCount - currentWritten)
@@ -144,12 +144,6 @@ public final class G2WWriter {
                     try skipToCurrentTensor()
                 }
             }
-        } catch let e as G2WFormatError {
-            abandon()
-            throw e
-        } catch {
-            abandon()
-            throw G2WFormatError.writerMisuse("\(error)")
         }
     }
 
@@ -161,7 +155,7 @@ public final class G2WWriter {
     /// Patches checksums, flushes, `fsync`s and moves the file to its destination.
     public func finish() throws {
         guard !finished else { throw G2WFormatError.writerMisuse("finish() called twice") }
-        do {
+        try abandoningOnError {
             guard current == infos.count else {
                 throw G2WFormatError.writerMisuse("tensor '\(infos[current].name)' has \(currentWritten) of \(infos[current].byteCount) bytes")
             }
@@ -169,12 +163,6 @@ public final class G2WWriter {
             try region.withUnsafeBytes { try file.overwrite($0, at: 0) }
             try file.commit()
             finished = true
-        } catch let e as G2WFormatError {
-            abandon()
-            throw e
-        } catch {
-            abandon()
-            throw G2WFormatError.writerMisuse("\(error)")
         }
     }
 
@@ -201,6 +189,18 @@ public final class G2WWriter {
         guard current < infos.count else { return }
         let pad = Int(infos[current].offset - position)
         if pad > 0 { try file.write([UInt8](repeating: 0, count: pad)) }
+    }
+
+    /// Runs `body`; any error removes the temporary file (the writer is spent) and is rethrown as
+    /// a `G2WFormatError`.
+    private func abandoningOnError(_ body: () throws -> Void) throws {
+        do { try body() } catch let e as G2WFormatError {
+            abandon()
+            throw e
+        } catch {
+            abandon()
+            throw G2WFormatError.writerMisuse("\(error)")
+        }
     }
 
     private func abandon() {
