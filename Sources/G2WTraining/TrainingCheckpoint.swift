@@ -106,8 +106,7 @@ public enum TrainingCheckpoint {
         guard v.uintValue == formatVersion else { throw fail("\(Key.format) is \(v), this g2w-train reads version \(formatVersion)") }
         func uint(_ k: String) throws -> Int {
             guard let x = m[k] else { throw fail("metadata key '\(k)' is missing") }
-            guard let u = x.uintValue, u <= UInt64(Int.max) else { throw fail("metadata key '\(k)': expected u64, found \(x.typeName)") }
-            return Int(u)
+            do { return try x.count() } catch { throw fail("metadata key '\(k)': \(error)") }
         }
         func string(_ k: String) throws -> String {
             guard let x = m[k] else { throw fail("metadata key '\(k)' is missing") }

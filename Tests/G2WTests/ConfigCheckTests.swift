@@ -114,3 +114,21 @@ enum ByteLevelNames {
         return String(UnicodeScalar(UInt32(cs[bs.firstIndex(of: Int(b))!]))!)
     }
 }
+
+/// A hyperparameter stored as a u64 above Int.max: the message says it is over the limit (it
+/// said "expected u64, found u64"); a wrong type still says what was expected.
+final class ConfigurationMetadataTests: XCTestCase {
+    func testCountsOverTheLimitAndWrongTypes() throws {
+        var m: G2WMetadata = ["g2w.architecture": .string("gpt2")]
+        GPT2Configuration(layerCount: 1, headCount: 1, embeddingSize: 8, innerSize: 16, contextLength: 8, vocabularySize: 300).write(to: &m)
+        XCTAssertNoThrow(try GPT2Configuration(metadata: m))
+        m["gpt2.n_layer"] = .uint(UInt64.max)
+        XCTAssertThrowsError(try GPT2Configuration(metadata: m)) {
+            XCTAssertEqual("\($0)", "metadata key 'gpt2.n_layer': is 18446744073709551615, over the limit of 9223372036854775807")
+        }
+        m["gpt2.n_layer"] = .string("2")
+        XCTAssertThrowsError(try GPT2Configuration(metadata: m)) {
+            XCTAssertEqual("\($0)", "metadata key 'gpt2.n_layer': expected u64, found string")
+        }
+    }
+}

@@ -93,8 +93,7 @@ public struct GPT2Configuration: Sendable, Equatable, CustomStringConvertible {
     public init(metadata m: G2WMetadata) throws {
         func uint(_ key: String) throws -> Int {
             guard let v = m[key] else { throw ModelError.missingMetadata(key) }
-            guard let u = v.uintValue, u <= UInt64(Int.max) else { throw ModelError.invalidMetadata(key, "expected u64, found \(v.typeName)") }
-            return Int(u)
+            do { return try v.count() } catch { throw ModelError.invalidMetadata(key, "\(error)") }
         }
         func string(_ key: String) throws -> String {
             guard let v = m[key] else { throw ModelError.missingMetadata(key) }
