@@ -187,31 +187,8 @@ public struct TrainingText: Sendable, Equatable {
 /// which decides) only on failure.
 func firstInvalidUTF8Offset(_ p: UnsafeBufferPointer<UInt8>) -> Int? {
     guard let base = p.baseAddress, p.count > 0 else { return nil }
-    if g2w_utf8_valid(base, p.count) != 0 { return nil }
-    let n = p.count
-    var i = 0
-    while i < n {
-        let c = p[i]
-        if c < 0x80 { i += 1; continue }
-        let length: Int
-        var lo: UInt8 = 0x80, hi: UInt8 = 0xBF
-        switch c {
-        case 0xC2...0xDF: length = 2
-        case 0xE0...0xEF:
-            length = 3
-            if c == 0xE0 { lo = 0xA0 }
-            if c == 0xED { hi = 0x9F }
-        case 0xF0...0xF4:
-            length = 4
-            if c == 0xF0 { lo = 0x90 }
-            if c == 0xF4 { hi = 0x8F }
-        default: return i
-        }
-        guard i + length <= n, p[i + 1] >= lo, p[i + 1] <= hi else { return i }
-        for k in 2..<length where p[i + k] < 0x80 || p[i + k] > 0xBF { return i }
-        i += length
-    }
-    return nil  // not reached: both validators implement Table 3-7
+    let i = g2w_utf8_first_invalid(base, p.count)  // the one validator (CG2W)
+    return i < p.count ? i : nil
 }
 
 // MARK: - llm.c token files
