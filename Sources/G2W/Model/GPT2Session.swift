@@ -110,25 +110,7 @@ public final class GPT2Session {
     /// Grows the KV cache to hold `positions` per layer (at least doubling, at most n_ctx),
     /// copying the cached positions layer by layer.
     func reserveCache(_ positions: Int) throws {
-        guard positions > cachePositions else { return }
-        let newPositions = min(c.contextLength, max(positions, 2 * cachePositions))
-        let E = c.embeddingSize, size = kvType.size
-        let (perLayer, o1) = newPositions.multipliedReportingOverflow(by: E * size)
-        let (bytes, o2) = perLayer.multipliedReportingOverflow(by: c.layerCount)
-        guard !o1, !o2, let k = malloc(max(bytes, 1)) else {
-            throw AllocationError(purpose: "the key cache (\(newPositions) positions, \(kvType))", bytes: o1 || o2 ? Int.max : bytes)
-        }
-        guard let v = malloc(max(bytes, 1)) else {
-            free(k)
-            throw AllocationError(purpose: "the value cache (\(newPositions) positions, \(kvType))", bytes: bytes)
-        }
-        for l in 0..<c.layerCount where count > 0 {
-            memcpy(k + l * perLayer, keys + l * cachePositions * E * size, count * E * size)
-            memcpy(v + l * perLayer, values + l * cachePositions * E * size, count * E * size)
-        }
-        free(keys); free(values)
-        keys = k; values = v
-        cachePositions = newPositions
+        try growKVCache(keys: &keys, values: &values, cachePositions: &cachePositions, count: count, to: positions, c, kvType)
     }
 
     deinit {
@@ -354,4 +336,30 @@ public final class GPT2Session {
             if lo < hi { body(lo..<hi, worker) }
         }
     }
+}
+
+/// Grows a KV cache (`keys`, `values`: [layer][position][E] of `kvType`) to hold `positions` per
+/// layer (at least doubling, at most n_ctx), copying the first `count` positions layer by layer.
+/// A failure leaves the cache as it was. One routine for sessions and batched sequences.
+func growKVCache(keys: inout UnsafeMutableRawPointer, values: inout UnsafeMutableRawPointer, cachePositions: inout Int,
+                 count: Int, to positions: Int, _ c: GPT2Configuration, _ kvType: G2WDType) throws {
+    guard positions > cachePositions else { return }
+    let newPositions = min(c.contextLength, max(positions, 2 * cachePositions))
+    let E = c.embeddingSize, size = kvType.size
+    let (perLayer, o1) = newPositions.multipliedReportingOverflow(by: E * size)
+    let (bytes, o2) = perLayer.multipliedReportingOverflow(by: c.layerCount)
+    guard !o1, !o2, let k = malloc(max(bytes, 1)) else {
+        throw AllocationError(purpose: "the key cache (\(newPositions) positions, \(kvType))", bytes: o1 || o2 ? Int.max : bytes)
+    }
+    guard let v = malloc(max(bytes, 1)) else {
+        free(k)
+        throw AllocationError(purpose: "the value cache (\(newPositions) positions, \(kvType))", bytes: bytes)
+    }
+    for l in 0..<c.layerCount where count > 0 {
+        memcpy(k + l * perLayer, keys + l * cachePositions * E * size, count * E * size)
+        memcpy(v + l * perLayer, values + l * cachePositions * E * size, count * E * size)
+    }
+    free(keys); free(values)
+    keys = k; values = v
+    cachePositions = newPositions
 }
