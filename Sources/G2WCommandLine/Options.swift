@@ -4,6 +4,8 @@ import Glibc
 import Foundation
 import G2W
 import G2WFormat
+import G2WServer
+import G2WTraining
 
 /// A command-line usage error: printed as one line plus the usage, exit status 2.
 public struct UsageError: Error, CustomStringConvertible {
@@ -260,6 +262,21 @@ enum CLIErrors {
             if case let .promptTooLong(p, n, c) = e, p < c {
                 return "the prompt (\(p == 1 ? "1 token" : "\(p) tokens")) plus -n \(n) exceeds the model's context of \(c) tokens; use -n \(c - p) or less, or a shorter prompt"
             }
+        case let e as Trainer.SetupError:
+            // g2w-train's settings, said with the flags that set them.
+            switch e.reason {
+            case let .windowLengthOutOfRange(n, c): return "--ctx \(n) is outside 1...\(c) (the model's n_ctx)"
+            case let .gradientAccumulationBelowOne(k): return "--grad-accum is \(k); it must be at least 1"
+            case let .epochShorterThanAStep(b, k): return "one epoch has \(b) micro-batches, fewer than --grad-accum \(k): give --max-steps"
+            case .noTrainingData: return "no training data: give --train FILE..."
+            case .mixedTrainingFiles: return "--train mixes text files and llm.c token files"
+            case let .notACheckpoint(path): return "\(path): not a g2w-train checkpoint (no training state); to fine-tune a model, use --init"
+            case .other: break
+            }
+        case let e as TrainingCheckpoint.ReadError:
+            if e.reason.hasPrefix("not a g2w-train checkpoint"), !text.contains("--init") { return text + "; to fine-tune it, use --init" }
+        case let e as ServerError:
+            if case let .contextSize(s, n) = e { return "--ctx-size must be in 1...\(n) (the model's context), is \(s)" }
         default:
             break
         }

@@ -51,6 +51,8 @@ public enum ServeCommand {
             }
             if !o.positionals.isEmpty { throw UsageError("unexpected argument '\(o.positionals[0])'") }
             guard let modelPath = o.string("--model") else { throw UsageError("missing -m FILE.g2w") }
+            // A checkpoint of another kind (safetensors, a Hugging Face directory): say how to convert it.
+            if let hint = FileKind.notG2WMessage(modelPath, then: { "g2w-server -m \($0)" }) { throw ToolError(hint) }
             var c = ServerConfiguration(modelPath: modelPath)
             if let h = o.string("--host") { c.host = h }
             c.port = try o.int("--port", range: 0...65535) ?? 8080
@@ -82,7 +84,7 @@ public enum ServeCommand {
             // SIGINT/SIGTERM only record the signal (a second one exits at once); SIGPIPE ignored.
             g2w_stop_install_handlers()
             let server = G2WServer(configuration: c)
-            do { try server.start() } catch { throw ToolError("\(error)") }
+            do { try server.start() } catch { throw ToolError(CLIErrors.message(error)) }
             while g2w_stop_requested() == 0 { usleep(50_000) }
             c.log?("signal \(g2w_stop_requested()): stopping (finishing the requests in flight; a second signal exits at once)")
             server.stop()

@@ -221,7 +221,7 @@ public enum TrainCommand {
                 }
             }
         } catch let e as Trainer.SetupError where e.isUsage {
-            throw UsageError(e.description)
+            throw UsageError(CLIErrors.message(e))
         }
         if let sig = summary.stoppedBySignal {
             Console.error("g2w-train: stopped by signal \(sig) after step \(summary.steps); resume with: g2w-train --resume \(summary.finalCheckpoint)")

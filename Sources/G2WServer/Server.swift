@@ -39,15 +39,24 @@ public struct ServerConfiguration: Sendable {
     public init(modelPath: String) { self.modelPath = modelPath }
 }
 
-/// An error starting the server.
+/// An error starting the server. Messages name settings by what they are (and the
+/// ``ServerConfiguration`` property), never by a command-line flag.
 public enum ServerError: Error, CustomStringConvertible {
+    /// The address cannot be resolved or listened on.
     case bind(String)
+    /// A setting of ``ServerConfiguration`` is out of range.
     case configuration(String)
+    /// ``ServerConfiguration/contextSize`` (`requested`) is outside 1...`modelContext`, the
+    /// model's n_ctx.
+    case contextSize(requested: Int, modelContext: Int)
+    /// The model cannot be opened or its tokenizer read (the message names the file once).
     case model(String)
 
+    /// The message.
     public var description: String {
         switch self {
         case let .bind(s), let .configuration(s), let .model(s): return s
+        case let .contextSize(s, n): return "the context size (contextSize) must be in 1...\(n) (the model's context), is \(s)"
         }
     }
 }
@@ -95,7 +104,7 @@ public final class G2WServer: @unchecked Sendable {
     /// up and starts the engine. Returns when the server is ready.
     public func start() throws {
         let c = configuration
-        guard c.parallel >= 1 && c.parallel <= 256 else { throw ServerError.configuration("--parallel must be in 1...256, is \(c.parallel)") }
+        guard c.parallel >= 1 && c.parallel <= 256 else { throw ServerError.configuration("the number of sequences decoded together (parallel) must be in 1...256, is \(c.parallel)") }
         guard c.queueSize >= 0 else { throw ServerError.configuration("the queue size must be >= 0") }
         guard c.kvType == .f32 || c.kvType == .f16 else { throw ServerError.configuration("the KV cache type must be f32 or f16") }
         let l = try Listener(host: c.host, port: c.port)
@@ -120,13 +129,18 @@ public final class G2WServer: @unchecked Sendable {
     private func load() throws {
         let c = configuration
         let m: GPT2Model
-        do { m = try GPT2Model(path: c.modelPath) } catch { throw ServerError.model("\(c.modelPath): \(error)") }
+        // The file's own errors may already start with its path (open failed): name it once.
+        func failure(_ error: Error) -> ServerError {
+            let text = "\(error)"
+            return .model(text.hasPrefix(c.modelPath) ? text : "\(c.modelPath): \(text)")
+        }
+        do { m = try GPT2Model(path: c.modelPath) } catch { throw failure(error) }
         let n = m.configuration.contextLength
         if let s = c.contextSize, s < 1 || s > n {
-            throw ServerError.configuration("--ctx-size must be in 1...\(n) (the model's context), is \(s)")
+            throw ServerError.contextSize(requested: s, modelContext: n)
         }
         // A malformed embedded tokenizer is an error now, not at the first request.
-        do { _ = try m.tokenizer } catch { throw ServerError.model("\(c.modelPath): \(error)") }
+        do { _ = try m.tokenizer } catch { throw failure(error) }
         contextSize = c.contextSize ?? n
         let name = (c.modelPath as NSString).lastPathComponent
         modelID = c.alias ?? (name.hasSuffix(".g2w") ? String(name.dropLast(4)) : name)

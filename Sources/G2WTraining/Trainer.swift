@@ -215,14 +215,73 @@ public final class Trainer {
         resumeFrom = resume
     }
 
-    /// An error of the run's set-up or of its data.
+    /// An error of the run's set-up or of its data. The message names settings by what they are
+    /// (and the ``TrainerConfiguration`` property), never by a command-line flag: a tool matches
+    /// ``reason`` to say it in its own terms.
     public struct SetupError: Error, Equatable, CustomStringConvertible {
+        /// What is wrong, for a caller to match.
+        public enum Reason: Equatable, Sendable {
+            /// The training window length (``TrainerConfiguration/windowLength``) is outside
+            /// 1...`contextLength`, the model's n_ctx.
+            case windowLengthOutOfRange(Int, contextLength: Int)
+            /// The micro-batches per step (``TrainerConfiguration/gradientAccumulation``) are below 1.
+            case gradientAccumulationBelowOne(Int)
+            /// One epoch has `batchesPerEpoch` micro-batches, fewer than one optimizer step takes
+            /// (``TrainerConfiguration/gradientAccumulation``), and no step count
+            /// (``TrainerConfiguration/maxSteps``) is set.
+            case epochShorterThanAStep(batchesPerEpoch: Int, gradientAccumulation: Int)
+            /// No training files (``TrainerConfiguration/trainFiles`` is empty).
+            case noTrainingData
+            /// The training files mix UTF-8 text and llm.c token files.
+            case mixedTrainingFiles
+            /// The file to resume (at `path`) is a model without training state: it can be
+            /// fine-tuned (``TrainerConfiguration/initModel``), not resumed.
+            case notACheckpoint(path: String)
+            /// Another problem, with files, data or outputs: the message says what.
+            case other
+        }
+        /// What is wrong.
+        public var reason: Reason
         /// The message.
         public var description: String
         /// A problem with the settings (the command line's usage), not with files or data.
         public var isUsage: Bool
-        /// An error with message `d`; `usage` marks a problem with the settings.
-        public init(_ d: String, usage: Bool = false) { description = d; isUsage = usage }
+        /// An error with message `d` (reason ``Reason/other``); `usage` marks a problem with the settings.
+        public init(_ d: String, usage: Bool = false) { reason = .other; description = d; isUsage = usage }
+        /// The error for `reason`, with its message.
+        public init(_ reason: Reason) {
+            self.reason = reason
+            switch reason {
+            case let .windowLengthOutOfRange(n, c):
+                description = "the training window length (windowLength) \(n) is outside 1...\(c) (the model's n_ctx)"
+                isUsage = true
+            case let .gradientAccumulationBelowOne(k):
+                description = "the micro-batches per step (gradientAccumulation) are \(k); there must be at least 1"
+                isUsage = true
+            case let .epochShorterThanAStep(b, k):
+                description = "one epoch has \(b) micro-batches, fewer than the \(k) of one optimizer step (gradientAccumulation): set the step count (maxSteps)"
+                isUsage = true
+            case .noTrainingData:
+                description = "no training data (trainFiles is empty)"
+                isUsage = false
+            case .mixedTrainingFiles:
+                description = "the training files mix text files and llm.c token files"
+                isUsage = false
+            case let .notACheckpoint(path):
+                description = "\(path): not a g2w-train checkpoint (no training state); a model is fine-tuned as the initial model (initModel), not resumed"
+                isUsage = false
+            case .other:
+                description = "set-up failed"
+                isUsage = false
+            }
+        }
+    }
+
+    /// `error`'s message naming the file at `path` once: errors that already start with the
+    /// path (a failed open) are left as they are, others get it as a prefix.
+    static func message(_ error: Error, about path: String) -> String {
+        let text = "\(error)"
+        return text.hasPrefix(path) ? text : "\(path): \(text)"
     }
 
     static func encode<T: Encodable>(_ v: T) -> String {
@@ -255,9 +314,9 @@ public final class Trainer {
         // Model, optimizer, and (when resuming) the state and settings of the run.
         if let path = resumeFrom {
             let peek: GPT2Model
-            do { peek = try GPT2Model(path: path) } catch { throw SetupError("\(path): \(error)") }
+            do { peek = try GPT2Model(path: path) } catch { throw SetupError(Self.message(error, about: path)) }
             guard let h = peek.file.metadata["train.hyperparameters"]?.stringValue else {
-                throw SetupError("\(path): not a g2w-train checkpoint (no training state); to fine-tune a model, use --init")
+                throw SetupError(.notACheckpoint(path: path))
             }
             var stored = try Self.decode(TrainerConfiguration.self, h, what: "the run's settings", path: path)
             // What a resumed run may change.
@@ -277,11 +336,11 @@ public final class Trainer {
             report(.note("resuming \(path) at step \(loaded.state.step) (\(loaded.state.tokensSeen) tokens seen)"))
         } else if let path = c.initModel {
             let model: GPT2Model
-            do { model = try GPT2Model(path: path) } catch { throw SetupError("\(path): \(error)") }
+            do { model = try GPT2Model(path: path) } catch { throw SetupError(Self.message(error, about: path)) }
             block = try GPT2ParameterBlock(copying: model)
             tokenizerMetadata = GPT2ModelWriter.tokenizerMetadata(of: model.file)
             if model.hasTokenizer {
-                do { tokenizer = try model.requireTokenizer() } catch { throw SetupError("\(path): \(error)") }
+                do { tokenizer = try model.requireTokenizer() } catch { throw SetupError(Self.message(error, about: path)) }
             }
             optimizer = try AdamW(layoutOf: block, hyperparameters: .init(beta1: Float(c.beta1), beta2: Float(c.beta2), epsilon: Float(c.epsilon),
                                                                           weightDecay: Float(c.weightDecay)))
@@ -300,7 +359,7 @@ public final class Trainer {
         let shape = block.configuration
         let N = c.windowLength ?? min(256, shape.contextLength)
         guard N >= 1, N <= shape.contextLength else {
-            throw SetupError("--ctx \(N) is outside 1...\(shape.contextLength) (the model's n_ctx)", usage: true)
+            throw SetupError(.windowLengthOutOfRange(N, contextLength: shape.contextLength))
         }
 
         // Data.
@@ -329,10 +388,10 @@ public final class Trainer {
         let trainEval = try ValidationBatches(windows: trainWindows, batchSize: c.batchSize, evaluationBatches: c.evalIters == 0 ? 10 : c.evalIters)
 
         let K = c.gradientAccumulation
-        guard K >= 1 else { throw SetupError("--grad-accum is \(K); it must be at least 1", usage: true) }
+        guard K >= 1 else { throw SetupError(.gradientAccumulationBelowOne(K)) }
         let stepsPerEpoch = batcher.batchesPerEpoch / K
         guard stepsPerEpoch >= 1 || c.maxSteps != nil else {
-            throw SetupError("one epoch has \(batcher.batchesPerEpoch) micro-batches, fewer than --grad-accum \(K): give --max-steps", usage: true)
+            throw SetupError(.epochShorterThanAStep(batchesPerEpoch: batcher.batchesPerEpoch, gradientAccumulation: K))
         }
         let totalSteps = c.maxSteps ?? (c.epochs ?? 1) * stepsPerEpoch
         let schedule: LearningRateSchedule = c.schedule == "constant" ? .constant(c.learningRate)
@@ -473,7 +532,7 @@ public final class Trainer {
     /// Token ids of the training and validation data: text files (tokenized with `tokenizer`) or
     /// llm.c token files (recognised by their header's magic number).
     static func loadData(_ c: TrainerConfiguration, tokenizer: GPT2Tokenizer?, vocabularySize: Int) throws -> (train: [Int32], validation: [Int32]) {
-        guard !c.trainFiles.isEmpty else { throw SetupError("no training data: give --train FILE...") }
+        guard !c.trainFiles.isEmpty else { throw SetupError(.noTrainingData) }
         // llm.c token files: named *.bin (llm.c's data scripts write *_train.bin, *_val.bin; such a
         // file with a bad header is an error, not text), or any file starting with their magic number.
         func isTokenFile(_ path: String) -> Bool {
@@ -495,7 +554,7 @@ public final class Trainer {
             return (a.map(Int32.init), b.map(Int32.init))
         }
         let trainAreTokens = c.trainFiles.map(isTokenFile)
-        guard Set(trainAreTokens).count == 1 else { throw SetupError("--train mixes text files and llm.c token files") }
+        guard Set(trainAreTokens).count == 1 else { throw SetupError(.mixedTrainingFiles) }
         var train: [Int32], val: [Int32]
         if trainAreTokens[0] {
             train = try tokens(c.trainFiles)

@@ -97,11 +97,15 @@ public enum TrainingCheckpoint {
     ///   `train.*` key or moment tensor; ``AllocationError`` if the blocks cannot be allocated.
     public static func read(_ path: String, hyperparameters: AdamW.Hyperparameters) throws -> Loaded {
         let model: GPT2Model
-        do { model = try GPT2Model(path: path) } catch { throw ReadError(path: path, reason: "\(error)") }
+        do { model = try GPT2Model(path: path) } catch {
+            // An error that already names the file (a failed open) gives the reason after it.
+            let text = "\(error)"
+            throw ReadError(path: path, reason: text.hasPrefix(path + ": ") ? String(text.dropFirst(path.count + 2)) : text)
+        }
         let m = model.file.metadata
         func fail(_ s: String) -> ReadError { ReadError(path: path, reason: s) }
         guard let v = m[Key.format] else {
-            throw fail("not a g2w-train checkpoint (no \(Key.format) key: a model file without training state; use --init to fine-tune it)")
+            throw fail("not a g2w-train checkpoint (no \(Key.format) key: a model file without training state, to fine-tune rather than resume)")
         }
         guard v.uintValue == formatVersion else { throw fail("\(Key.format) is \(v), this g2w-train reads version \(formatVersion)") }
         func uint(_ k: String) throws -> Int {

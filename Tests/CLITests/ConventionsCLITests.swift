@@ -54,7 +54,13 @@ extension CLITests {
         XCTAssertEqual(fits.status, 0, fits.err)
         XCTAssertEqual(fits.out, String(a.out.prefix(fits.out.count - 1)) + "\n")  // 5 tokens: what the context holds
         let text = dir.appendingPathComponent("t.txt").path
-        try String(repeating: "To be, or not to be, that is the question. ", count: 20).write(toFile: text, atomically: true, encoding: .utf8)
+        // About 240 tokens: five windows of 48 (two, about 100 tokens, in a debug build, whose kernels are unoptimised).
+        #if DEBUG
+        let repeats = 8
+        #else
+        let repeats = 20
+        #endif
+        try String(repeating: "To be, or not to be, that is the question. ", count: repeats).write(toFile: text, atomically: true, encoding: .utf8)
         let p1 = try run("g2w-run", ["-m", demo, "--perplexity", text, "-c", "48", "--json"])
         let p2 = try run("g2w-run", ["-m", demo, "--perplexity", text, "--ctx", "48", "--json"])
         XCTAssertEqual(p1.status, 0, p1.err)
@@ -366,6 +372,45 @@ extension CLITests {
         let p = try run("g2w-run", ["-m", demo, "--perplexity", text])
         XCTAssertEqual(p.status, 1)
         XCTAssertTrue(p.err.contains("fewer than one window of 256") && p.err.hasSuffix("use a smaller window (-c N)\n"), p.err)
+    }
+
+    /// A model that does not open (missing, a directory, not a .g2w file): every tool names it
+    /// once, as g2w-run does ("PATH: open failed: ...", never "PATH: PATH: ...").
+    func testAFileThatDoesNotOpenIsNamedOnceByEveryTool() throws {
+        let directory = dir.appendingPathComponent("empty").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let notG2W = dir.appendingPathComponent("x.g2w").path
+        try Data("hello, I am not a model file at all, but long enough".utf8).write(to: URL(fileURLWithPath: notG2W))
+        let text = Self.fixtures.appendingPathComponent("training/shakespeare-6k.txt").path
+        for (path, fragment) in [("/nonexistent/m.g2w", "open failed: No such file"), (directory, "open failed: a directory"), (notG2W, "not a .g2w file")] {
+            for (tool, args) in [("g2w-run", ["-m", path, "-p", "hi"]), ("g2w-inspect", [path]), ("g2w-server", ["-m", path, "--port", "0", "-q"]),
+                                 ("g2w-train", ["--init", path, "--train", text]), ("g2w-train", ["--resume", path]),
+                                 ("g2w-train", ["--export", dir.appendingPathComponent("out.g2w").path, path])] {
+                let r = try run(tool, args)
+                XCTAssertEqual(r.status, 1, "\(tool) \(args): \(r.err)")
+                XCTAssertTrue(r.err.hasPrefix("\(tool): error: \(path): "), "\(tool) \(args): \(r.err)")
+                XCTAssertTrue(r.err.contains(fragment), "\(tool) \(args): \(r.err)")
+                XCTAssertEqual(r.err.components(separatedBy: path).count, 2, "\(tool) \(args): the path more than once: \(r.err)")
+                XCTAssertEqual(r.err.split(separator: "\n").count, 1, "\(tool) \(args): \(r.err)")
+            }
+        }
+    }
+
+    /// The library's settings errors name no flags; the tools say them with theirs.
+    func testLibrarySettingsErrorsGetTheirFlags() throws {
+        let server = try run("g2w-server", ["-m", demo, "--port", "0", "-q", "-c", "5000"])
+        XCTAssertEqual(server.status, 1, server.err)
+        XCTAssertEqual(server.err, "g2w-server: error: --ctx-size must be in 1...256 (the model's context), is 5000\n")
+        let text = Self.fixtures.appendingPathComponent("training/shakespeare-6k.txt").path
+        let scratch = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--n-ctx", "32", "--ctx", "16", "--out", dir.appendingPathComponent("o").path]
+        let epoch = try run("g2w-train", ["--train", text, "--batch", "4", "--grad-accum", "1000"] + scratch)
+        XCTAssertEqual(epoch.status, 2, epoch.err)
+        XCTAssertTrue(firstLine(epoch.err).hasPrefix("g2w-train: one epoch has ") && firstLine(epoch.err).hasSuffix("micro-batches, fewer than --grad-accum 1000: give --max-steps"), epoch.err)
+        let mixed = try run("g2w-train", ["--train", text, "--train", dir.appendingPathComponent("t.bin").path] + scratch)
+        XCTAssertEqual(mixed.status, 1, mixed.err)
+        XCTAssertEqual(mixed.err, "g2w-train: error: --train mixes text files and llm.c token files\n")
+        let model = try run("g2w-train", ["--resume", demo])
+        XCTAssertEqual(model.err, "g2w-train: error: \(demo): not a g2w-train checkpoint (no training state); to fine-tune a model, use --init\n")
     }
 
     // MARK: JSON

@@ -56,6 +56,18 @@ final class PipelineTests: XCTestCase {
         c.sampleTokens = 0
         c.outputDirectory = dir + "/out"
         c.threads = 2
+        let allLosses = doc["losses"] as! [Double]
+        #if DEBUG
+        // A debug build runs the kernels unoptimised: the first steps only, on the same schedule
+        // (the cosine decays over the whole run's steps), so each still matches PyTorch's. Release
+        // builds (CI) run the whole recipe and check the final validation loss.
+        c.decaySteps = c.decaySteps ?? allLosses.count
+        c.epochs = nil
+        c.maxSteps = min(allLosses.count, 6)
+        let expected = Array(allLosses.prefix(6))
+        #else
+        let expected = allLosses
+        #endif
         var losses: [Double] = []
         var evaluations: [EvaluationRecord] = []
         var plan: TrainerPlan?
@@ -70,7 +82,6 @@ final class PipelineTests: XCTestCase {
         XCTAssertEqual(plan?.trainTokens, doc["train_tokens"] as? Int)
         XCTAssertEqual(plan?.validationTokens, doc["val_tokens"] as? Int)
         XCTAssertEqual(plan?.trainWindows, doc["train_windows"] as? Int)
-        let expected = doc["losses"] as! [Double]
         XCTAssertEqual(losses.count, expected.count)
         var worst = 0.0
         for (i, (a, b)) in zip(losses, expected).enumerated() {
@@ -78,7 +89,9 @@ final class PipelineTests: XCTestCase {
             worst = max(worst, abs(a - b) / b)
         }
         let val = try XCTUnwrap(summary.finalValidationLoss), expectedVal = doc["final_val_loss"] as! Double
-        XCTAssertEqual(val, expectedVal, accuracy: 1e-5 * expectedVal, "\(name): final validation loss")
+        if expected.count == allLosses.count {
+            XCTAssertEqual(val, expectedVal, accuracy: 1e-5 * expectedVal, "\(name): final validation loss")
+        }
         print("PipelineTests \(name): \(losses.count) steps, largest relative step-loss difference \(worst), final validation loss \(val) vs \(expectedVal)")
         // The final checkpoint runs as a model and holds the state.
         XCTAssertEqual(try GPT2Model(path: summary.finalCheckpoint).configuration, config)

@@ -16,46 +16,67 @@ final class TrainingKernelTests: XCTestCase {
         defer { withExtendedLifetime(pool) {} }
         // (M, N, K) including 1s, sizes around the tiles (8 x 32, 6 x 16), the K chunk (256) and the row block (256).
         let shapes = [(1, 1, 1), (7, 33, 5), (9, 31, 17), (13, 65, 300), (257, 40, 3), (6, 16, 257), (300, 97, 513), (8, 32, 256)]
-        atEveryLevel { level in
-            for (M, N, K) in shapes {
-                for layout in 0..<4 {
-                    // layout 0: A row-major, B = W^T (forward); 1: A row-major, B row-major (dX);
-                    // 2: A = dY^T (a_rs 1), B row-major (dW); 3: both strided oddly.
-                    let lda = layout == 2 ? M : K + (layout == 3 ? 3 : 0)
-                    let (ars, acs) = layout == 2 ? (1, M) : layout == 3 ? (1, M + 2) : (K, 1)
-                    let (brs, bcs) = layout == 0 ? (1, K) : layout == 3 ? (N + 1, 1) : (N, 1)
-                    let A = values(max(ars * (M - 1) + acs * (K - 1) + 1, lda), seed: UInt64(M * 31 + K))
-                    let Bm = values(brs * (K - 1) + bcs * (N - 1) + 1, seed: UInt64(N * 17 + K))
-                    let bias = values(N, seed: 9)
-                    let start = values(M * (N + 2), seed: 5)
-                    for mode in 0..<3 {  // 0: C = AB, 1: C = AB + bias, 2: C += AB
-                        for threads in [nil, pool] as [ComputeContext?] {
-                            var C = start
-                            let biasArg: [Float]? = mode == 1 ? bias : nil
-                            C.withUnsafeMutableBufferPointer { c in
-                                if let biasArg {
-                                    biasArg.withUnsafeBufferPointer { g2w_sgemm(threads?.pool, M, N, K, A, ars, acs, Bm, brs, bcs, c.baseAddress, N + 2, $0.baseAddress, 0) }
-                                } else {
-                                    g2w_sgemm(threads?.pool, M, N, K, A, ars, acs, Bm, brs, bcs, c.baseAddress, N + 2, nil, mode == 2 ? 1 : 0)
-                                }
-                            }
-                            var worst = 0.0
-                            for i in 0..<M {
-                                for j in 0..<(N + 2) {
-                                    let got = Double(C[i * (N + 2) + j])
-                                    guard j < N else { XCTAssertEqual(got, Double(start[i * (N + 2) + j]), "padding written"); continue }
-                                    var s = 0.0, mag = 0.0
-                                    for k in 0..<K {
-                                        let p = Double(A[i * ars + k * acs]) * Double(Bm[k * brs + j * bcs])
-                                        s += p; mag += abs(p)
-                                    }
-                                    if mode == 1 { s += Double(bias[j]) }
-                                    if mode == 2 { s += Double(start[i * (N + 2) + j]) }
-                                    worst = max(worst, abs(got - s) / (mag + 1))
-                                }
-                            }
-                            XCTAssertLessThan(worst, 1e-6, "level \(level), M \(M) N \(N) K \(K), layout \(layout), mode \(mode)")
+        struct Case {
+            var M: Int, N: Int, K: Int, layout: Int, ars: Int, acs: Int, brs: Int, bcs: Int
+            var A: [Float], B: [Float]
+            /// The Double sum of A B and of |products| per element of C (M x N): the reference,
+            /// the same for every level, mode and pool, so computed once (Double loops in a debug
+            /// build dominated the test's time).
+            var sum: [Double], magnitude: [Double]
+        }
+        var cases: [Case] = []
+        for (M, N, K) in shapes {
+            for layout in 0..<4 {
+                // layout 0: A row-major, B = W^T (forward); 1: A row-major, B row-major (dX);
+                // 2: A = dY^T (a_rs 1), B row-major (dW); 3: both strided oddly.
+                let lda = layout == 2 ? M : K + (layout == 3 ? 3 : 0)
+                let (ars, acs) = layout == 2 ? (1, M) : layout == 3 ? (1, M + 2) : (K, 1)
+                let (brs, bcs) = layout == 0 ? (1, K) : layout == 3 ? (N + 1, 1) : (N, 1)
+                let A = values(max(ars * (M - 1) + acs * (K - 1) + 1, lda), seed: UInt64(M * 31 + K))
+                let Bm = values(brs * (K - 1) + bcs * (N - 1) + 1, seed: UInt64(N * 17 + K))
+                var sum = [Double](repeating: 0, count: M * N), magnitude = sum
+                for i in 0..<M {
+                    for j in 0..<N {
+                        var s = 0.0, mag = 0.0
+                        for k in 0..<K {
+                            let p = Double(A[i * ars + k * acs]) * Double(Bm[k * brs + j * bcs])
+                            s += p; mag += abs(p)
                         }
+                        sum[i * N + j] = s
+                        magnitude[i * N + j] = mag
+                    }
+                }
+                cases.append(Case(M: M, N: N, K: K, layout: layout, ars: ars, acs: acs, brs: brs, bcs: bcs, A: A, B: Bm, sum: sum, magnitude: magnitude))
+            }
+        }
+        atEveryLevel { level in
+            for t in cases {
+                let (M, N, K, A, Bm) = (t.M, t.N, t.K, t.A, t.B)
+                let bias = values(N, seed: 9)
+                let start = values(M * (N + 2), seed: 5)
+                for mode in 0..<3 {  // 0: C = AB, 1: C = AB + bias, 2: C += AB
+                    for threads in [nil, pool] as [ComputeContext?] {
+                        var C = start
+                        let biasArg: [Float]? = mode == 1 ? bias : nil
+                        C.withUnsafeMutableBufferPointer { c in
+                            if let biasArg {
+                                biasArg.withUnsafeBufferPointer { g2w_sgemm(threads?.pool, M, N, K, A, t.ars, t.acs, Bm, t.brs, t.bcs, c.baseAddress, N + 2, $0.baseAddress, 0) }
+                            } else {
+                                g2w_sgemm(threads?.pool, M, N, K, A, t.ars, t.acs, Bm, t.brs, t.bcs, c.baseAddress, N + 2, nil, mode == 2 ? 1 : 0)
+                            }
+                        }
+                        var worst = 0.0
+                        for i in 0..<M {
+                            for j in 0..<(N + 2) {
+                                let got = Double(C[i * (N + 2) + j])
+                                guard j < N else { XCTAssertEqual(got, Double(start[i * (N + 2) + j]), "padding written"); continue }
+                                var s = t.sum[i * N + j]
+                                if mode == 1 { s += Double(bias[j]) }
+                                if mode == 2 { s += Double(start[i * (N + 2) + j]) }
+                                worst = max(worst, abs(got - s) / (t.magnitude[i * N + j] + 1))
+                            }
+                        }
+                        XCTAssertLessThan(worst, 1e-6, "level \(level), M \(M) N \(N) K \(K), layout \(t.layout), mode \(mode)")
                     }
                 }
             }
