@@ -69,18 +69,31 @@ AVX2 static float exp_shifted_avx2(float *x, size_t n, float mx) {
     for (; j < n; j++) { x[j] = expf(x[j] - mx); sum += x[j]; }
     return sum;
 }
+// NAME##_n is the body for hd = 8 nv; it is inlined with nv = 8 (GPT-2's head size, 64, in every
+// model size) so that q and the output accumulators stay in registers, and with nv = hd / 8 for
+// other head sizes (arrays on the stack then).
 #define ATTEND_AVX2(NAME, ET, LOAD, BODY) \
-AVX2 static void NAME(const float *q, const ET *K, const ET *V, size_t st, size_t n, size_t hd, float sc, float *s, float *o) { \
-    if (hd % 8 != 0 || hd > 256) { BODY(q, K, V, st, n, hd, sc, s, o); return; } \
-    size_t nv = hd / 8; \
+AVX2 static inline __attribute__((always_inline)) void NAME##_n(const float *q, const ET *K, const ET *V, size_t st, size_t n, size_t hd, \
+                                                                 float sc, float *s, float *o, const size_t nv) { \
     __m256 qv[32]; \
     for (size_t i = 0; i < nv; i++) qv[i] = _mm256_loadu_ps(q + 8 * i); \
     /* Scores, four keys at a time: four independent FMA chains, reduced together. */ \
     const __m128 sc4 = _mm_set1_ps(sc); \
     __m128 mx4 = _mm_set1_ps(-INFINITY); \
     size_t j = 0; \
+    /* The cache rows are a head's slice of each position (st apart): not a stream the hardware \
+       follows well, and out of cache once a token's weights went through. Prefetched: keys 8 \
+       positions ahead, and each position's values during the scores, for the second pass. */ \
+    const size_t row_bytes = hd * sizeof(ET); \
+    for (size_t u = 0; u < 8 && u < n; u++) \
+        for (size_t b = 0; b < row_bytes; b += 64) _mm_prefetch((const char *)(K + u * st) + b, _MM_HINT_T0); \
     for (; j + 4 <= n; j += 4) { \
         const ET *k0 = K + j * st, *k1 = k0 + st, *k2 = k1 + st, *k3 = k2 + st; \
+        for (size_t b = 0; b < row_bytes; b += 64) \
+            for (size_t u = 0; u < 4; u++) { \
+                if (j + 8 + u < n) _mm_prefetch((const char *)(K + (j + 8 + u) * st) + b, _MM_HINT_T0); \
+                _mm_prefetch((const char *)(V + (j + u) * st) + b, _MM_HINT_T0); \
+            } \
         __m256 a0 = _mm256_mul_ps(qv[0], LOAD(k0)), a1 = _mm256_mul_ps(qv[0], LOAD(k1)); \
         __m256 a2 = _mm256_mul_ps(qv[0], LOAD(k2)), a3 = _mm256_mul_ps(qv[0], LOAD(k3)); \
         for (size_t i = 1; i < nv; i++) { \
@@ -97,6 +110,7 @@ AVX2 static void NAME(const float *q, const ET *K, const ET *V, size_t st, size_
     float mx = _mm_cvtss_f32(mx4); \
     for (; j < n; j++) { \
         const ET *k = K + j * st; \
+        for (size_t b = 0; b < row_bytes; b += 64) _mm_prefetch((const char *)(V + j * st) + b, _MM_HINT_T0); \
         __m256 a = _mm256_mul_ps(qv[0], LOAD(k)); \
         for (size_t i = 1; i < nv; i++) a = _mm256_fmadd_ps(qv[i], LOAD(k + 8 * i), a); \
         float d = hsum(a) * sc; \
@@ -113,6 +127,11 @@ AVX2 static void NAME(const float *q, const ET *K, const ET *V, size_t st, size_
     } \
     __m256 inv = _mm256_set1_ps(1.0f / sum); \
     for (size_t i = 0; i < nv; i++) _mm256_storeu_ps(o + 8 * i, _mm256_mul_ps(acc[i], inv)); \
+} \
+AVX2 static void NAME(const float *q, const ET *K, const ET *V, size_t st, size_t n, size_t hd, float sc, float *s, float *o) { \
+    if (hd % 8 != 0 || hd > 256) { BODY(q, K, V, st, n, hd, sc, s, o); return; } \
+    if (hd == 64) NAME##_n(q, K, V, st, n, hd, sc, s, o, 8); \
+    else NAME##_n(q, K, V, st, n, hd, sc, s, o, hd / 8); \
 }
 AVX2 static inline __m256 load8_ps(const float *p) { return _mm256_loadu_ps(p); }
 AVX2 static inline __m256 load8_ph(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }

@@ -1,20 +1,23 @@
 // Machine limits for the benchmark: read bandwidth and peak FMA throughput.
 #include "cg2w.h"
 #include "simd.h"
+#include <stdlib.h>
 
 #if defined(__x86_64__)
 
-// Four concurrent sequential streams (one per quarter) with a software prefetch 1 KB ahead on
-// each, as the matrix-vector kernels read (`MATVEC_STREAMS_AVX2` in matmul.c): without the
+// Four concurrent sequential streams (one per quarter) with a software prefetch ahead on each
+// (the kernels' distance for this machine, g2w_prefetch_bytes), as the matrix-vector kernels
+// read (`MATVEC_STREAMS_AVX2` in matmul.c): without the
 // prefetch, this loop read less than the kernels do, and the figure is meant as the reachable
 // read bandwidth.
 AVX2 static uint64_t read_avx2(const void *p, size_t n) {
     size_t q = n / 4 / 64;  // cache lines per stream
     const char *s0 = (const char *)p, *s1 = s0 + q * 64, *s2 = s1 + q * 64, *s3 = s2 + q * 64;
+    const size_t pf = g2w_prefetch_bytes();
     __m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
     for (size_t i = 0; i < q * 64; i += 64) {
-        _mm_prefetch(s0 + i + 1024, _MM_HINT_T0); _mm_prefetch(s1 + i + 1024, _MM_HINT_T0);
-        _mm_prefetch(s2 + i + 1024, _MM_HINT_T0); _mm_prefetch(s3 + i + 1024, _MM_HINT_T0);
+        _mm_prefetch(s0 + i + pf, _MM_HINT_T0); _mm_prefetch(s1 + i + pf, _MM_HINT_T0);
+        _mm_prefetch(s2 + i + pf, _MM_HINT_T0); _mm_prefetch(s3 + i + pf, _MM_HINT_T0);
         a = _mm256_xor_si256(a, _mm256_xor_si256(_mm256_load_si256((const __m256i *)(s0 + i)), _mm256_load_si256((const __m256i *)(s0 + i + 32))));
         b = _mm256_xor_si256(b, _mm256_xor_si256(_mm256_load_si256((const __m256i *)(s1 + i)), _mm256_load_si256((const __m256i *)(s1 + i + 32))));
         c = _mm256_xor_si256(c, _mm256_xor_si256(_mm256_load_si256((const __m256i *)(s2 + i)), _mm256_load_si256((const __m256i *)(s2 + i + 32))));
@@ -93,4 +96,37 @@ double g2w_bench_fma(size_t iterations, float *sink) {
     if (g2w_isa_level() >= 1) return fma_avx2(iterations, sink);
 #endif
     return fma_generic(iterations, sink);
+}
+
+// One parallel section in which every thread takes part: each job waits (spins) until all
+// `threads` jobs have started, so the time is a real hand-off to the workers and back, not the
+// caller running the jobs alone. Returns nanoseconds per section, the median of 15 batches.
+typedef struct { size_t threads; int arrived; } handoff_ctx;
+static void handoff_task(void *c, size_t job, size_t worker) {
+    (void)job; (void)worker;
+    handoff_ctx *h = c;
+    __atomic_add_fetch(&h->arrived, 1, __ATOMIC_ACQ_REL);
+    for (long spins = 0; __atomic_load_n(&h->arrived, __ATOMIC_ACQUIRE) < (int)h->threads && spins < 100000000; spins++) {
+#if defined(__x86_64__)
+        __builtin_ia32_pause();
+#endif
+    }
+}
+#include <time.h>
+static double now_ns(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1e9 + t.tv_nsec; }
+static int cmp_double(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return x < y ? -1 : x > y; }
+double g2w_bench_handoff(g2w_pool *pool, size_t runs) {
+    size_t threads = pool ? g2w_pool_threads(pool) : 1;
+    if (threads < 2 || runs == 0) return 0;
+    double batch[15];
+    for (int b = -1; b < 15; b++) {  // batch -1 warms up
+        double t0 = now_ns();
+        for (size_t r = 0; r < runs; r++) {
+            handoff_ctx h = {threads, 0};
+            g2w_pool_run(pool, threads, handoff_task, &h);
+        }
+        if (b >= 0) batch[b] = (now_ns() - t0) / (double)runs;
+    }
+    qsort(batch, 15, sizeof batch[0], cmp_double);
+    return batch[7];
 }

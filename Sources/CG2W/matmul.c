@@ -125,13 +125,14 @@ AVX2 static void matvec_f16_avx2(const uint16_t *W, const float *x, const float 
 // of a plain read of the same mapped bytes (`tools/matvec_stream.c`) to 0.96-0.97; with two
 // threads, tg128 went up 13 % (f16) and 8 % (f32). Two accumulators per stream cover FMA latency.
 // Rows left over (fewer than four, or the range's last r mod 4) and rows whose length is not a
-// whole number of cache lines take the kernels above.
-enum { PF_STREAM = 1024 };
+// whole number of cache lines take the kernels above. The prefetch distance is the machine's
+// (g2w_prefetch_bytes, isa.c: 1 KB on Sapphire Rapids, 2 KB on AMD Zen 4/5).
 #define MATVEC_STREAMS_AVX2(NAME, WT, LOAD, REST)                                                                  \
     AVX2 static void NAME(const WT *W, const float *x, const float *bias, float *y, size_t cols, size_t r0, size_t r1) { \
         const size_t line = 64 / sizeof(WT); /* elements per cache line */                                        \
         size_t per = (r1 - r0) / 4;                                                                                \
         if (cols % line != 0 || per == 0) { REST(W, x, bias, y, cols, r0, r1); return; }                           \
+        const size_t PF_STREAM = g2w_prefetch_bytes();                                                             \
         for (size_t i = 0; i < per; i++) {                                                                         \
             size_t r = r0 + i;                                                                                     \
             const WT *w0 = W + r * cols, *w1 = w0 + per * cols, *w2 = w1 + per * cols, *w3 = w2 + per * cols;     \

@@ -274,15 +274,13 @@ static void matvec_q4_0_generic(const void *W, size_t rows, size_t cols, const v
 
 // ---------------------------------------------------------------------------------------------
 // Decoding kernels. Rows [r0, r1) as four far-apart streams (the quarters of the range, one row
-// of each at a time, sharing the activation loads), prefetching PFQ bytes ahead on each quants
-// stream and on each scales stream; leftover rows one at a time.
-#ifndef PFQ_BYTES
-#define PFQ_BYTES 1024
-#endif
-enum { PFQ = PFQ_BYTES, PFS = 256 };
+// of each at a time, sharing the activation loads), prefetching pf bytes ahead on each quants
+// stream (the machine's distance, g2w_prefetch_bytes: isa.c) and PFS on each scales stream;
+// leftover rows one at a time.
+enum { PFS = 256 };
 
-// The start of a product: each stream's first PFQ bytes (and first scales) are requested at once,
-// before the loop's own prefetches (which run PFQ ahead) take over. Without it, every matrix
+// The start of a product: each stream's first pf bytes (and first scales) are requested at once,
+// before the loop's own prefetches (which run pf ahead) take over. Without it, every matrix
 // starts with latency-bound misses on all its streams: on GPT-2 124M's small q8_0/q4_0 matrices
 // (0.3-2.4 MB) that cost a third of the single-thread speed.
 static inline void prefetch_start(const void *q, size_t q_stride, const void *s, size_t s_stride, size_t per, size_t bytes) {
@@ -296,7 +294,7 @@ static inline void prefetch_start(const void *q, size_t q_stride, const void *s,
 
 // The decoding driver shared by every int8 kernel: rows [r0, r1) as four far-apart streams (the
 // quarters of the range, one row of each at a time, sharing the activation's loads), each
-// stream's first PFQ bytes requested at once, then the leftover rows one at a time. ROWS(N, ...)
+// stream's first pf bytes requested at once, then the leftover rows one at a time. ROWS(N, ...)
 // computes N rows; ROW_BYTES is a row's bytes of quants.
 #define MATVEC_STREAMS(NAME, TARGET, QT, SCALES, ROW_BYTES, ROWS)                                                    \
     TARGET static void NAME(const void *W, size_t rows, size_t cols, const void *xp, const float *bias, float *y,   \
@@ -307,20 +305,21 @@ static inline void prefetch_start(const void *q, size_t q_stride, const void *s,
         const int8_t *xq = (const int8_t *)xp + xq_offset(nb);                                                      \
         const QT *Q = W;                                                                                            \
         size_t per = (r1 - r0) / 4;                                                                                 \
-        if (per) prefetch_start(Q + r0 * rb, rb, S + r0 * nb, nb * 2, per, PFQ);                                    \
+        const size_t pf = g2w_prefetch_bytes();                                                                     \
+        if (per) prefetch_start(Q + r0 * rb, rb, S + r0 * nb, nb * 2, per, pf);                                     \
         for (size_t i = 0; i < per; i++) {                                                                          \
             const QT *w[4];                                                                                         \
             const uint16_t *s[4];                                                                                   \
             float out[4];                                                                                           \
             for (int j = 0; j < 4; j++) { size_t r = r0 + i + j * per; w[j] = Q + r * rb; s[j] = S + r * nb; }      \
-            ROWS(4, w, s, dx, cx, xq, nb, out);                                                                     \
-            for (int j = 0; j < 4; j++) { size_t r = r0 + i + j * per; y[r] = out[j] + (bias ? bias[r] : 0.0f); }  \
+            ROWS(4, w, s, dx, cx, xq, nb, out, pf);                                                                 \
+            for (int j = 0; j < 4; j++) { size_t r = r0 + i + j * per; y[r] = out[j] + (bias ? bias[r] : 0.0f); }   \
         }                                                                                                           \
         for (size_t r = r0 + 4 * per; r < r1; r++) {                                                                \
             const QT *w = Q + r * rb;                                                                               \
             const uint16_t *s = S + r * nb;                                                                         \
             float out;                                                                                              \
-            ROWS(1, &w, &s, dx, cx, xq, nb, &out);                                                                  \
+            ROWS(1, &w, &s, dx, cx, xq, nb, &out, pf);                                                              \
             y[r] = out + (bias ? bias[r] : 0.0f);                                                                   \
         }                                                                                                           \
     }
@@ -351,7 +350,7 @@ AVX2 static inline __m256i x_q4_avx2(const int8_t *xq, size_t nb4, size_t b) {
 // N rows (4 streams, or 1 leftover row) at a time, N a compile-time constant after inlining so
 // the accumulators stay in registers.
 AVX2 static ALWAYS_INLINE void rows_q8_0_avx2(const int N, const int8_t *const *w, const uint16_t *const *s, const float *dx,
-                                              const float *cx, const int8_t *xq, size_t nb, float *out) {
+                                              const float *cx, const int8_t *xq, size_t nb, float *out, size_t pf) {
     (void)cx;  // signed products here (the sign moves to x): no offset to take out
     __m256 acc[4];
     for (int j = 0; j < N; j++) { acc[j] = _mm256_setzero_ps(); _mm_prefetch((const char *)s[j] + PFS, _MM_HINT_T0); }
@@ -363,7 +362,7 @@ AVX2 static ALWAYS_INLINE void rows_q8_0_avx2(const int N, const int8_t *const *
         for (size_t k = 0; k < 8; k++) {
             __m256i x = _mm256_loadu_si256((const __m256i *)(xq + (b + k) * QK));
             for (int j = 0; j < N; j++) {
-                if ((k & 1) == 0) _mm_prefetch((const char *)(w[j] + (b + k) * QK) + PFQ, _MM_HINT_T0);
+                if ((k & 1) == 0) _mm_prefetch((const char *)(w[j] + (b + k) * QK) + pf, _MM_HINT_T0);
                 acc[j] = _mm256_fmadd_ps(block_q8_avx2(w[j] + (b + k) * QK, x), _mm256_broadcast_ss(&f[j][k]), acc[j]);
             }
         }
@@ -383,7 +382,7 @@ MATVEC_STREAMS(matvec_q8_0_avx2, AVX2, int8_t, scales_q8_0, cols, rows_q8_0_avx2
 // (at most 2 x 2 x 15 x 127 = 7,620) before one pmaddwd: lanes 0-3 belong to the first block,
 // 4-7 to the second.
 AVX2 static ALWAYS_INLINE void rows_q4_0_avx2(const int N, const uint8_t *const *w, const uint16_t *const *s, const float *dx, const float *cx,
-                                              const int8_t *xq, size_t nb, float *out) {
+                                              const int8_t *xq, size_t nb, float *out, size_t pf) {
     size_t nb4 = nb & ~(size_t)3;
     const __m256i low = _mm256_set1_epi8(0x0F);
     const __m256i ones = _mm256_set1_epi16(1);
@@ -396,8 +395,8 @@ AVX2 static ALWAYS_INLINE void rows_q4_0_avx2(const int N, const uint8_t *const 
             __m256 sc = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s[j] + b)));
             corr[j] = _mm256_fmadd_ps(sc, cx8, corr[j]);
             __m256 f = _mm256_mul_ps(sc, fx);  // d_w dx of the 8 blocks
-            _mm_prefetch((const char *)(w[j] + b * 16) + PFQ, _MM_HINT_T0);
-            _mm_prefetch((const char *)(w[j] + b * 16) + PFQ + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)(w[j] + b * 16) + pf, _MM_HINT_T0);
+            _mm_prefetch((const char *)(w[j] + b * 16) + pf + 64, _MM_HINT_T0);
             for (size_t k = 0; k < 8; k += 2) {
                 const int8_t *g = xq + ((b + k) / 4) * 128 + ((b + k) % 4) * 16;
                 __m256i v = _mm256_loadu_si256((const __m256i *)(w[j] + (b + k) * 16));
@@ -464,36 +463,64 @@ VNNI512 static ALWAYS_INLINE __m512i reduce_q4(const __m512i *d, int G) {
     __m512i w = _mm512_add_epi32(_mm512_unpacklo_epi64(u, v), _mm512_unpackhi_epi64(u, v));  // [4i + j] = block 4j + i
     return _mm512_permutexvar_epi32(_mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0), w);
 }
-
-// N rows (4: the four streams; 1: a leftover row) of q8_0 against the prepared activation.
+// reduce_q8 for G = 16 from its first step done by the caller: u[m] = unpacklo32(d[2m], d[2m+1])
+// + unpackhi32(d[2m], d[2m+1]), so only four registers per row stay live across the group.
+VNNI512 static ALWAYS_INLINE __m512i reduce_q8_u(const __m512i *u) {
+    __m512i t[2];
+    for (int p = 0; p < 2; p++)
+        t[p] = _mm512_add_epi32(_mm512_unpacklo_epi64(u[2 * p], u[2 * p + 1]), _mm512_unpackhi_epi64(u[2 * p], u[2 * p + 1]));
+    __m512i r = _mm512_add_epi32(_mm512_shuffle_i32x4(t[0], t[1], 0x88), _mm512_shuffle_i32x4(t[0], t[1], 0xDD));
+    return _mm512_permutexvar_epi32(_mm512_set_epi32(15, 11, 14, 10, 13, 9, 12, 8, 7, 3, 6, 2, 5, 1, 4, 0), r);
+}
+// N rows (4: the four streams; 1: a leftover row) of q8_0 against the prepared activation. The
+// streams take turns every two cache lines (all four rows' lines 2m, 2m+1, then 2m+2, ...), as the
+// f16 kernel takes turns every line: visiting one row's eight lines before the next row's kept
+// fewer lines in flight and streamed at 0.57-0.69 of a plain read on Zen 5 against 0.75-0.82.
 VNNI512 static ALWAYS_INLINE void rows_q8_0_vnni(const int N, const int8_t *const *w, const uint16_t *const *s, const float *dx,
-                                                 const float *cx, const int8_t *xq, size_t nb, float *out) {
+                                                 const float *cx, const int8_t *xq, size_t nb, float *out, size_t pf) {
     __m512 acc[4];
     for (int j = 0; j < N; j++) { acc[j] = _mm512_setzero_ps(); _mm_prefetch((const char *)s[j] + PFS, _MM_HINT_T0); }
     size_t b = 0;
     for (; b + 16 <= nb; b += 16) {
-        __m512 fx = _mm512_loadu_ps(dx + b);
-        for (int j = 0; j < N; j++) {
-            __m512i d[8];
+        __m512i u[4][4];
 #pragma clang loop unroll(full)
-            for (int k = 0; k < 8; k++) {
-                _mm_prefetch((const char *)(w[j] + (b + 2 * k) * QK) + PFQ, _MM_HINT_T0);
-                d[k] = dot_q8_vnni(_mm512_loadu_si512((const void *)(w[j] + (b + 2 * k) * QK)), _mm512_loadu_si512((const void *)(xq + (b + 2 * k) * QK)));
+        for (int m = 0; m < 4; m++) {
+            __m512i x0 = _mm512_loadu_si512((const void *)(xq + (b + 4 * m) * QK)), x1 = _mm512_loadu_si512((const void *)(xq + (b + 4 * m + 2) * QK));
+#pragma clang loop unroll(full)
+            for (int j = 0; j < N; j++) {
+                const int8_t *p = w[j] + (b + 4 * m) * QK;
+                _mm_prefetch((const char *)p + pf, _MM_HINT_T0);
+                _mm_prefetch((const char *)p + pf + 64, _MM_HINT_T0);
+                __m512i d0 = dot_q8_vnni(_mm512_loadu_si512((const void *)p), x0);
+                __m512i d1 = dot_q8_vnni(_mm512_loadu_si512((const void *)(p + 64)), x1);
+                u[j][m] = _mm512_add_epi32(_mm512_unpacklo_epi32(d0, d1), _mm512_unpackhi_epi32(d0, d1));
             }
-            __m512 f = _mm512_fmsub_ps(_mm512_cvtepi32_ps(reduce_q8(d, 16)), fx, _mm512_loadu_ps(cx + b));
+        }
+        __m512 fx = _mm512_loadu_ps(dx + b), c16 = _mm512_loadu_ps(cx + b);
+        for (int j = 0; j < N; j++) {
+            __m512 f = _mm512_fmsub_ps(_mm512_cvtepi32_ps(reduce_q8_u(u[j])), fx, c16);
             acc[j] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s[j] + b))), f, acc[j]);
         }
     }
-    if (b + 8 <= nb) {
-        __m512 fx = _mm512_castps256_ps512(_mm256_loadu_ps(dx + b));
-        for (int j = 0; j < N; j++) {
-            __m512i d[4];
+    if (b + 8 <= nb) {  // eight blocks left: the same, four lines per row (two pairs)
+        __m512i u[4][4];
 #pragma clang loop unroll(full)
-            for (int k = 0; k < 4; k++) {
-                _mm_prefetch((const char *)(w[j] + (b + 2 * k) * QK) + PFQ, _MM_HINT_T0);
-                d[k] = dot_q8_vnni(_mm512_loadu_si512((const void *)(w[j] + (b + 2 * k) * QK)), _mm512_loadu_si512((const void *)(xq + (b + 2 * k) * QK)));
+        for (int m = 0; m < 2; m++) {
+            __m512i x0 = _mm512_loadu_si512((const void *)(xq + (b + 4 * m) * QK)), x1 = _mm512_loadu_si512((const void *)(xq + (b + 4 * m + 2) * QK));
+#pragma clang loop unroll(full)
+            for (int j = 0; j < N; j++) {
+                const int8_t *p = w[j] + (b + 4 * m) * QK;
+                _mm_prefetch((const char *)p + pf, _MM_HINT_T0);
+                _mm_prefetch((const char *)p + pf + 64, _MM_HINT_T0);
+                __m512i d0 = dot_q8_vnni(_mm512_loadu_si512((const void *)p), x0);
+                __m512i d1 = dot_q8_vnni(_mm512_loadu_si512((const void *)(p + 64)), x1);
+                u[j][m] = _mm512_add_epi32(_mm512_unpacklo_epi32(d0, d1), _mm512_unpackhi_epi32(d0, d1));
             }
-            __m512 f = _mm512_fmsub_ps(_mm512_cvtepi32_ps(reduce_q8(d, 8)), fx, _mm512_castps256_ps512(_mm256_loadu_ps(cx + b)));
+        }
+        __m512 fx = _mm512_castps256_ps512(_mm256_loadu_ps(dx + b)), c8 = _mm512_castps256_ps512(_mm256_loadu_ps(cx + b));
+        for (int j = 0; j < N; j++) {
+            u[j][2] = u[j][0]; u[j][3] = u[j][1];  // reduce_q8_u's upper half: a copy, lanes >= 8 unused
+            __m512 f = _mm512_fmsub_ps(_mm512_cvtepi32_ps(reduce_q8_u(u[j])), fx, c8);
             __m512 sc = _mm512_castps256_ps512(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s[j] + b))));
             acc[j] = _mm512_mask3_fmadd_ps(sc, f, acc[j], 0x00FF);
         }
@@ -501,7 +528,7 @@ VNNI512 static ALWAYS_INLINE void rows_q8_0_vnni(const int N, const int8_t *cons
     }
     for (int j = 0; j < N; j++) {
         float v = _mm512_reduce_add_ps(acc[j]);
-        for (size_t c = b; c < nb; c++) {  // the last nb % 8 blocks, one at a time
+        for (size_t c = b; c < nb; c++) {
             __m512i x = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(xq + c * QK)));
             __m512i wv = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(w[j] + c * QK)));
             __m512i dd = _mm512_maskz_mov_epi32(0x00FF, dot_q8_vnni(wv, x));
@@ -516,9 +543,10 @@ MATVEC_STREAMS(matvec_q8_0_vnni, VNNI512, int8_t, scales_q8_0, cols, rows_q8_0_v
 // q4_0: four blocks per 64-byte load of nibbles; low nibbles (elements 0-15 of each block) and
 // high nibbles (16-31) against the activation's matching halves (prepare's q4_0 order): two
 // vpdpbusd, four int32 sums per block. Per block, d_w (dx dot - cx) with cx = 8 dx sum(xq)
-// takes the nibbles' offset of 8 out.
+// takes the nibbles' offset of 8 out. The four streams take turns every cache line (as in q8_0:
+// 0.55 -> 0.78 of a plain read on Zen 5).
 VNNI512 static ALWAYS_INLINE void rows_q4_0_vnni(const int N, const uint8_t *const *w, const uint16_t *const *s, const float *dx, const float *cx,
-                                                 const int8_t *xq, size_t nb, float *out) {
+                                                 const int8_t *xq, size_t nb, float *out, size_t pf) {
     const __m512i low = _mm512_set1_epi8(0x0F);
     size_t nb4 = nb & ~(size_t)3;
     __m512 acc[4];
@@ -526,17 +554,19 @@ VNNI512 static ALWAYS_INLINE void rows_q4_0_vnni(const int N, const uint8_t *con
     size_t b = 0;
 #define Q4_STEPS(G)                                                                                                   \
     {                                                                                                                 \
-        for (int j = 0; j < N; j++) {                                                                                 \
-            __m512i d[4];                                                                                             \
-            for (int k = 0; k < (G) / 4; k++) {                                                                       \
-                __m512i xl = _mm512_loadu_si512((const void *)(xq + (b + 4 * k) * QK));                               \
-                __m512i xh = _mm512_loadu_si512((const void *)(xq + (b + 4 * k) * QK + 64));                          \
-                _mm_prefetch((const char *)(w[j] + (b + 4 * k) * 16) + PFQ, _MM_HINT_T0);                             \
+        __m512i d[4][4];                                                                                              \
+        for (int k = 0; k < (G) / 4; k++) {                                                                           \
+            __m512i xl = _mm512_loadu_si512((const void *)(xq + (b + 4 * k) * QK));                                   \
+            __m512i xh = _mm512_loadu_si512((const void *)(xq + (b + 4 * k) * QK + 64));                              \
+            for (int j = 0; j < N; j++) {                                                                             \
+                _mm_prefetch((const char *)(w[j] + (b + 4 * k) * 16) + pf, _MM_HINT_T0);                             \
                 __m512i v = _mm512_loadu_si512((const void *)(w[j] + (b + 4 * k) * 16));                              \
                 __m512i t = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(v, low), xl);                \
-                d[k] = _mm512_dpbusd_epi32(t, _mm512_and_si512(_mm512_srli_epi16(v, 4), low), xh);                    \
+                d[j][k] = _mm512_dpbusd_epi32(t, _mm512_and_si512(_mm512_srli_epi16(v, 4), low), xh);                 \
             }                                                                                                         \
-            __m512 dots = _mm512_cvtepi32_ps(reduce_q4(d, (G)));                                                      \
+        }                                                                                                             \
+        for (int j = 0; j < N; j++) {                                                                                 \
+            __m512 dots = _mm512_cvtepi32_ps(reduce_q4(d[j], (G)));                                                   \
             if ((G) == 16) {                                                                                          \
                 __m512 f = _mm512_fmsub_ps(dots, _mm512_loadu_ps(dx + b), _mm512_loadu_ps(cx + b));                   \
                 acc[j] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s[j] + b))), f, acc[j]); \

@@ -130,6 +130,49 @@ final class QuantizedKernelTests: XCTestCase {
         }
     }
 
+    /// The machine's prefetch distance (isa.c's table or G2W_PREFETCH) is reported, can be set
+    /// for the process (rounded to a cache line, clamped) and restored, and changes no result: the
+    /// decoding kernels of every type give the same bits at the shortest and the longest distance.
+    func testPrefetchDistanceIsReportedAndChangesNoResult() {
+        let chosen = g2w_get_tuning()
+        XCTAssertTrue((256...16384).contains(chosen.prefetch_bytes) && chosen.prefetch_bytes % 64 == 0, "\(chosen.prefetch_bytes)")
+        let source = withUnsafeBytes(of: chosen.source) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+        XCTAssertFalse(source.isEmpty)
+        defer { g2w_set_prefetch_bytes(0) }
+        g2w_set_prefetch_bytes(5000)
+        XCTAssertEqual(g2w_get_tuning().prefetch_bytes, 4992)
+        g2w_set_prefetch_bytes(1)
+        XCTAssertEqual(g2w_get_tuning().prefetch_bytes, 256)
+        g2w_set_prefetch_bytes(1 << 40)
+        XCTAssertEqual(g2w_get_tuning().prefetch_bytes, 16384)
+        g2w_set_prefetch_bytes(0)
+        XCTAssertEqual(g2w_get_tuning().prefetch_bytes, chosen.prefetch_bytes)
+
+        for level in levels {
+            XCTAssertEqual(g2w_force_isa(level), level)
+            defer { _ = g2w_force_isa(-1) }
+            for t in [G2WDType.f32, .f16, .q8_0, .q4_0] {
+                let rows = 203, cols = 25 * 32, k = t.traits.pointee
+                let w = rand(rows * cols), x = rand(cols)
+                let blob = encode(w, rows: rows, cols: cols, as: t)
+                let bytes = max(k.prepared_bytes(cols), cols * 4)
+                let xp = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+                defer { xp.deallocate() }
+                if let prepare = k.prepare { prepare(x, cols, xp) } else { xp.copyMemory(from: x, byteCount: cols * 4) }
+                var results: [[Float]] = []
+                for distance in [256, 16384] {
+                    g2w_set_prefetch_bytes(distance)
+                    var y = [Float](repeating: .nan, count: rows)
+                    blob.withUnsafeBytes { k.matvec($0.baseAddress!, rows, cols, xp, nil, &y, 0, rows) }
+                    results.append(y)
+                }
+                g2w_set_prefetch_bytes(0)
+                XCTAssertFalse(results[0].contains { $0.isNaN }, "\(t) level \(level)")
+                XCTAssertEqual(results[0].map(\.bitPattern), results[1].map(\.bitPattern), "\(t) level \(level)")
+            }
+        }
+    }
+
     /// matmul (prompts): the dequantized weights in f32 kernels, so as tight as f32 itself; T
     /// around the packed kernel's 8-row tiles and 32-row threshold, rows around the 32-row panels
     /// and the dequantized groups.

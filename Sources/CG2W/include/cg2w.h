@@ -18,6 +18,20 @@ uint32_t g2w_crc32c(uint32_t crc, const void *data, size_t length);
 /// Name of the instruction set the kernels dispatch to ("avx2+fma+f16c" or "generic").
 const char *g2w_kernel_isa(void);
 
+/// The decoding kernels' streaming parameter for this machine: how far ahead (bytes) each of a
+/// matrix-vector product's streams is prefetched. Chosen once (isa.c) from G2W_PREFETCH if set
+/// (256...16384, a multiple of 64), else from a table by CPU vendor and family; `source` says
+/// which ("AMD family 26 (table)", "G2W_PREFETCH", ...).
+typedef struct g2w_tuning {
+    size_t prefetch_bytes;
+    char source[64];
+} g2w_tuning;
+g2w_tuning g2w_get_tuning(void);
+/// Overrides the prefetch distance (rounded down to a multiple of 64, clamped to 256...16384) for
+/// the whole process, as `--bench`'s sweep does; 0 restores the chosen value. Not for use while
+/// kernels run on other threads.
+void g2w_set_prefetch_bytes(size_t bytes);
+
 /// Converts `n` IEEE binary16 values to binary32 (exact).
 void g2w_f16_to_f32(const uint16_t *src, float *dst, size_t n);
 /// Converts `n` binary32 values to binary16, rounding to nearest, ties to even (overflow -> inf).
@@ -158,6 +172,10 @@ size_t g2w_pool_threads(const g2w_pool *pool);
 void g2w_pool_run(g2w_pool *pool, size_t jobs, g2w_pool_task task, void *context);
 /// Stops and joins the workers and frees the pool (NULL is ignored).
 void g2w_pool_destroy(g2w_pool *pool);
+
+/// Benchmark helper: nanoseconds per parallel section on `pool` in which every thread takes part
+/// (each job waits until all have started): the median of 15 batches of `runs`; 0 with one thread.
+double g2w_bench_handoff(g2w_pool *pool, size_t runs);
 #ifdef __cplusplus
 }
 #endif

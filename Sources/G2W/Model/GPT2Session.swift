@@ -27,9 +27,13 @@ public final class GPT2Session {
         public var layerProducts: UInt64 = 0
         /// Nanoseconds in the LM head's product.
         public var head: UInt64 = 0
+        /// Nanoseconds in attention over the KV cache (appending to the cache included).
+        public var attention: UInt64 = 0
+        /// Parallel sections run (hand-offs to the worker threads and back).
+        public var parallelSections = 0
         /// Nanoseconds in whole `append` calls.
         public var total: UInt64 = 0
-        /// Everything else: embeddings, LayerNorms, attention over the cache, residual adds, GELU.
+        /// Everything else: embeddings, LayerNorms, residual adds (and attention: see ``attention``).
         public var other: UInt64 { total - layerProducts - head }
         /// `append` calls timed.
         public var calls = 0
@@ -187,6 +191,7 @@ public final class GPT2Session {
             for t in 0..<T { g2w_layernorm(x + t * E, layer.ln1Weight, layer.ln1Bias, h + t * E, E, eps) }
             matmul(layer.attention, h, layer.attentionBias, qkv, T)
             // Append k, v to the cache.                                         cache: [n_ctx, E]
+            let attentionStart = profiling ? DispatchTime.now().uptimeNanoseconds : 0
             let half = kvType == .f16
             let kHalf = keys.assumingMemoryBound(to: UInt16.self) + layerOffset, vHalf = values.assumingMemoryBound(to: UInt16.self) + layerOffset
             var kCache = keys.assumingMemoryBound(to: Float.self) + layerOffset, vCache = values.assumingMemoryBound(to: Float.self) + layerOffset
@@ -240,6 +245,7 @@ public final class GPT2Session {
                     }
                 }
             }
+            if profiling { profile.attention += DispatchTime.now().uptimeNanoseconds - attentionStart }
             // x += att W_proj^T + b
             matmul(layer.projection, att, layer.projectionBias, h, T)
             g2w_add(x, h, T * E)
@@ -317,6 +323,7 @@ public final class GPT2Session {
     /// in order, so consecutive jobs run side by side. `worker` (0..<threads) indexes per-thread scratch.
     func interleaved(_ n: Int, _ body: (Int, Int) -> Void) {
         guard n > 1, threads > 1, let pool else { for j in 0..<n { body(j, 0) }; return }
+        if profiling { profile.parallelSections += 1 }
         withoutActuallyEscaping(body) { body in
             var body = body
             withUnsafeMutablePointer(to: &body) { context in
@@ -338,6 +345,22 @@ public final class GPT2Session {
     }
 }
 
+/// Memory for a KV cache (freed with `free`). From 2 MB up it is aligned to 2 MB and asks for
+/// transparent huge pages: attention reads every position's keys and values each token, after
+/// the token's weights have gone through the caches, and with 4 KB pages each layer's slice
+/// (hundreds of KB) costs a page walk per 4 KB on top of its reads.
+func allocateCache(_ bytes: Int) -> UnsafeMutableRawPointer? {
+    let huge = 2 << 20
+    guard bytes >= huge else { return malloc(max(bytes, 1)) }
+    let (padded, overflow) = bytes.addingReportingOverflow(huge - 1)
+    guard !overflow else { return nil }
+    let rounded = padded / huge * huge
+    var p: UnsafeMutableRawPointer?
+    guard posix_memalign(&p, huge, rounded) == 0, let p else { return nil }
+    _ = madvise(p, rounded, MADV_HUGEPAGE)
+    return p
+}
+
 /// Grows a KV cache (`keys`, `values`: [layer][position][E] of `kvType`) to hold `positions` per
 /// layer (at least doubling, at most n_ctx), copying the first `count` positions layer by layer.
 /// A failure leaves the cache as it was. One routine for sessions and batched sequences.
@@ -348,10 +371,10 @@ func growKVCache(keys: inout UnsafeMutableRawPointer, values: inout UnsafeMutabl
     let E = c.embeddingSize, size = kvType.size
     let (perLayer, o1) = newPositions.multipliedReportingOverflow(by: E * size)
     let (bytes, o2) = perLayer.multipliedReportingOverflow(by: c.layerCount)
-    guard !o1, !o2, let k = malloc(max(bytes, 1)) else {
+    guard !o1, !o2, let k = allocateCache(bytes) else {
         throw AllocationError(purpose: "the key cache (\(newPositions) positions, \(kvType))", bytes: o1 || o2 ? Int.max : bytes)
     }
-    guard let v = malloc(max(bytes, 1)) else {
+    guard let v = allocateCache(bytes) else {
         free(k)
         throw AllocationError(purpose: "the value cache (\(newPositions) positions, \(kvType))", bytes: bytes)
     }
