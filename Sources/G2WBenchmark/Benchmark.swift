@@ -53,8 +53,23 @@ public enum Benchmark {
         public var kvCacheBytes: Int
 
         /// Bytes per second reading the mapped model file itself (its page-cache pages, 4 KB
-        /// pages, all threads), measured after the runs: what streaming the weights in place can reach.
+        /// pages, all threads): what streaming the weights in place can reach. Measured right
+        /// before and right after every counted tg pass (best of two each, on the same worker
+        /// pool decoding uses); this is the median of the per-pass figures (the mean of the two reads
+        /// around each pass).
         public var mappedFileBandwidth: Double
+        /// Per counted tg pass: its weight bytes per second over the read of the mapped file around
+        /// it. On a machine whose bandwidth moves from minute to minute, the ratio of figures taken
+        /// side by side is the meaningful one.
+        public var mappedFileFractions: [Double]
+
+        /// The decoding kernels' prefetch distance per stream (bytes) and where it came from
+        /// (``g2w_get_tuning``).
+        public var prefetchBytes: Int
+        public var prefetchSource: String
+        /// Decoding speed (tok/s, best of interleaved rounds of a short tg pass) at each prefetch
+        /// distance tried, the chosen one among them: the check that the machine's choice is right.
+        public var prefetchSweep: [(bytes: Int, tokensPerSecond: Double)]
 
         /// Where a decoding step's time goes (one more tg pass with ``GPT2Session/profiling`` on),
         /// per token in nanoseconds: the layers' matrix products, the LM head, everything else of
@@ -62,6 +77,13 @@ public enum Benchmark {
         public var tokenLayerProducts: Double
         public var tokenHead: Double
         public var tokenOther: Double
+        /// Of ``tokenOther``: attention over the KV cache (appending to it included).
+        public var tokenAttention: Double
+        /// Parallel sections per token (hand-offs to the worker threads and back), and the time
+        /// one takes with an empty task (median of many, on the same pool): the hand-off cost
+        /// that the split above includes.
+        public var sectionsPerToken: Double
+        public var handOffNanoseconds: Double
         public var tokenSampling: Double
         /// Tokens per second decoding `generatedTokens` after a `depth`-token prompt (best of 2),
         /// nil when the context is shorter than depth + generated tokens.
@@ -72,8 +94,15 @@ public enum Benchmark {
         public var weightTypes: String
 
         public var generationBandwidthFraction: Double { generationSpeed.mean * Double(weightBytesPerToken) / bandwidth }
-        public var generationMappedFileFraction: Double { generationSpeed.mean * Double(weightBytesPerToken) / mappedFileBandwidth }
+        /// The median over tg passes of each pass's speed over the read of the mapped file around it.
+        public var generationMappedFileFraction: Double { median(mappedFileFractions) }
         public var promptPeakFraction: Double { promptSpeed.mean * promptFLOPsPerToken / peakFLOPS }
+    }
+
+    static func median(_ xs: [Double]) -> Double {
+        guard !xs.isEmpty else { return 0 }
+        let s = xs.sorted(), m = s.count / 2
+        return s.count % 2 == 1 ? s[m] : (s[m - 1] + s[m]) / 2
     }
 
     /// The size of the largest data or unified CPU cache cpu0 reports in sysfs, 0 if none.
@@ -107,24 +136,47 @@ public enum Benchmark {
         return readBandwidth(UnsafeRawPointer(buf), bytes: n, threads: threads, reps: reps)
     }
 
-    /// Read bandwidth with `threads` threads over `bytes` bytes at `buf` (best of `reps`).
-    static func readBandwidth(_ buf: UnsafeRawPointer, bytes: Int, threads: Int, reps: Int) -> Double {
+    /// Read bandwidth with `threads` threads over `bytes` bytes at `buf` (best of `reps`), on a
+    /// worker pool like decoding's (`pool`, or a new one), so both pay the same hand-off.
+    static func readBandwidth(_ buf: UnsafeRawPointer, bytes: Int, threads: Int, reps: Int, pool: OpaquePointer? = nil) -> Double {
         let n = bytes / (128 * threads) * 128 * threads
         let per = n / threads
+        let own = pool == nil ? g2w_pool_create(threads) : nil
+        defer { if let own { g2w_pool_destroy(own) } }
         var best = 0.0
-        var sink: UInt64 = 0
-        let lock = NSLock()
+        let sinks = UnsafeMutablePointer<UInt64>.allocate(capacity: threads)
+        sinks.initialize(repeating: 0, count: threads)
+        defer { sinks.deallocate() }
+        var job = ReadJob(base: buf, per: per, sinks: sinks)
         for _ in 0..<reps {
             let t0 = DispatchTime.now().uptimeNanoseconds
-            DispatchQueue.concurrentPerform(iterations: threads) { i in
-                let v = g2w_bench_read(buf + i * per, per)
-                lock.lock(); sink ^= v; lock.unlock()
+            if let p = pool ?? own {
+                withUnsafeMutablePointer(to: &job) { context in
+                    g2w_pool_run(p, threads, { context, i, _ in
+                        let j = context!.assumingMemoryBound(to: ReadJob.self)
+                        j.pointee.sinks[i] ^= g2w_bench_read(j.pointee.base + i * j.pointee.per, j.pointee.per)
+                    }, context)
+                }
+            } else {
+                for i in 0..<threads { sinks[i] ^= g2w_bench_read(buf + i * per, per) }
             }
             let s = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
             best = max(best, Double(n) / s)
         }
-        if sink == 42 { print("") }  // keep the reads
+        if (0..<threads).reduce(0, { $0 ^ sinks[$1] }) == 42 { print("") }  // keep the reads
         return best
+    }
+
+    private struct ReadJob {
+        var base: UnsafeRawPointer
+        var per: Int
+        var sinks: UnsafeMutablePointer<UInt64>  // one per thread: no shared writes
+    }
+
+    /// One parallel section in which every thread takes part, in nanoseconds (median; 0 without a pool).
+    static func measureHandOff(pool: OpaquePointer?, threads: Int) -> Double {
+        guard let pool, threads > 1 else { return 0 }
+        return g2w_bench_handoff(pool, 200)
     }
 
     /// Peak FLOP/s with `threads` threads: each thread runs `reps` short register-only FMA loops
@@ -189,14 +241,21 @@ public enum Benchmark {
         let peak = measurePeakFLOPS(threads: threads)
         var rng = SeededGenerator(seed: 1)
         let prompt = (0..<pp).map { _ in Int(rng.next() % UInt64(c.vocabularySize)) }
-        let session = try GPT2Session(model: model, threads: threads, kvType: kvType)
-        var ppSpeeds: [Double] = [], tgSpeeds: [Double] = []
+        let compute = ComputeContext.shared(threads: threads)
+        let session = try GPT2Session(model: model, compute: compute, kvType: kvType)
+        // The weights start after the header region; the file ends with them. Read right before
+        // and after each tg pass, so each pass is compared with the read rate of its own minute.
+        let dataStart = Int(file.header.dataOffset)
+        let readFile = { compute.withPool { readBandwidth(file.baseAddress + dataStart, bytes: Int(file.fileSize) - dataStart, threads: threads, reps: 2, pool: $0) } }
+        var ppSpeeds: [Double] = [], tgSpeeds: [Double] = [], fileReads: [Double] = [], fractions: [Double] = []
         for r in 0...reps {  // the first round warms up (page cache, page faults) and is not counted
             session.reset()
             let a = DispatchTime.now().uptimeNanoseconds
             _ = try session.append(prompt)
             let b = DispatchTime.now().uptimeNanoseconds
             session.reset()
+            let before = r > 0 ? readFile() : 0
+            let c0 = DispatchTime.now().uptimeNanoseconds
             var tok = 0
             for _ in 0..<tg {
                 let logits = try session.append([tok])
@@ -204,9 +263,12 @@ public enum Benchmark {
             }
             let e = DispatchTime.now().uptimeNanoseconds
             if r > 0 {
+                let read = (before + readFile()) / 2
                 ppSpeeds.append(Double(pp) / (Double(b - a) / 1e9))
-                tgSpeeds.append(Double(tg) / (Double(e - b) / 1e9))
-                log("rep \(r): pp\(pp) \(String(format: "%.1f", ppSpeeds.last!)) tok/s, tg\(tg) \(String(format: "%.1f", tgSpeeds.last!)) tok/s")
+                tgSpeeds.append(Double(tg) / (Double(e - c0) / 1e9))
+                fileReads.append(read)
+                fractions.append(tgSpeeds.last! * Double(model.weightBytesPerToken) / read)
+                log("rep \(r): pp\(pp) \(String(format: "%.1f", ppSpeeds.last!)) tok/s, tg\(tg) \(String(format: "%.1f", tgSpeeds.last!)) tok/s, mapped-file read \(String(format: "%.1f", read / 1e9)) GB/s")
             }
         }
         // Decoding deep in the context (llama-bench's depth): tg after an 896-token prompt, where
@@ -236,10 +298,27 @@ public enum Benchmark {
         }
         let p = session.profile, perToken = { (ns: UInt64) in Double(ns) / Double(tg) }
         session.profiling = false
+        // The machine's prefetch distance against the alternatives: short tg passes at each,
+        // interleaved rounds (best of each), about two seconds in all.
+        let tuning = g2w_get_tuning()
+        let chosen = tuning.prefetch_bytes
+        let source = withUnsafeBytes(of: tuning.source) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+        let candidates = Array(Set([1024, 2048, 4096, chosen])).sorted()
+        let sweepTokens = max(4, min(32, tg, Int(median(tgSpeeds) * 2 / Double(3 * candidates.count))))
+        var sweepBest = [Double](repeating: 0, count: candidates.count)
+        for _ in 0..<3 {
+            for (i, bytes) in candidates.enumerated() {
+                g2w_set_prefetch_bytes(bytes)
+                session.reset()
+                var tok = 0
+                let a = DispatchTime.now().uptimeNanoseconds
+                for _ in 0..<sweepTokens { tok = Sampler.argmax(try session.append([tok])) }
+                sweepBest[i] = max(sweepBest[i], Double(sweepTokens) / (Double(DispatchTime.now().uptimeNanoseconds - a) / 1e9))
+            }
+        }
+        g2w_set_prefetch_bytes(0)
+        let handOff = compute.withPool { measureHandOff(pool: $0, threads: threads) }
         let (rss, anon, fileRSS) = residentMemory()
-        // The weights start after the header region; the file ends with them.
-        let dataStart = Int(file.header.dataOffset)
-        let mapped = readBandwidth(file.baseAddress + dataStart, bytes: Int(file.fileSize) - dataStart, threads: threads, reps: 3)
         // FLOPs per prompt token: 2 per weight of the layer matrices, attention (QK^T and PV over
         // on average pp/2 positions), and the LM head for the last position only.
         let layerWeights = Double(c.layerCount) * Double(c.embeddingSize) * Double(4 * c.embeddingSize + 2 * c.innerSize)
@@ -251,8 +330,11 @@ public enum Benchmark {
                       promptTokens: pp, generatedTokens: tg, promptSpeed: Stat(ppSpeeds), generationSpeed: Stat(tgSpeeds),
                       weightBytesPerToken: model.weightBytesPerToken, promptFLOPsPerToken: 2 * layerWeights + attention + head,
                       residentBytes: rss, residentAnonymousBytes: anon, residentFileBytes: fileRSS,
-                      kvCacheBytes: 2 * c.layerCount * c.contextLength * c.embeddingSize * kvType.size, mappedFileBandwidth: mapped,
-                      tokenLayerProducts: perToken(p.layerProducts), tokenHead: perToken(p.head), tokenOther: perToken(p.other), tokenSampling: perToken(sampling),
+                      kvCacheBytes: 2 * c.layerCount * c.contextLength * c.embeddingSize * kvType.size, mappedFileBandwidth: median(fileReads),
+                      mappedFileFractions: fractions, prefetchBytes: chosen, prefetchSource: source,
+                      prefetchSweep: zip(candidates, sweepBest).map { (bytes: $0, tokensPerSecond: $1) },
+                      tokenLayerProducts: perToken(p.layerProducts), tokenHead: perToken(p.head), tokenOther: perToken(p.other), tokenAttention: perToken(p.attention),
+                      sectionsPerToken: Double(p.parallelSections) / Double(tg), handOffNanoseconds: handOff, tokenSampling: perToken(sampling),
                       deepGenerationSpeed: deep, depth: depth, kvType: kvType, weightTypes: model.weightTypesDescription)
     }
 }

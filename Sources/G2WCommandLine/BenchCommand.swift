@@ -30,8 +30,9 @@ enum BenchCommand {
             {"model": \(jsonString(modelPath)), "dtype": "\(r.weightDType)", "types": \(jsonString(r.weightTypes)), "n_layer": \(c.layerCount), "n_embd": \(c.embeddingSize), "threads": \(n), "isa": "\(r.isa)", \
             "bandwidth_gb_s": \(r.bandwidth / gb), "llc_bytes": \(r.lastLevelCacheBytes), "peak_gflops": \(r.peakFLOPS / 1e9), "open_ms": \(r.openMilliseconds), "reopen_ms": \(r.reopenMilliseconds), "model_init_ms": \(r.modelInitMilliseconds), "tokenizer_ms": \(r.tokenizerMilliseconds), \
             "pp": {"tokens": \(r.promptTokens), "tok_s": \(r.promptSpeed.mean), "sd": \(r.promptSpeed.sd), "samples": \(r.promptSpeed.samples), "gflops": \(r.promptSpeed.mean * r.promptFLOPsPerToken / 1e9), "peak_fraction": \(r.promptPeakFraction)}, \
-            "tg": {"tokens": \(r.generatedTokens), "tok_s": \(r.generationSpeed.mean), "sd": \(r.generationSpeed.sd), "samples": \(r.generationSpeed.samples), "gb_s": \(r.generationSpeed.mean * Double(r.weightBytesPerToken) / gb), "bandwidth_fraction": \(r.generationBandwidthFraction), "ceiling_tok_s": \(r.bandwidth / Double(r.weightBytesPerToken)), "mapped_file_bandwidth_gb_s": \(r.mappedFileBandwidth / gb), "mapped_file_fraction": \(r.generationMappedFileFraction)}, \
-            "kv_type": "\(r.kvType)", "tg_at_depth": \(r.deepGenerationSpeed.map { "{\"depth\": \(r.depth), \"tok_s\": \($0)}" } ?? "null"), "token_split_ms": {"layer_products": \(r.tokenLayerProducts / 1e6), "lm_head": \(r.tokenHead / 1e6), "other_forward": \(r.tokenOther / 1e6), "sampling": \(r.tokenSampling / 1e6)}, \
+            "tg": {"tokens": \(r.generatedTokens), "tok_s": \(r.generationSpeed.mean), "sd": \(r.generationSpeed.sd), "samples": \(r.generationSpeed.samples), "gb_s": \(r.generationSpeed.mean * Double(r.weightBytesPerToken) / gb), "bandwidth_fraction": \(r.generationBandwidthFraction), "ceiling_tok_s": \(r.bandwidth / Double(r.weightBytesPerToken)), "mapped_file_bandwidth_gb_s": \(r.mappedFileBandwidth / gb), "mapped_file_fraction": \(r.generationMappedFileFraction), "mapped_file_fractions": \(r.mappedFileFractions)}, \
+            "prefetch": {"bytes": \(r.prefetchBytes), "source": \(jsonString(r.prefetchSource)), "sweep": [\(r.prefetchSweep.map { "{\"bytes\": \($0.bytes), \"tok_s\": \($0.tokensPerSecond)}" }.joined(separator: ", "))]}, \
+            "kv_type": "\(r.kvType)", "tg_at_depth": \(r.deepGenerationSpeed.map { "{\"depth\": \(r.depth), \"tok_s\": \($0)}" } ?? "null"), "token_split_ms": {"layer_products": \(r.tokenLayerProducts / 1e6), "lm_head": \(r.tokenHead / 1e6), "other_forward": \(r.tokenOther / 1e6), "attention": \(r.tokenAttention / 1e6), "sampling": \(r.tokenSampling / 1e6), "parallel_sections": \(r.sectionsPerToken), "hand_off_us": \(r.handOffNanoseconds / 1e3)}, \
             "weight_bytes_per_token": \(r.weightBytesPerToken), "rss_bytes": \(r.residentBytes), "rss_anon_bytes": \(r.residentAnonymousBytes), "rss_file_bytes": \(r.residentFileBytes), "kv_cache_bytes": \(r.kvCacheBytes)}
             """)
             return 0
@@ -51,15 +52,18 @@ enum BenchCommand {
             print(String(format: "| tg%-4d | %8.1f @ d%-5d |        |                |         |                  |", r.generatedTokens, d, r.depth))
         }
         print("")
-        print(String(format: "Reading the mapped model file itself (page cache, all threads): %.1f GB/s; tg%d reaches %.1f%% of that.",
-                     r.mappedFileBandwidth / gb, r.generatedTokens, 100 * r.generationMappedFileFraction))
+        print(String(format: "Reading the mapped model file itself (page cache, all threads), right before and after each tg pass: %.1f GB/s (median); tg%d reaches %.1f%% of the read around it (median of %d passes: %@).",
+                     r.mappedFileBandwidth / gb, r.generatedTokens, 100 * r.generationMappedFileFraction, r.mappedFileFractions.count,
+                     r.mappedFileFractions.map { String(format: "%.0f%%", 100 * $0) }.joined(separator: " ")))
+        let sweep = r.prefetchSweep.map { String(format: "%d B %.1f%@", $0.bytes, $0.tokensPerSecond, $0.bytes == r.prefetchBytes ? " (chosen)" : "") }.joined(separator: ", ")
+        print("Decoding kernels: prefetch \(r.prefetchBytes) B ahead on each stream (\(r.prefetchSource)); short tg passes at each distance, best of 3 interleaved rounds, tok/s: \(sweep).")
         if r.lastLevelCacheBytes > 0 && r.weightBytesPerToken < 2 * r.lastLevelCacheBytes {
             print(String(format: "Note: the %.0f MB of weights are less than twice the %.0f MB last-level cache, which can serve part of each token's reads (more when other processes leave it alone), so tg can pass the bandwidth ceiling; the read of the mapped file, same bytes, is the ceiling to compare with.",
                          Double(r.weightBytesPerToken) / 1e6, Double(r.lastLevelCacheBytes) / 1e6))
         }
         let step = r.tokenLayerProducts + r.tokenHead + r.tokenOther + r.tokenSampling
         func part(_ ns: Double) -> String { String(format: "%.3f ms (%.0f%%)", ns / 1e6, 100 * ns / max(step, 1)) }
-        print("Per generated token (a profiled tg\(r.generatedTokens) pass): \(String(format: "%.3f", step / 1e6)) ms = layer matrix products \(part(r.tokenLayerProducts)) + LM head \(part(r.tokenHead)) + the rest of the forward pass (embeddings, LayerNorms, attention, adds, GELU) \(part(r.tokenOther)) + picking the token \(part(r.tokenSampling)).")
+        print("Per generated token (a profiled tg\(r.generatedTokens) pass): \(String(format: "%.3f", step / 1e6)) ms = layer matrix products \(part(r.tokenLayerProducts)) + LM head \(part(r.tokenHead)) + the rest of the forward pass \(part(r.tokenOther)) (attention over the KV cache \(String(format: "%.3f", r.tokenAttention / 1e6)) ms; embeddings, LayerNorms, adds) + picking the token \(part(r.tokenSampling)). \(String(format: "%.0f", r.sectionsPerToken)) hand-offs to the worker threads per token, \(String(format: "%.1f", r.handOffNanoseconds / 1e3)) us each with an empty task: \(String(format: "%.3f", r.sectionsPerToken * r.handOffNanoseconds / 1e6)) ms of the token, inside the figures above.")
         print(String(format: "tg ceiling at the measured bandwidth: %.1f tok/s. Resident memory: %.1f MB (anonymous %.1f MB, file-backed %.1f MB); KV cache %.1f MB (\(r.kvType)).",
                      r.bandwidth / Double(r.weightBytesPerToken), Double(r.residentBytes) / 1e6, Double(r.residentAnonymousBytes) / 1e6,
                      Double(r.residentFileBytes) / 1e6, Double(r.kvCacheBytes) / 1e6))

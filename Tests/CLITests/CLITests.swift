@@ -116,6 +116,25 @@ final class CLITests: XCTestCase {
         }
         let bytes = try XCTUnwrap(j["weight_bytes_per_token"] as? Int), tgs = try XCTUnwrap(tg["tok_s"] as? Double)
         XCTAssertEqual(try XCTUnwrap(tg["gb_s"] as? Double), tgs * Double(bytes) / 1e9, accuracy: 1e-9 * tgs * Double(bytes))
+        // The mapped file is read around each counted tg pass: one ratio per pass, the median reported.
+        let fractions = try XCTUnwrap(tg["mapped_file_fractions"] as? [Double])
+        XCTAssertEqual(fractions.count, 1)
+        XCTAssertEqual(try XCTUnwrap(tg["mapped_file_fraction"] as? Double), fractions[0], accuracy: 1e-12)
+        XCTAssertTrue(fractions[0].isFinite && fractions[0] > 0)
+        // The machine's prefetch distance, where it came from, and the sweep that includes it.
+        let prefetch = try XCTUnwrap(j["prefetch"] as? [String: Any])
+        let chosen = try XCTUnwrap(prefetch["bytes"] as? Int)
+        XCTAssertTrue((256...16384).contains(chosen) && chosen % 64 == 0, "\(chosen)")
+        XCTAssertFalse(try XCTUnwrap(prefetch["source"] as? String).isEmpty)
+        let sweep = try XCTUnwrap(prefetch["sweep"] as? [[String: Any]])
+        XCTAssertTrue(sweep.contains { $0["bytes"] as? Int == chosen }, "\(sweep)")
+        for point in sweep { XCTAssertGreaterThan(try XCTUnwrap(point["tok_s"] as? Double), 0) }
+        // The split: attention is part of the rest of the forward pass; hand-offs counted and timed.
+        let split = try XCTUnwrap(j["token_split_ms"] as? [String: Double])
+        XCTAssertGreaterThan(try XCTUnwrap(split["attention"]), 0)
+        XCTAssertLessThanOrEqual(try XCTUnwrap(split["attention"]), try XCTUnwrap(split["other_forward"]))
+        XCTAssertGreaterThan(try XCTUnwrap(split["parallel_sections"]), 0)
+        XCTAssertGreaterThan(try XCTUnwrap(split["hand_off_us"]), 0)
     }
 
     func testBadFilesAreOneLineErrors() throws {
