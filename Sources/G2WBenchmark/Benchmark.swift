@@ -179,28 +179,16 @@ public enum Benchmark {
         return g2w_bench_handoff(pool, 200)
     }
 
-    /// Peak FLOP/s with `threads` threads: each thread runs `reps` short register-only FMA loops
-    /// (about 10 ms each) and keeps its best rate, timed on its own clock; the rates are summed.
-    /// Per-thread timing keeps thread start-up skew out, and many short tries find the full
-    /// clock rate on a shared machine where one long try is often interrupted.
-    public static func measurePeakFLOPS(threads: Int, reps: Int = 12) -> Double {
-        var rates = [Double](repeating: 0, count: threads)
-        rates.withUnsafeMutableBufferPointer { r in
-            let rp = r.baseAddress!
-            DispatchQueue.concurrentPerform(iterations: threads) { i in
-                var sink: Float = 0, best = 0.0
-                _ = g2w_bench_fma(1_000_000, &sink)  // warm up (frequency, caches)
-                for _ in 0..<reps {
-                    let t0 = DispatchTime.now().uptimeNanoseconds
-                    let flops = g2w_bench_fma(3_000_000, &sink)
-                    let s = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-                    best = max(best, flops / s)
-                }
-                if sink == 42 { print("") }
-                rp[i] = best
-            }
+    /// Peak FLOP/s with `threads` threads all running a register-only FMA loop at the same time
+    /// (as the prompt kernels run), on a worker pool like decoding's: the best of `reps` rounds,
+    /// each started behind a barrier and timed by its slowest thread (``g2w_bench_fma_all``).
+    public static func measurePeakFLOPS(threads: Int, reps: Int = 24) -> Double {
+        ComputeContext.shared(threads: threads).withPool { pool in
+            // Every thread busy at once first, so the scheduler has spread them over the CPUs (a
+            // new thread starts beside its parent; two loops sharing one CPU measured half the peak).
+            if let pool { _ = g2w_bench_handoff(pool, 2000) }
+            return g2w_bench_fma_all(pool, 1_500_000, reps)
         }
-        return rates.reduce(0, +)
     }
 
     /// Resident memory of this process: (total, anonymous, file-backed) bytes, from /proc.

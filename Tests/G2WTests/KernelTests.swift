@@ -58,6 +58,24 @@ final class KernelTests: XCTestCase {
     /// The decoding kernel reads a row range as four far-apart streams when the rows are whole
     /// cache lines (16 f32 or 32 f16 values): row ranges of 4-9 rows and larger ones with every
     /// remainder mod 4, starting at odd rows, beside lengths that are not whole lines.
+    /// The benchmark's probes of the machine: the all-threads FMA peak counts every thread's
+    /// FLOPs (two threads together at least the rate of one alone, give or take a shared core),
+    /// the hand-off time is a real round trip (positive, well under a millisecond), and both are 0
+    /// where there is nothing to measure.
+    func testBenchmarkProbes() throws {
+        let one = g2w_bench_fma_all(nil, 200_000, 5)
+        XCTAssertTrue(one.isFinite && one > 1e8, "\(one)")  // any CPU does more than 0.1 GFLOP/s
+        XCTAssertEqual(g2w_bench_fma_all(nil, 200_000, 0), 0)
+        XCTAssertEqual(g2w_bench_handoff(nil, 10), 0)
+        let pool = try XCTUnwrap(g2w_pool_create(2))
+        defer { g2w_pool_destroy(pool) }
+        guard g2w_pool_threads(pool) == 2 else { throw XCTSkip("no second thread") }
+        let two = g2w_bench_fma_all(pool, 200_000, 5)
+        XCTAssertTrue(two.isFinite && two > 0.5 * one, "two threads \(two), one \(one)")
+        let handOff = g2w_bench_handoff(pool, 50)
+        XCTAssertTrue(handOff > 0 && handOff < 1e6, "\(handOff) ns")
+    }
+
     func testMatvecStreamsAgainstReference() {
         for level in levels {
             XCTAssertEqual(g2w_force_isa(level), level)

@@ -176,6 +176,10 @@ void g2w_pool_destroy(g2w_pool *pool);
 /// Benchmark helper: nanoseconds per parallel section on `pool` in which every thread takes part
 /// (each job waits until all have started): the median of 15 batches of `runs`; 0 with one thread.
 double g2w_bench_handoff(g2w_pool *pool, size_t runs);
+/// Benchmark helper: peak FLOP/s with every thread of `pool` (NULL: the caller alone) running
+/// `iterations` rounds of g2w_bench_fma at the same time: each of `rounds` rounds starts behind a
+/// barrier and counts all threads' FLOPs over the slowest thread's time; the best round.
+double g2w_bench_fma_all(g2w_pool *pool, size_t iterations, size_t rounds);
 #ifdef __cplusplus
 }
 #endif
