@@ -187,7 +187,14 @@ public enum Benchmark {
             // Every thread busy at once first, so the scheduler has spread them over the CPUs (a
             // new thread starts beside its parent; two loops sharing one CPU measured half the peak).
             if let pool { _ = g2w_bench_handoff(pool, 2000) }
-            return g2w_bench_fma_all(pool, 1_500_000, reps)
+            // Three spells of rounds, 50 ms apart: one spell can fall in a stretch where the
+            // hypervisor gives one vCPU to someone else (1 run in 16 read half the peak with one).
+            var best = 0.0
+            for spell in 0..<3 {
+                if spell > 0 { usleep(50_000) }
+                best = max(best, g2w_bench_fma_all(pool, 1_500_000, max(1, reps / 3)))
+            }
+            return best
         }
     }
 
