@@ -389,23 +389,27 @@ AVX2 static ALWAYS_INLINE void rows_q4_0_avx2(const int N, const uint8_t *const 
     __m256 acc[4], corr[4];
     for (int j = 0; j < N; j++) { acc[j] = _mm256_setzero_ps(); corr[j] = _mm256_setzero_ps(); _mm_prefetch((const char *)s[j] + PFS, _MM_HINT_T0); }
     size_t b = 0;
-    for (; b + 8 <= nb4; b += 8) {
+    for (; b + 8 <= nb4; b += 8) {  // the streams take turns every 32 bytes, as in the VNNI kernel
         __m256 fx = _mm256_loadu_ps(dx + b), cx8 = _mm256_loadu_ps(cx + b);
+        __m256 f[4];
         for (int j = 0; j < N; j++) {
             __m256 sc = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s[j] + b)));
             corr[j] = _mm256_fmadd_ps(sc, cx8, corr[j]);
-            __m256 f = _mm256_mul_ps(sc, fx);  // d_w dx of the 8 blocks
+            f[j] = _mm256_mul_ps(sc, fx);  // d_w dx of the 8 blocks
             _mm_prefetch((const char *)(w[j] + b * 16) + pf, _MM_HINT_T0);
             _mm_prefetch((const char *)(w[j] + b * 16) + pf + 64, _MM_HINT_T0);
-            for (size_t k = 0; k < 8; k += 2) {
-                const int8_t *g = xq + ((b + k) / 4) * 128 + ((b + k) % 4) * 16;
+        }
+        for (size_t k = 0; k < 8; k += 2) {
+            const int8_t *g = xq + ((b + k) / 4) * 128 + ((b + k) % 4) * 16;
+            const __m256i xl = _mm256_loadu_si256((const __m256i *)g), xh = _mm256_loadu_si256((const __m256i *)(g + 64));
+            // [f_k x 4, f_k+1 x 4]
+            const __m256i pick = _mm256_setr_epi32((int)k, (int)k, (int)k, (int)k, (int)k + 1, (int)k + 1, (int)k + 1, (int)k + 1);
+            for (int j = 0; j < N; j++) {
                 __m256i v = _mm256_loadu_si256((const __m256i *)(w[j] + (b + k) * 16));
-                __m256i lo = _mm256_maddubs_epi16(_mm256_and_si256(v, low), _mm256_loadu_si256((const __m256i *)g));
-                __m256i hi = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), low), _mm256_loadu_si256((const __m256i *)(g + 64)));
+                __m256i lo = _mm256_maddubs_epi16(_mm256_and_si256(v, low), xl);
+                __m256i hi = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), low), xh);
                 __m256 dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_add_epi16(lo, hi), ones));
-                // [f_k x 4, f_k+1 x 4]
-                __m256 scale = _mm256_permutevar8x32_ps(f, _mm256_setr_epi32((int)k, (int)k, (int)k, (int)k, (int)k + 1, (int)k + 1, (int)k + 1, (int)k + 1));
-                acc[j] = _mm256_fmadd_ps(dot, scale, acc[j]);
+                acc[j] = _mm256_fmadd_ps(dot, _mm256_permutevar8x32_ps(f[j], pick), acc[j]);
             }
         }
     }
