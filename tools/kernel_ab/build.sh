@@ -13,7 +13,8 @@
 # ab's environment: FILE=model.g2w reads the weights from a mapped file (its bytes after the first
 # MB; any file of the right size) instead of anonymous memory, LAYERS=1 leaves out the LM head,
 # JOBS=N chunks per matrix (the session uses 8 for quantized types), GAP=ns of serial work
-# between the matrices. sb's: FILE as above, HOT=1 one 768x768 matrix again and again (in cache).
+# between the matrices. sb's: FILE as above, HOT=1 one 768x768 matrix again and again (in cache;
+# HOT_ROWS=N: N x 768 instead).
 # The versions' exported kernel is renamed (objcopy) and everything else of B is made weak.
 set -euo pipefail
 root=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)

@@ -33,7 +33,7 @@ int main(int argc, char **argv) {
   G.W = W; G.X = aligned_alloc(64, 8 * 3072 * 4); for (int i = 0; i < 8 * 3072; i++) G.X[i] = (float)(i % 7) * 0.1f;
   G.Y = aligned_alloc(64, 8 * 50257 * 4);
   g2w_pool *pool = g2w_pool_create(2);
-  double flops = 0; for (int m = 0; m < n; m++) flops += 2.0 * G.rows[m] * G.cols[m] * G.T; if (getenv("HOT")) { flops = 50 * 2.0 * 768 * 768 * G.T; total = 50 * 768 * 768 * G.es; }
+  double flops = 0; for (int m = 0; m < n; m++) flops += 2.0 * G.rows[m] * G.cols[m] * G.T; if (getenv("HOT")) { if (getenv("HOT_ROWS")) G.rows[1] = atoi(getenv("HOT_ROWS")); flops = 50 * 2.0 * G.rows[1] * 768 * G.T; total = 50 * G.rows[1] * 768 * G.es; }
   double t[2][64];
   for (int r = 0; r < rounds; r++) for (int v = 0; v < 2; v++) {
     G.f = v ? B_sb : A_sb; double best = 1e9;
