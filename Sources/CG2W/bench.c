@@ -101,16 +101,21 @@ double g2w_bench_fma(size_t iterations, float *sink) {
 // One parallel section in which every thread takes part: each job waits (spins) until all
 // `threads` jobs have started, so the time is a real hand-off to the workers and back, not the
 // caller running the jobs alone. Returns nanoseconds per section, the median of 15 batches.
-typedef struct { size_t threads; int arrived; } handoff_ctx;
-static void handoff_task(void *c, size_t job, size_t worker) {
-    (void)job; (void)worker;
-    handoff_ctx *h = c;
-    __atomic_add_fetch(&h->arrived, 1, __ATOMIC_ACQ_REL);
-    for (long spins = 0; __atomic_load_n(&h->arrived, __ATOMIC_ACQUIRE) < (int)h->threads && spins < 100000000; spins++) {
+// Adds one to *counter, then spins until it reaches target (bounded: a thread that never
+// arrives cannot hang the caller).
+static void spin_barrier(int *counter, int target) {
+    __atomic_add_fetch(counter, 1, __ATOMIC_ACQ_REL);
+    for (long spins = 0; __atomic_load_n(counter, __ATOMIC_ACQUIRE) < target && spins < 1000000000L; spins++) {
 #if defined(__x86_64__)
         __builtin_ia32_pause();
 #endif
     }
+}
+typedef struct { size_t threads; int arrived; } handoff_ctx;
+static void handoff_task(void *c, size_t job, size_t worker) {
+    (void)job; (void)worker;
+    handoff_ctx *h = c;
+    spin_barrier(&h->arrived, (int)h->threads);
 }
 #include <time.h>
 static double now_ns(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1e9 + t.tv_nsec; }
@@ -137,14 +142,6 @@ double g2w_bench_handoff(g2w_pool *pool, size_t runs) {
 // DispatchQueue.concurrentPerform does on Linux, can each find the core to themselves: where two
 // vCPUs share a physical core that measured twice the real peak in some runs and not in others.)
 typedef struct { size_t threads, iterations, rounds; int arrived; double *seconds; double flops; float sink; } fma_ctx;
-static void spin_barrier(int *counter, int target) {
-    __atomic_add_fetch(counter, 1, __ATOMIC_ACQ_REL);
-    for (long spins = 0; __atomic_load_n(counter, __ATOMIC_ACQUIRE) < target && spins < 1000000000L; spins++) {
-#if defined(__x86_64__)
-        __builtin_ia32_pause();
-#endif
-    }
-}
 static void fma_task(void *c, size_t job, size_t worker) {
     (void)worker;
     fma_ctx *f = c;

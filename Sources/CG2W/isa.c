@@ -55,7 +55,7 @@ const char *g2w_kernel_isa(void) {
 // read, 4 KB no better. Zen 4 (family 25) was not measured with this choice; it takes Zen 5's
 // row (it showed the same shortfall at 1 KB: issue 20). G2W_PREFETCH overrides the table;
 // `g2w-run --bench` prints the choice and sweeps the alternatives.
-size_t g2w_prefetch_cache = 0;
+static size_t prefetch_cache = 0;
 static size_t prefetch_chosen = 0;
 static char prefetch_source[64];
 
@@ -89,13 +89,13 @@ static size_t choose_prefetch(char *source, size_t cap) {
 }
 
 size_t g2w_prefetch_bytes(void) {
-    size_t v = __atomic_load_n(&g2w_prefetch_cache, __ATOMIC_RELAXED);
+    size_t v = __atomic_load_n(&prefetch_cache, __ATOMIC_RELAXED);
     if (v == 0) {
         char source[64];
         size_t chosen = choose_prefetch(source, sizeof source);
         memcpy(prefetch_source, source, sizeof source);
         __atomic_store_n(&prefetch_chosen, chosen, __ATOMIC_RELAXED);
-        __atomic_store_n(&g2w_prefetch_cache, chosen, __ATOMIC_RELEASE);
+        __atomic_store_n(&prefetch_cache, chosen, __ATOMIC_RELEASE);
         v = chosen;
     }
     return v;
@@ -110,6 +110,7 @@ g2w_tuning g2w_get_tuning(void) {
 }
 
 void g2w_set_prefetch_bytes(size_t bytes) {
-    size_t chosen = (g2w_prefetch_bytes(), __atomic_load_n(&prefetch_chosen, __ATOMIC_RELAXED));
-    __atomic_store_n(&g2w_prefetch_cache, bytes == 0 ? chosen : clamp_prefetch(bytes), __ATOMIC_RELAXED);
+    (void)g2w_prefetch_bytes();  // make the machine's choice first, so 0 has something to restore
+    size_t chosen = __atomic_load_n(&prefetch_chosen, __ATOMIC_RELAXED);
+    __atomic_store_n(&prefetch_cache, bytes == 0 ? chosen : clamp_prefetch(bytes), __ATOMIC_RELAXED);
 }

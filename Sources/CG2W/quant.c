@@ -476,6 +476,26 @@ VNNI512 static ALWAYS_INLINE __m512i reduce_q8_u(const __m512i *u) {
     __m512i r = _mm512_add_epi32(_mm512_shuffle_i32x4(t[0], t[1], 0x88), _mm512_shuffle_i32x4(t[0], t[1], 0xDD));
     return _mm512_permutexvar_epi32(_mm512_set_epi32(15, 11, 14, 10, 13, 9, 12, 8, 7, 3, 6, 2, 5, 1, 4, 0), r);
 }
+// The streams' turns: `pairs` pairs of cache lines (four blocks each) from blocks b on, each pair
+// read from all N rows before the next, reduced at once to u[j][m] (reduce_q8's first step), so
+// only four registers per row stay live.
+VNNI512 static ALWAYS_INLINE void q8_line_pairs(const int N, const int8_t *const *w, const int8_t *xq, size_t b, const int pairs, size_t pf,
+                                                __m512i u[4][4]) {
+#pragma clang loop unroll(full)
+    for (int m = 0; m < pairs; m++) {
+        __m512i x0 = _mm512_loadu_si512((const void *)(xq + (b + 4 * m) * QK)), x1 = _mm512_loadu_si512((const void *)(xq + (b + 4 * m + 2) * QK));
+#pragma clang loop unroll(full)
+        for (int j = 0; j < N; j++) {
+            const int8_t *p = w[j] + (b + 4 * m) * QK;
+            _mm_prefetch((const char *)p + pf, _MM_HINT_T0);
+            _mm_prefetch((const char *)p + pf + 64, _MM_HINT_T0);
+            __m512i d0 = dot_q8_vnni(_mm512_loadu_si512((const void *)p), x0);
+            __m512i d1 = dot_q8_vnni(_mm512_loadu_si512((const void *)(p + 64)), x1);
+            u[j][m] = _mm512_add_epi32(_mm512_unpacklo_epi32(d0, d1), _mm512_unpackhi_epi32(d0, d1));
+        }
+    }
+}
+
 // N rows (4: the four streams; 1: a leftover row) of q8_0 against the prepared activation. The
 // streams take turns every two cache lines (all four rows' lines 2m, 2m+1, then 2m+2, ...), as the
 // f16 kernel takes turns every line: visiting one row's eight lines before the next row's kept
@@ -487,19 +507,7 @@ VNNI512 static ALWAYS_INLINE void rows_q8_0_vnni(const int N, const int8_t *cons
     size_t b = 0;
     for (; b + 16 <= nb; b += 16) {
         __m512i u[4][4];
-#pragma clang loop unroll(full)
-        for (int m = 0; m < 4; m++) {
-            __m512i x0 = _mm512_loadu_si512((const void *)(xq + (b + 4 * m) * QK)), x1 = _mm512_loadu_si512((const void *)(xq + (b + 4 * m + 2) * QK));
-#pragma clang loop unroll(full)
-            for (int j = 0; j < N; j++) {
-                const int8_t *p = w[j] + (b + 4 * m) * QK;
-                _mm_prefetch((const char *)p + pf, _MM_HINT_T0);
-                _mm_prefetch((const char *)p + pf + 64, _MM_HINT_T0);
-                __m512i d0 = dot_q8_vnni(_mm512_loadu_si512((const void *)p), x0);
-                __m512i d1 = dot_q8_vnni(_mm512_loadu_si512((const void *)(p + 64)), x1);
-                u[j][m] = _mm512_add_epi32(_mm512_unpacklo_epi32(d0, d1), _mm512_unpackhi_epi32(d0, d1));
-            }
-        }
+        q8_line_pairs(N, w, xq, b, 4, pf, u);
         __m512 fx = _mm512_loadu_ps(dx + b), c16 = _mm512_loadu_ps(cx + b);
         for (int j = 0; j < N; j++) {
             __m512 f = _mm512_fmsub_ps(_mm512_cvtepi32_ps(reduce_q8_u(u[j])), fx, c16);
@@ -508,19 +516,7 @@ VNNI512 static ALWAYS_INLINE void rows_q8_0_vnni(const int N, const int8_t *cons
     }
     if (b + 8 <= nb) {  // eight blocks left: the same, four lines per row (two pairs)
         __m512i u[4][4];
-#pragma clang loop unroll(full)
-        for (int m = 0; m < 2; m++) {
-            __m512i x0 = _mm512_loadu_si512((const void *)(xq + (b + 4 * m) * QK)), x1 = _mm512_loadu_si512((const void *)(xq + (b + 4 * m + 2) * QK));
-#pragma clang loop unroll(full)
-            for (int j = 0; j < N; j++) {
-                const int8_t *p = w[j] + (b + 4 * m) * QK;
-                _mm_prefetch((const char *)p + pf, _MM_HINT_T0);
-                _mm_prefetch((const char *)p + pf + 64, _MM_HINT_T0);
-                __m512i d0 = dot_q8_vnni(_mm512_loadu_si512((const void *)p), x0);
-                __m512i d1 = dot_q8_vnni(_mm512_loadu_si512((const void *)(p + 64)), x1);
-                u[j][m] = _mm512_add_epi32(_mm512_unpacklo_epi32(d0, d1), _mm512_unpackhi_epi32(d0, d1));
-            }
-        }
+        q8_line_pairs(N, w, xq, b, 2, pf, u);
         __m512 fx = _mm512_castps256_ps512(_mm256_loadu_ps(dx + b)), c8 = _mm512_castps256_ps512(_mm256_loadu_ps(cx + b));
         for (int j = 0; j < N; j++) {
             u[j][2] = u[j][0]; u[j][3] = u[j][1];  // reduce_q8_u's upper half: a copy, lanes >= 8 unused

@@ -103,7 +103,7 @@ enum FileKind: Equatable {
         case .pytorchDirectory:
             return "\(path) is a Hugging Face directory with a PyTorch checkpoint (pytorch_model.bin) and no model.safetensors; \(pickleWhy). Re-save it as safetensors with transformers: \(resaveCommand(path)), then: g2w-convert \(p)"
         case .pytorch:
-            let dir = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
+            let dir = parentDirectory(of: path)
             return "\(path) is a PyTorch checkpoint, not a .g2w file; \(pickleWhy). Re-save its directory as safetensors with transformers: \(resaveCommand(dir)), then: g2w-convert \(shellQuoted(dir))"
         case .gguf:
             return "\(path) is a GGUF file (llama.cpp's format), not a .g2w file; g2w converts from the Hugging Face checkpoint instead: g2w-convert MODEL_DIR (model.safetensors + config.json + tokenizer files)"
@@ -115,6 +115,12 @@ enum FileKind: Equatable {
             if files.count > 1 { return "\(path) is a directory, not a .g2w file; it holds \(files.prefix(5).joined(separator: ", "))\(files.count > 5 ? ", ..." : ""): give one of them" }
             return nil
         }
+    }
+
+    /// The directory a file is in, "." for a bare file name.
+    static func parentDirectory(of path: String) -> String {
+        let dir = (path as NSString).deletingLastPathComponent
+        return dir.isEmpty ? "." : dir
     }
 
     /// A one-line message for a `g2w-convert` input that is not a Hugging Face safetensors
@@ -133,14 +139,14 @@ enum FileKind: Equatable {
         case .pytorchDirectory:
             return "\(path) holds a PyTorch checkpoint (pytorch_model.bin) and no model.safetensors; \(pickleWhy). Re-save it as safetensors with transformers: \(resaveCommand(path)), then run g2w-convert \(p) again"
         case .pytorch:
-            let dir = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
+            let dir = parentDirectory(of: path)
             return "\(path) is a PyTorch checkpoint; \(pickleWhy). Re-save its directory as safetensors with transformers: \(resaveCommand(dir)), then: g2w-convert \(shellQuoted(dir))"
         case .gguf:
             return "\(path) is a GGUF file (llama.cpp's format); g2w-convert reads the Hugging Face checkpoint (model.safetensors + config.json + tokenizer files): g2w-convert MODEL_DIR"
         case .safetensors:
             // One shard of a sharded checkpoint: the whole checkpoint is its directory.
             let name = (path as NSString).lastPathComponent
-            let dir = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
+            let dir = parentDirectory(of: path)
             if name.range(of: #"-[0-9]+-of-[0-9]+\.safetensors$"#, options: .regularExpression) != nil,
                FileManager.default.fileExists(atPath: (dir as NSString).appendingPathComponent(indexName)) {
                 return "\(path) is one shard of a sharded checkpoint (\(indexName) lists the shards); convert them all together: g2w-convert \(shellQuoted(dir))"
