@@ -69,69 +69,82 @@ AVX2 static float exp_shifted_avx2(float *x, size_t n, float mx) {
     for (; j < n; j++) { x[j] = expf(x[j] - mx); sum += x[j]; }
     return sum;
 }
-// NAME##_n is the body for hd = 8 nv; it is inlined with nv = 8 (GPT-2's head size, 64, in every
-// model size) so that q and the output accumulators stay in registers, and with nv = hd / 8 for
-// other head sizes (arrays on the stack then).
+// NAME##_n is the body for hd = 8 nv over `heads` consecutive heads; it is inlined with nv = 8
+// (GPT-2's head size, 64, in every model size) so that the output accumulators stay in registers,
+// and with nv = hd / 8 for other head sizes (arrays on the stack then).
 #define ATTEND_AVX2(NAME, ET, LOAD, BODY) \
 AVX2 static inline __attribute__((always_inline)) void NAME##_n(const float *q, const ET *K, const ET *V, size_t st, size_t n, size_t hd, \
-                                                                 float sc, float *s, float *o, const size_t nv) { \
-    __m256 qv[32]; \
-    for (size_t i = 0; i < nv; i++) qv[i] = _mm256_loadu_ps(q + 8 * i); \
-    /* Scores, four keys at a time: four independent FMA chains, reduced together. */ \
+                                                                 size_t heads, float sc, float *s, float *o, const size_t nv) { \
+    /* Scores of every head, blocks of four positions outermost and four keys at a time (four \
+       independent FMA chains, reduced together). The heads' slices of a cache row are contiguous \
+       (span bytes), so a block reads one stretch of each of four rows (st apart): the rows are out \
+       of cache once a token's weights went through, so they are prefetched, keys 8 positions \
+       ahead, and each position's values during the scores, for the second pass. */ \
+    const size_t span = heads * hd * sizeof(ET); \
     const __m128 sc4 = _mm_set1_ps(sc); \
-    __m128 mx4 = _mm_set1_ps(-INFINITY); \
-    size_t j = 0; \
-    /* The cache rows are a head's slice of each position (st apart): not a stream the hardware \
-       follows well, and out of cache once a token's weights went through. Prefetched: keys 8 \
-       positions ahead, and each position's values during the scores, for the second pass. */ \
-    const size_t row_bytes = hd * sizeof(ET); \
     for (size_t u = 0; u < 8 && u < n; u++) \
-        for (size_t b = 0; b < row_bytes; b += 64) _mm_prefetch((const char *)(K + u * st) + b, _MM_HINT_T0); \
+        for (size_t b = 0; b < span; b += 64) _mm_prefetch((const char *)(K + u * st) + b, _MM_HINT_T0); \
+    size_t j = 0; \
     for (; j + 4 <= n; j += 4) { \
-        const ET *k0 = K + j * st, *k1 = k0 + st, *k2 = k1 + st, *k3 = k2 + st; \
-        for (size_t b = 0; b < row_bytes; b += 64) \
-            for (size_t u = 0; u < 4; u++) { \
+        for (size_t u = 0; u < 4; u++) \
+            for (size_t b = 0; b < span; b += 64) { \
                 if (j + 8 + u < n) _mm_prefetch((const char *)(K + (j + 8 + u) * st) + b, _MM_HINT_T0); \
                 _mm_prefetch((const char *)(V + (j + u) * st) + b, _MM_HINT_T0); \
             } \
-        __m256 a0 = _mm256_mul_ps(qv[0], LOAD(k0)), a1 = _mm256_mul_ps(qv[0], LOAD(k1)); \
-        __m256 a2 = _mm256_mul_ps(qv[0], LOAD(k2)), a3 = _mm256_mul_ps(qv[0], LOAD(k3)); \
-        for (size_t i = 1; i < nv; i++) { \
-            a0 = _mm256_fmadd_ps(qv[i], LOAD(k0 + 8 * i), a0); a1 = _mm256_fmadd_ps(qv[i], LOAD(k1 + 8 * i), a1); \
-            a2 = _mm256_fmadd_ps(qv[i], LOAD(k2 + 8 * i), a2); a3 = _mm256_fmadd_ps(qv[i], LOAD(k3 + 8 * i), a3); \
+        for (size_t h = 0; h < heads; h++) { \
+            const float *qh = q + h * hd; \
+            const ET *k0 = K + j * st + h * hd, *k1 = k0 + st, *k2 = k1 + st, *k3 = k2 + st; \
+            __m256 qi = _mm256_loadu_ps(qh); \
+            __m256 a0 = _mm256_mul_ps(qi, LOAD(k0)), a1 = _mm256_mul_ps(qi, LOAD(k1)); \
+            __m256 a2 = _mm256_mul_ps(qi, LOAD(k2)), a3 = _mm256_mul_ps(qi, LOAD(k3)); \
+            for (size_t i = 1; i < nv; i++) { \
+                qi = _mm256_loadu_ps(qh + 8 * i); \
+                a0 = _mm256_fmadd_ps(qi, LOAD(k0 + 8 * i), a0); a1 = _mm256_fmadd_ps(qi, LOAD(k1 + 8 * i), a1); \
+                a2 = _mm256_fmadd_ps(qi, LOAD(k2 + 8 * i), a2); a3 = _mm256_fmadd_ps(qi, LOAD(k3 + 8 * i), a3); \
+            } \
+            __m256 hs = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3)); \
+            _mm_storeu_ps(s + h * n + j, _mm_mul_ps(_mm_add_ps(_mm256_castps256_ps128(hs), _mm256_extractf128_ps(hs, 1)), sc4)); \
         } \
-        __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3)); \
-        __m128 d = _mm_mul_ps(_mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)), sc4); \
-        _mm_storeu_ps(s + j, d); \
-        mx4 = _mm_max_ps(mx4, d); \
     } \
-    mx4 = _mm_max_ps(mx4, _mm_movehl_ps(mx4, mx4)); \
-    mx4 = _mm_max_ss(mx4, _mm_movehdup_ps(mx4)); \
-    float mx = _mm_cvtss_f32(mx4); \
     for (; j < n; j++) { \
-        const ET *k = K + j * st; \
-        for (size_t b = 0; b < row_bytes; b += 64) _mm_prefetch((const char *)(V + j * st) + b, _MM_HINT_T0); \
-        __m256 a = _mm256_mul_ps(qv[0], LOAD(k)); \
-        for (size_t i = 1; i < nv; i++) a = _mm256_fmadd_ps(qv[i], LOAD(k + 8 * i), a); \
-        float d = hsum(a) * sc; \
-        s[j] = d; \
-        if (d > mx) mx = d; \
+        for (size_t b = 0; b < span; b += 64) _mm_prefetch((const char *)(V + j * st) + b, _MM_HINT_T0); \
+        for (size_t h = 0; h < heads; h++) { \
+            const ET *k = K + j * st + h * hd; \
+            __m256 a = _mm256_mul_ps(_mm256_loadu_ps(q + h * hd), LOAD(k)); \
+            for (size_t i = 1; i < nv; i++) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + h * hd + 8 * i), LOAD(k + 8 * i), a); \
+            s[h * n + j] = hsum(a) * sc; \
+        } \
     } \
-    float sum = exp_shifted_avx2(s, n, mx); \
-    __m256 acc[32]; \
-    for (size_t i = 0; i < nv; i++) acc[i] = _mm256_setzero_ps(); \
-    for (size_t j = 0; j < n; j++) { \
-        const ET *v = V + j * st; \
-        __m256 p = _mm256_set1_ps(s[j]); \
-        for (size_t i = 0; i < nv; i++) acc[i] = _mm256_fmadd_ps(p, LOAD(v + 8 * i), acc[i]); \
+    /* Per head: the softmax numerators, then the values (in cache now), accumulators in registers. */ \
+    for (size_t h = 0; h < heads; h++) { \
+        float *sh = s + h * n; \
+        __m256 mxv = _mm256_set1_ps(-INFINITY); \
+        size_t i8 = 0; \
+        for (; i8 + 8 <= n; i8 += 8) mxv = _mm256_max_ps(mxv, _mm256_loadu_ps(sh + i8)); \
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mxv), _mm256_extractf128_ps(mxv, 1)); \
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4)); \
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4)); \
+        float mx = _mm_cvtss_f32(m4); \
+        for (; i8 < n; i8++) if (sh[i8] > mx) mx = sh[i8]; \
+        float sum = exp_shifted_avx2(sh, n, mx); \
+        __m256 acc[32]; \
+        for (size_t i = 0; i < nv; i++) acc[i] = _mm256_setzero_ps(); \
+        for (size_t jj = 0; jj < n; jj++) { \
+            const ET *v = V + jj * st + h * hd; \
+            __m256 p = _mm256_set1_ps(sh[jj]); \
+            for (size_t i = 0; i < nv; i++) acc[i] = _mm256_fmadd_ps(p, LOAD(v + 8 * i), acc[i]); \
+        } \
+        __m256 inv = _mm256_set1_ps(1.0f / sum); \
+        for (size_t i = 0; i < nv; i++) _mm256_storeu_ps(o + h * hd + 8 * i, _mm256_mul_ps(acc[i], inv)); \
     } \
-    __m256 inv = _mm256_set1_ps(1.0f / sum); \
-    for (size_t i = 0; i < nv; i++) _mm256_storeu_ps(o + 8 * i, _mm256_mul_ps(acc[i], inv)); \
 } \
-AVX2 static void NAME(const float *q, const ET *K, const ET *V, size_t st, size_t n, size_t hd, float sc, float *s, float *o) { \
-    if (hd % 8 != 0 || hd > 256) { BODY(q, K, V, st, n, hd, sc, s, o); return; } \
-    if (hd == 64) NAME##_n(q, K, V, st, n, hd, sc, s, o, 8); \
-    else NAME##_n(q, K, V, st, n, hd, sc, s, o, hd / 8); \
+AVX2 static void NAME(const float *q, const ET *K, const ET *V, size_t st, size_t n, size_t hd, size_t heads, float sc, float *s, float *o) { \
+    if (hd % 8 != 0 || hd > 256) { \
+        for (size_t h = 0; h < heads; h++) BODY(q + h * hd, K + h * hd, V + h * hd, st, n, hd, sc, s + h * n, o + h * hd); \
+        return; \
+    } \
+    if (hd == 64) NAME##_n(q, K, V, st, n, hd, heads, sc, s, o, 8); \
+    else NAME##_n(q, K, V, st, n, hd, heads, sc, s, o, hd / 8); \
 }
 AVX2 static inline __m256 load8_ps(const float *p) { return _mm256_loadu_ps(p); }
 AVX2 static inline __m256 load8_ph(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
@@ -172,17 +185,17 @@ void g2w_softmax_row(float *x, size_t n, size_t valid, float scale) {
     for (size_t j = valid; j < n; j++) x[j] = 0;
 }
 
-void g2w_attend(const float *q, const float *K, const float *V, size_t stride, size_t n, size_t hd, float scale, float *scores, float *out) {
+void g2w_attend(const float *q, const float *K, const float *V, size_t stride, size_t n, size_t hd, size_t heads, float scale, float *scores, float *out) {
 #if G2W_X86
-    if (use_avx2()) { attend_avx2(q, K, V, stride, n, hd, scale, scores, out); return; }
+    if (use_avx2()) { attend_avx2(q, K, V, stride, n, hd, heads, scale, scores, out); return; }
 #endif
-    attend_body(q, K, V, stride, n, hd, scale, scores, out);
+    for (size_t h = 0; h < heads; h++) attend_body(q + h * hd, K + h * hd, V + h * hd, stride, n, hd, scale, scores + h * n, out + h * hd);
 }
-void g2w_attend_f16(const float *q, const uint16_t *K, const uint16_t *V, size_t stride, size_t n, size_t hd, float scale, float *scores, float *out) {
+void g2w_attend_f16(const float *q, const uint16_t *K, const uint16_t *V, size_t stride, size_t n, size_t hd, size_t heads, float scale, float *scores, float *out) {
 #if G2W_X86
-    if (use_avx2()) { attend_f16_avx2(q, K, V, stride, n, hd, scale, scores, out); return; }
+    if (use_avx2()) { attend_f16_avx2(q, K, V, stride, n, hd, heads, scale, scores, out); return; }
 #endif
-    attend_f16_body(q, K, V, stride, n, hd, scale, scores, out);
+    for (size_t h = 0; h < heads; h++) attend_f16_body(q + h * hd, K + h * hd, V + h * hd, stride, n, hd, scale, scores + h * n, out + h * hd);
 }
 
 // ---- Training ----

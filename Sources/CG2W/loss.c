@@ -47,6 +47,43 @@ double g2w_logsumexp(const float *x, size_t n) {
     return logsumexp_generic(x, n);
 }
 
+// Greedy decoding's pick: the index of the first largest element (NaN never wins; 0 when no element
+// is above -inf). Two passes over the logits (in cache after the LM head): the maximum, then where.
+static size_t argmax_generic(const float *x, size_t n) {
+    size_t best = 0;
+    float bv = -INFINITY;
+    for (size_t i = 0; i < n; i++) if (x[i] > bv) { bv = x[i]; best = i; }
+    return best;
+}
+#if G2W_X86
+AVX2 static size_t argmax_avx2(const float *x, size_t n) {
+    __m256 m0 = _mm256_set1_ps(-INFINITY), m1 = m0;
+    size_t i = 0;
+    // max(x, m) keeps m where x is NaN (the second operand is returned when either is NaN).
+    for (; i + 16 <= n; i += 16) { m0 = _mm256_max_ps(_mm256_loadu_ps(x + i), m0); m1 = _mm256_max_ps(_mm256_loadu_ps(x + i + 8), m1); }
+    float m8[8];
+    _mm256_storeu_ps(m8, _mm256_max_ps(m0, m1));
+    float mx = -INFINITY;
+    for (int k = 0; k < 8; k++) if (m8[k] > mx) mx = m8[k];
+    for (size_t j = i; j < n; j++) if (x[j] > mx) mx = x[j];
+    if (!(mx > -INFINITY)) return 0;
+    __m256 vm = _mm256_set1_ps(mx);
+    for (i = 0; i + 8 <= n; i += 8) {
+        int hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + i), vm, _CMP_EQ_OQ));
+        if (hit) return i + (size_t)__builtin_ctz((unsigned)hit);
+    }
+    for (; i < n; i++) if (x[i] == mx) return i;
+    return 0;  // not reached: mx is one of the elements
+}
+#endif
+
+size_t g2w_argmax(const float *x, size_t n) {
+#if G2W_X86
+    if (use_avx2()) return argmax_avx2(x, n);
+#endif
+    return argmax_generic(x, n);
+}
+
 // ---- Training ----
 
 enum { ROWS_PER_JOB = 2 };

@@ -15,17 +15,19 @@ final class KVCacheTests: XCTestCase {
         for level in Array(0...g2w_force_isa(-1)) {
             _ = g2w_force_isa(level)
             defer { _ = g2w_force_isa(-1) }
-            for (n, hd, stride) in [(1, 8, 8), (5, 16, 40), (37, 64, 96), (130, 24, 24), (3, 12, 12)] {
-                let q = rand(hd), K = rand(n * stride).map { Float16($0) }, V = rand(n * stride).map { Float16($0) }
-                var out = [Float](repeating: .nan, count: hd), scores = [Float](repeating: 0, count: n)
+            for (n, hd, heads, stride) in [(1, 8, 1, 8), (5, 16, 2, 40), (37, 64, 1, 96), (130, 24, 1, 24), (3, 12, 1, 12), (41, 64, 6, 768)] {
+                let q = rand(heads * hd), K = rand(n * stride).map { Float16($0) }, V = rand(n * stride).map { Float16($0) }
+                var out = [Float](repeating: .nan, count: heads * hd), scores = [Float](repeating: 0, count: heads * n)
                 let kb = K.map(\.bitPattern), vb = V.map(\.bitPattern)
-                g2w_attend_f16(q, kb, vb, stride, n, hd, 0.3, &scores, &out)
+                g2w_attend_f16(q, kb, vb, stride, n, hd, heads, 0.3, &scores, &out)
                 // Double reference on the same binary16 values.
-                let s = (0..<n).map { j in 0.3 * (0..<hd).reduce(0.0) { $0 + Double(q[$1]) * Double(Float(K[j * stride + $1])) } }
-                let m = s.max()!, e = s.map { exp($0 - m) }, z = e.reduce(0, +)
-                for i in 0..<hd {
-                    let ref = (0..<n).reduce(0.0) { $0 + e[$1] / z * Double(Float(V[$1 * stride + i])) }
-                    XCTAssertEqual(Double(out[i]), ref, accuracy: 2e-6, "level \(level) n \(n) hd \(hd) i \(i)")
+                for h in 0..<heads {
+                    let s = (0..<n).map { j in 0.3 * (0..<hd).reduce(0.0) { $0 + Double(q[h * hd + $1]) * Double(Float(K[j * stride + h * hd + $1])) } }
+                    let m = s.max()!, e = s.map { exp($0 - m) }, z = e.reduce(0, +)
+                    for i in 0..<hd {
+                        let ref = (0..<n).reduce(0.0) { $0 + e[$1] / z * Double(Float(V[$1 * stride + h * hd + i])) }
+                        XCTAssertEqual(Double(out[h * hd + i]), ref, accuracy: 2e-6, "level \(level) n \(n) hd \(hd) head \(h) i \(i)")
+                    }
                 }
             }
         }

@@ -190,6 +190,35 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// Greedy decoding's argmax against a plain loop (the first largest; NaN never wins; 0 when
+    /// nothing is above -inf), at every level, with ties, NaN and -inf planted at every offset.
+    func testArgmaxAgainstPlainLoop() {
+        var rng = SeededGenerator(seed: 9)
+        func plain(_ v: [Float]) -> Int {
+            var best = 0, bv = -Float.infinity
+            for (i, x) in v.enumerated() where x > bv { bv = x; best = i }
+            return best
+        }
+        for level in Array(0...g2w_force_isa(-1)) {
+            _ = g2w_force_isa(level)
+            defer { _ = g2w_force_isa(-1) }
+            for n in [0, 1, 2, 7, 8, 9, 15, 16, 17, 33, 50257] {
+                var v = (0..<n).map { _ in Float(Int(rng.next() % 2000)) / 100 - 10 }  // repeated values: ties
+                XCTAssertEqual(g2w_argmax(v, n), plain(v), "level \(level) n \(n)")
+                guard n > 0 else { continue }
+                for _ in 0..<4 {
+                    let i = Int(rng.next() % UInt64(n))
+                    v[i] = [Float.nan, -.infinity, 1e30, 10.0][Int(rng.next() % 4)]
+                    XCTAssertEqual(g2w_argmax(v, n), plain(v), "level \(level) n \(n) planted at \(i)")
+                }
+                let odd = (0..<n).map { _ in [Float.nan, -.infinity][Int(rng.next() % 2)] }
+                XCTAssertEqual(g2w_argmax(odd, n), 0)
+            }
+        }
+        XCTAssertEqual(Sampler.argmax([]), 0)
+        XCTAssertEqual(Sampler.argmax([1, 3, 3, 2]), 1)
+    }
+
     func testLayerNormGeluAttendAgainstReference() {
         for generic in [false, true] {
             _ = g2w_force_isa(generic ? 0 : -1)
@@ -209,17 +238,28 @@ final class KernelTests: XCTestCase {
                     XCTAssertEqual(Double(gx[i]), 0.5 * z * (1 + tanh((2 / Double.pi).squareRoot() * (z + 0.044715 * z * z * z))), accuracy: 1e-6)
                 }
             }
-            for (n, d, stride) in [(1, 4, 4), (3, 5, 11), (3, 8, 9), (13, 24, 24), (17, 16, 48), (64, 64, 64), (203, 64, 80)] {
-                let q = rand(d), K = rand(n * stride), V = rand(n * stride)
-                var scores = [Float](repeating: 0, count: n), out = [Float](repeating: 0, count: d)
-                g2w_attend(q, K, V, stride, n, d, 0.3, &scores, &out)
-                var s = (0..<n).map { j in (0..<d).reduce(0.0) { $0 + Double(q[$1]) * Double(K[j * stride + $1]) } * 0.3 }
-                let mx = s.max()!
-                s = s.map { exp($0 - mx) }
-                let sum = s.reduce(0, +)
-                for i in 0..<d {
-                    let e = (0..<n).reduce(0.0) { $0 + s[$1] / sum * Double(V[$1 * stride + i]) }
-                    XCTAssertEqual(Double(out[i]), e, accuracy: 1e-5)
+            // (positions, head size, heads, row stride): odd sizes, and GPT-2's head size 64 with
+            // 1, 3 and 6 heads per call (the decoding jobs' groups).
+            for (n, d, heads, stride) in [(1, 4, 1, 4), (3, 5, 2, 11), (3, 8, 1, 9), (13, 24, 2, 48), (17, 16, 3, 48), (64, 64, 1, 64),
+                                          (203, 64, 3, 200), (37, 64, 6, 384), (6, 64, 2, 128)] {
+                let q = rand(heads * d), K = rand(n * stride), V = rand(n * stride)
+                var scores = [Float](repeating: 0, count: heads * n), out = [Float](repeating: 0, count: heads * d)
+                g2w_attend(q, K, V, stride, n, d, heads, 0.3, &scores, &out)
+                for h in 0..<heads {
+                    var s = (0..<n).map { j in (0..<d).reduce(0.0) { $0 + Double(q[h * d + $1]) * Double(K[j * stride + h * d + $1]) } * 0.3 }
+                    let mx = s.max()!
+                    s = s.map { exp($0 - mx) }
+                    let sum = s.reduce(0, +)
+                    for i in 0..<d {
+                        let e = (0..<n).reduce(0.0) { $0 + s[$1] / sum * Double(V[$1 * stride + h * d + i]) }
+                        XCTAssertEqual(Double(out[h * d + i]), e, accuracy: 1e-5, "n \(n) d \(d) head \(h) of \(heads)")
+                    }
+                    // One head at a time gives the same bits (the groups do not change results).
+                    var one = [Float](repeating: 0, count: d), s1 = [Float](repeating: 0, count: n)
+                    q.withUnsafeBufferPointer { qp in K.withUnsafeBufferPointer { kp in V.withUnsafeBufferPointer { vp in
+                        g2w_attend(qp.baseAddress! + h * d, kp.baseAddress! + h * d, vp.baseAddress! + h * d, stride, n, d, 1, 0.3, &s1, &one)
+                    } } }
+                    XCTAssertEqual(one, Array(out[h * d ..< (h + 1) * d]))
                 }
             }
         }

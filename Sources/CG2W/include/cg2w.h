@@ -82,12 +82,14 @@ void g2w_matvec_f16(const uint16_t *W, const float *x, const float *bias, float 
 void g2w_matmul_f32(const float *W, const float *X, const float *bias, float *Y, size_t T, size_t cols, size_t ldy, size_t row_begin, size_t row_end);
 void g2w_matmul_f16(const uint16_t *W, const float *X, const float *bias, float *Y, size_t T, size_t cols, size_t ldy, size_t row_begin, size_t row_end);
 
-/// Causal attention of one query against `n` cached positions for one head:
-/// s[j] = scale * dot(q, K[j]); p = softmax(s); out = sum_j p[j] V[j].
-/// K[j] = K + j * stride, V[j] likewise; `scores` has room for n floats.
-void g2w_attend(const float *q, const float *K, const float *V, size_t stride, size_t n, size_t head_dim, float scale, float *scores, float *out);
+/// Causal attention of one query against `n` cached positions for `heads` consecutive heads h:
+/// s[j] = scale * dot(q_h, K_h[j]); p = softmax(s); out_h = sum_j p[j] V_h[j], where
+/// q_h = q + h * head_dim, K_h[j] = K + j * stride + h * head_dim, V_h[j] likewise and
+/// out_h = out + h * head_dim. `scores` has room for heads x n floats. Each head's result does
+/// not depend on `heads` (the heads only share the reads of each cache row).
+void g2w_attend(const float *q, const float *K, const float *V, size_t stride, size_t n, size_t head_dim, size_t heads, float scale, float *scores, float *out);
 /// The same with an f16 (binary16) cache.
-void g2w_attend_f16(const float *q, const uint16_t *K, const uint16_t *V, size_t stride, size_t n, size_t head_dim, float scale, float *scores, float *out);
+void g2w_attend_f16(const float *q, const uint16_t *K, const uint16_t *V, size_t stride, size_t n, size_t head_dim, size_t heads, float scale, float *scores, float *out);
 /// 1 when g2w_gemm_strided runs a blocked kernel (AVX-512F); otherwise it is a plain loop and
 /// attention should use g2w_attend.
 int g2w_has_fast_gemm(void);
@@ -130,6 +132,8 @@ extern "C" {
 /// log(sum_i exp(x[i])), computed stably (max subtracted); vectorized exp with ~1e-7 relative
 /// error, sums in double. For perplexity over large vocabularies.
 double g2w_logsumexp(const float *x, size_t n);
+/// Index of the first largest of x[0..<n] (NaN never wins; 0 if none is above -inf, or n is 0).
+size_t g2w_argmax(const float *x, size_t n);
 #ifdef __cplusplus
 }
 #endif

@@ -1,3 +1,4 @@
+import CG2W
 import Foundation
 
 /// How the next token is chosen from the logits.
@@ -180,10 +181,7 @@ public struct Sampler: Sendable {
 
     /// Index of the largest value (the first on ties, as torch.argmax).
     public static func argmax(_ v: [Float]) -> Int {
-        var best = 0
-        var bv = -Float.infinity
-        for (i, x) in v.enumerated() where x > bv { bv = x; best = i }
-        return best
+        v.withUnsafeBufferPointer { Int(g2w_argmax($0.baseAddress, $0.count)) }
     }
 }
 

@@ -178,18 +178,22 @@ extension GPT2Session {
                     g2w_gemm_strided(v + hd * D, 1, E, S, n, a + hd * D, E, T, n, D, 0, start + 1)
                 }
             }
-            // Other rows: attention per (head, row) against the row's sequence, positions 0...rowPosition[r].
+            // Other rows: attention per (row, group of consecutive heads) against the row's sequence,
+            // positions 0...rowPosition[r]; as many groups per row as it takes to give every thread work.
             let rows = attendOneByOne, n1 = rows.count
-            interleaved(n1 * H) { job, worker in
-                let hd = job / n1, r = rows[job % n1]
-                let layerOffset = l * rowStride[r] + hd * D
-                let q = qkv + r * 3 * E + hd * D, out = att + r * E + hd * D, n = rowPosition[r] + 1
+            let groups = min(H, max(1, (threads + n1 - 1) / max(n1, 1))), perGroup = (H + groups - 1) / groups
+            interleaved(n1 * groups) { job, worker in
+                let g = job / n1, r = rows[job % n1]
+                let h0 = g * perGroup, heads = min(H, h0 + perGroup) - h0
+                if heads <= 0 { return }
+                let layerOffset = l * rowStride[r] + h0 * D
+                let q = qkv + r * 3 * E + h0 * D, out = att + r * E + h0 * D, n = rowPosition[r] + 1
                 if rowHalf[r] {
                     g2w_attend_f16(q, rowKeys[r].assumingMemoryBound(to: UInt16.self) + layerOffset,
-                                   rowValues[r].assumingMemoryBound(to: UInt16.self) + layerOffset, E, n, D, scale, sc + worker * ctx, out)
+                                   rowValues[r].assumingMemoryBound(to: UInt16.self) + layerOffset, E, n, D, heads, scale, sc + worker * H * ctx, out)
                 } else {
                     g2w_attend(q, rowKeys[r].assumingMemoryBound(to: Float.self) + layerOffset,
-                               rowValues[r].assumingMemoryBound(to: Float.self) + layerOffset, E, n, D, scale, sc + worker * ctx, out)
+                               rowValues[r].assumingMemoryBound(to: Float.self) + layerOffset, E, n, D, heads, scale, sc + worker * H * ctx, out)
                 }
             }
             batchProduct(layer.projection, att, layer.projectionBias, h, R)

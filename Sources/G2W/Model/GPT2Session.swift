@@ -62,7 +62,7 @@ public final class GPT2Session {
     // Scratch sized for `capacity` rows; grown on demand.
     var capacity = 0
     var x, h, qkv, att, ff: UnsafeMutablePointer<Float>
-    var scores: UnsafeMutablePointer<Float>  // per thread: scorePositions floats
+    var scores: UnsafeMutablePointer<Float>  // per thread: n_head x scorePositions floats
     /// The prepared (int8-quantized) activation of a decoding step's product, for quantized weights.
     var prepared = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)
     var preparedCapacity = 64
@@ -144,7 +144,7 @@ public final class GPT2Session {
         }
         if positions > scorePositions {
             let n = min(c.contextLength, max(positions, 2 * scorePositions, 64))  // doubling: amortized
-            let s1 = try Self.floats(threads * n, "attention scores")
+            let s1 = try Self.floats(threads * c.headCount * n, "attention scores")  // per thread, [heads, positions]
             let s2: UnsafeMutablePointer<Float>
             // Only the batched attention of 32 or more rows uses it: per thread, [rows, positions].
             do { s2 = try Self.floats(capacity >= 32 ? threads * capacity * n : 1, "prompt attention scores") } catch { free(s1); throw error }
@@ -231,17 +231,21 @@ public final class GPT2Session {
                     g2w_gemm_strided(vc + hd * D, 1, E, S, n, a + hd * D, E, T, n, D, 0, start + 1)
                 }
             } else {
-                // Jobs run head by head (one head's keys and values stay in cache) and are dealt
-                // round-robin, so the workers get equal shares of the causal triangle.
+                // Jobs of (position, group of consecutive heads), one group per thread: a job reads
+                // one stretch of each cache row (its heads' slices), which streams better than a head
+                // at a time. Dealt round-robin, so the workers get equal shares of the causal triangle.
                 let kc = kCache, vc = vCache
-                interleaved(T * H) { job, worker in
-                    let hd = job / T, t = job % T
+                let groups = min(H, threads), perGroup = (H + groups - 1) / groups
+                interleaved(T * groups) { job, worker in
+                    let g = job / T, t = job % T
+                    let h0 = g * perGroup, heads = min(H, h0 + perGroup) - h0
+                    if heads <= 0 { return }
                     if half {
-                        g2w_attend_f16(q + t * 3 * E + hd * D, kHalf + hd * D, vHalf + hd * D, E, start + t + 1, D, scale,
-                                       sc + worker * ctx, a + t * E + hd * D)
+                        g2w_attend_f16(q + t * 3 * E + h0 * D, kHalf + h0 * D, vHalf + h0 * D, E, start + t + 1, D, heads, scale,
+                                       sc + worker * H * ctx, a + t * E + h0 * D)
                     } else {
-                        g2w_attend(q + t * 3 * E + hd * D, kc + hd * D, vc + hd * D, E, start + t + 1, D, scale,
-                                   sc + worker * ctx, a + t * E + hd * D)
+                        g2w_attend(q + t * 3 * E + h0 * D, kc + h0 * D, vc + h0 * D, E, start + t + 1, D, heads, scale,
+                                   sc + worker * H * ctx, a + t * E + h0 * D)
                     }
                 }
             }
