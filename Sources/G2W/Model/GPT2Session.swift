@@ -289,11 +289,12 @@ public final class GPT2Session {
         let cols = w.cols, rows = w.rows
         let k = w.dtype.traits.pointee
         // Chunks aligned to 12 rows (the kernels' 4-row and 3-row tiles). Decoding quantized
-        // weights deals four chunks per thread, claimed one at a time, so a thread slowed down (a
-        // shared core, a noisy neighbour) holds the others at the barrier for less of the matrix
-        // (measured on 124M's matrices, two threads: 5-15 % faster for q8_0/q4_0; f16 and f32
-        // keep one chunk per thread, what their figures were measured with).
-        let n = T == 1 && w.dtype.isQuantized ? 4 * threads : threads
+        // weights deals two chunks per thread, claimed one at a time, so a thread slowed down (a
+        // shared core, a noisy neighbour) holds the others at the barrier for less of the matrix;
+        // each chunk starts its streams cold, so more is worse (124M, two threads, Zen 5, passes
+        // interleaved in one process: two chunks 2-4 % (q8_0) and 6-8 % (q4_0) faster than four;
+        // one chunk in between). f16 and f32 keep one chunk per thread.
+        let n = T == 1 && w.dtype.isQuantized ? 2 * threads : threads
         let per = (rows + n - 1) / n
         let chunk = min(rows, max(12, (per + 11) / 12 * 12))
         let pieces = (rows + chunk - 1) / chunk
