@@ -598,7 +598,11 @@ final class BatchBenchmark: XCTestCase {
                 for step in 0..<16 { _ = try worker.decode(sessions, tokens: sessions.map { _ in 100 + step + rep }) }
                 best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 16e6)
             }
-            lines.append(String(format: "B=%d: %.2f ms/step (%.2f ms per token)", b, best, best / Double(b)))
+            // Where a step's time goes (all 48 profiled steps, means).
+            let p = worker.profile, ms = { (ns: UInt64) in Double(ns) / Double(max(1, p.calls)) / 1e6 }
+            lines.append(String(format: "B=%d: %.2f ms/step (%.2f ms per token); mean step %.2f ms = layers %.2f + head %.2f + attention %.2f + rest %.2f",
+                                b, best, best / Double(b), ms(p.total), ms(p.layerProducts), ms(p.head), ms(p.attention),
+                                ms(p.total) - ms(p.layerProducts) - ms(p.head) - ms(p.attention)))
         }
         print(lines.joined(separator: "\n"))
     }

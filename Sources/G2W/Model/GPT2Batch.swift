@@ -140,6 +140,10 @@ extension GPT2Session {
         let rowStride = rowSequence.map { sequences[$0].cachePositions * E }
         let rowHalf = rowSequence.map { sequences[$0].kvType == .f16 }
 
+        let began = profiling ? DispatchTime.now().uptimeNanoseconds : 0
+        defer {
+            if profiling { profile.total += DispatchTime.now().uptimeNanoseconds - began; profile.calls += 1 }
+        }
         // x[r] = wte[token] + wpe[position]                                    x: [R, E]
         for r in 0..<R {
             m.parameters.tokenEmbedding.copyRow(rowToken[r], into: x + r * E)
@@ -149,6 +153,7 @@ extension GPT2Session {
         for (l, layer) in m.parameters.layers.enumerated() {
             for r in 0..<R { g2w_layernorm(x + r * E, layer.ln1Weight, layer.ln1Bias, h + r * E, E, eps) }
             batchProduct(layer.attention, h, layer.attentionBias, qkv, R)
+            let attentionStart = profiling ? DispatchTime.now().uptimeNanoseconds : 0
             // Each row's key and value into its own sequence's cache, at its own position.
             for r in 0..<R {
                 let offset = l * rowStride[r] + rowPosition[r] * E
@@ -196,6 +201,7 @@ extension GPT2Session {
                                rowValues[r].assumingMemoryBound(to: Float.self) + layerOffset, E, n, D, heads, scale, sc + worker * H * ctx, out)
                 }
             }
+            if profiling { profile.attention += DispatchTime.now().uptimeNanoseconds - attentionStart }
             batchProduct(layer.projection, att, layer.projectionBias, h, R)
             g2w_add(x, h, R * E)
             for r in 0..<R { g2w_layernorm(x + r * E, layer.ln2Weight, layer.ln2Bias, h + r * E, E, eps) }
@@ -229,8 +235,17 @@ extension GPT2Session {
                       _ Y: UnsafeMutablePointer<Float>, _ T: Int, isHead: Bool = false, gelu: Bool = false) {
         let code = Int32(w.dtype.traits.pointee.code)
         guard T > 1, g2w_matmul_small_available(code, T) != 0 else {
-            matmul(w, X, bias, Y, T, isHead: isHead, gelu: gelu)
+            let began = profiling && isHead ? DispatchTime.now().uptimeNanoseconds : 0
+            matmul(w, X, bias, Y, T, isHead: isHead, gelu: gelu)  // records the layers' products itself
+            if profiling && isHead { profile.head += DispatchTime.now().uptimeNanoseconds - began }
             return
+        }
+        let began = profiling ? DispatchTime.now().uptimeNanoseconds : 0
+        defer {
+            if profiling {
+                let t = DispatchTime.now().uptimeNanoseconds - began
+                if isHead { profile.head += t } else { profile.layerProducts += t }
+            }
         }
         let rows = w.rows, cols = w.cols
         let n = 2 * threads
