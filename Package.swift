@@ -47,7 +47,7 @@ let package = Package(
         .executableTarget(name: "g2w-inspect", dependencies: ["G2WCommandLine"]),
         .executableTarget(name: "g2w-train", dependencies: ["G2WCommandLine"]),
         .executableTarget(name: "g2w-server", dependencies: ["G2WCommandLine"]),
-        .testTarget(name: "G2WFormatTests", dependencies: ["G2WFormat", "CG2W"]),
+        .testTarget(name: "G2WFormatTests", dependencies: ["G2WFormat", "CG2W", "G2WSupport"]),
         .testTarget(name: "G2WTokenizerTests", dependencies: ["G2WTokenizer"]),
         .testTarget(name: "G2WTests", dependencies: ["G2W", "G2WFormat", "G2WBenchmark", "CG2W"]),
         .testTarget(name: "CLITests", dependencies: ["G2W", "G2WFormat"]),

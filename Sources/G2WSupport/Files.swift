@@ -109,12 +109,49 @@ package final class RegularFile {
     }
 
     /// Maps the whole file read-only (it must not be empty). The mapping outlives this object.
+    ///
+    /// On Linux a file of 8 MB or more is mapped at a 2 MB boundary and marked MADV_HUGEPAGE: a
+    /// file that is not in the page cache yet is then read into 2 MB folios and mapped with 2 MB
+    /// entries (where the kernel can: measured on 6.18/ext4, whose page cache otherwise keeps such
+    /// a file in 4 KB pages for good), so streaming the weights takes one TLB entry per 2 MB instead
+    /// of one per 4 KB (GPT-2 124M q8_0, interleaved runs: tg128 274 -> 316 tok/s, and the mapped
+    /// file's plain read faster by about as much). Elsewhere the hint does nothing.
     package func map() throws -> ReadOnlyMapping {
-        guard size > 0, size <= UInt64(Int.max), let p = mmap(nil, Int(size), PROT_READ, MAP_SHARED, descriptor, 0), p != MAP_FAILED else {
-            throw FileError(operation: "mmap", path: path, reason: size == 0 ? "the file is empty" : errnoText())
+        guard size > 0, size <= UInt64(Int.max) else {
+            throw FileError(operation: "mmap", path: path, reason: size == 0 ? "the file is empty" : "the file is too large to map")
         }
-        return ReadOnlyMapping(base: UnsafeRawPointer(p), size: Int(size))
+        let n = Int(size)
+        #if os(Linux)
+        let huge = 2 << 20
+        if n >= 4 * huge, let p = Self.mapAligned(descriptor, n, huge) {
+            return ReadOnlyMapping(base: UnsafeRawPointer(p), size: n)
+        }
+        #endif
+        guard let p = mmap(nil, n, PROT_READ, MAP_SHARED, descriptor, 0), p != MAP_FAILED else {
+            throw FileError(operation: "mmap", path: path, reason: errnoText())
+        }
+        return ReadOnlyMapping(base: UnsafeRawPointer(p), size: n)
     }
+
+    #if os(Linux)
+    /// `n` bytes of the file mapped read-only at a multiple of `alignment` (a reservation of
+    /// n + alignment bytes, the file mapped over it, the slack released), marked MADV_HUGEPAGE;
+    /// nil if any step fails (nothing is left mapped then).
+    private static func mapAligned(_ fd: Int32, _ n: Int, _ alignment: Int) -> UnsafeMutableRawPointer? {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        guard page > 0, let r = mmap(nil, n + alignment, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0), r != MAP_FAILED else { return nil }
+        let start = Int(bitPattern: r), aligned = (start + alignment - 1) / alignment * alignment
+        guard let p = mmap(UnsafeMutableRawPointer(bitPattern: aligned), n, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0), p != MAP_FAILED else {
+            munmap(r, n + alignment)
+            return nil
+        }
+        let end = (aligned + n + page - 1) / page * page, reservedEnd = start + n + alignment
+        if aligned > start { munmap(r, aligned - start) }
+        if reservedEnd > end { munmap(UnsafeMutableRawPointer(bitPattern: end), reservedEnd - end) }
+        _ = madvise(p, n, MADV_HUGEPAGE)
+        return p
+    }
+    #endif
 }
 
 /// read(2) (a name the methods above shadow).
