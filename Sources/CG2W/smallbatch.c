@@ -86,6 +86,32 @@ AVX512 static inline void reduce8(const __m512 *a, float *out) {
 SMALL_TILE(small_tile_f32, float, LOAD16_F32, ELEM_F32)
 SMALL_TILE(small_tile_f16, uint16_t, LOAD16_F16, ELEM_F16)
 
+// The tile for T = 8 with f16 weights (a full batch of 8 sequences: the server's case) as a
+// function of its own, columns [k0, n16) of rows w, w + cols, w + 2 cols: the generic tile,
+// inlined into the eight-way switch, had its row pointers reloaded from the stack every 16
+// columns; this one runs the 124M step's products 3-6 % faster (tools/kernel_ab, 2 threads:
+// 319-335 -> 340-346 GFLOP/s) with the same sums in the same order. `out` gets the 24
+// accumulators, row-major (3 x 8).
+__attribute__((target("avx512f,avx2,fma,f16c"), noinline)) static void tile_f16_3x8(const uint16_t *w, const float *X, size_t cols,
+                                                                                    size_t n16, size_t k0, size_t pf_rows, __m512 *out) {
+    __m512 acc[24];
+    for (int i = 0; i < 24; i++) acc[i] = _mm512_setzero_ps();
+    for (size_t k = k0; k < n16; k += 16) {
+        if ((k & 31) == 0)
+            for (int i = 0; i < 3; i++) _mm_prefetch((const char *)(w + (pf_rows + i) * cols + k), _MM_HINT_T0);
+        __m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + k)));
+        __m512 w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + cols + k)));
+        __m512 w2 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 2 * cols + k)));
+        for (int t = 0; t < 8; t++) {
+            __m512 x = _mm512_loadu_ps(X + t * cols + k);
+            acc[t] = _mm512_fmadd_ps(w0, x, acc[t]);
+            acc[8 + t] = _mm512_fmadd_ps(w1, x, acc[8 + t]);
+            acc[16 + t] = _mm512_fmadd_ps(w2, x, acc[16 + t]);
+        }
+    }
+    for (int i = 0; i < 24; i++) out[i] = acc[i];
+}
+
 // Rows [r0, r1) in tiles of R rows (the last rows one at a time), for a constant T. When the T
 // rows of X do not fit in L1 (the 3072-wide product), the columns go in blocks whose slice of X
 // does, the partial sums added into Y.
@@ -99,6 +125,24 @@ enum { SMALL_X_BYTES = 24 * 1024 };
         for (size_t k0 = 0; k0 < cols; k0 += kb) {                                                              \
             size_t k1 = cols - k0 < kb ? cols : k0 + kb;                                                        \
             size_t r = r0;                                                                                      \
+            if (T == 8 && sizeof(WT) == 2) { /* f16, a full batch: the tile above */                           \
+                size_t n16 = k0 + ((k1 - k0) & ~(size_t)15);                                                    \
+                for (; r + 3 <= r1; r += 3) {                                                                   \
+                    __m512 acc[24];                                                                             \
+                    tile_f16_3x8((const uint16_t *)W + r * cols, X, cols, n16, k0, SMALL_AHEAD * 3, acc);       \
+                    for (int i = 0; i < 3; i++) {                                                               \
+                        float sums[8];                                                                          \
+                        reduce8(acc + 8 * i, sums);                                                             \
+                        for (int t = 0; t < 8; t++) {                                                           \
+                            float s = sums[t];                                                                  \
+                            for (size_t j = n16; j < k1; j++)                                                   \
+                                s += half_to_float(((const uint16_t *)W)[(r + i) * cols + j]) * X[t * cols + j];    \
+                            float *y = Y + t * ldy + r + i;                                                     \
+                            *y = k0 > 0 ? *y + s : s + (bias ? bias[r + i] : 0.0f);                              \
+                        }                                                                                       \
+                    }                                                                                           \
+                }                                                                                               \
+            }                                                                                                   \
             for (; r + R <= r1; r += R) TILE(W, X, bias, Y, cols, ldy, r, k0, k1, k0 > 0, R, T);                \
             for (; r < r1; r++) TILE(W, X, bias, Y, cols, ldy, r, k0, k1, k0 > 0, 1, T);                        \
         }                                                                                                       \
