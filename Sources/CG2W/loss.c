@@ -16,15 +16,23 @@ static double logsumexp_generic(const float *x, size_t n) {
 }
 
 #if G2W_X86
-AVX2 static double logsumexp_avx2(const float *x, size_t n) {
+// The largest of x[0..<n], NaN skipped (-inf when nothing else): max(x, m) keeps m where x is
+// NaN (the second operand is returned when either is NaN).
+AVX2 static float max_avx2(const float *x, size_t n) {
+    __m256 m0 = _mm256_set1_ps(-INFINITY), m1 = m0;
     size_t i = 0;
-    __m256 vm = _mm256_set1_ps(-INFINITY);
-    for (; i + 8 <= n; i += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(x + i));
+    for (; i + 16 <= n; i += 16) { m0 = _mm256_max_ps(_mm256_loadu_ps(x + i), m0); m1 = _mm256_max_ps(_mm256_loadu_ps(x + i + 8), m1); }
     float m8[8];
-    _mm256_storeu_ps(m8, vm);
-    float mx = m8[0];
-    for (int k = 1; k < 8; k++) if (m8[k] > mx) mx = m8[k];
-    for (size_t j = i; j < n; j++) if (x[j] > mx) mx = x[j];
+    _mm256_storeu_ps(m8, _mm256_max_ps(m0, m1));
+    float mx = -INFINITY;
+    for (int k = 0; k < 8; k++) if (m8[k] > mx) mx = m8[k];
+    for (; i < n; i++) if (x[i] > mx) mx = x[i];
+    return mx;
+}
+
+AVX2 static double logsumexp_avx2(const float *x, size_t n) {
+    size_t i;
+    const float mx = max_avx2(x, n);
     __m256 vmx = _mm256_set1_ps(mx);
     __m256d acc0 = _mm256_setzero_pd(), acc1 = acc0;
     for (i = 0; i + 8 <= n; i += 8) {
@@ -57,17 +65,10 @@ static size_t argmax_generic(const float *x, size_t n) {
 }
 #if G2W_X86
 AVX2 static size_t argmax_avx2(const float *x, size_t n) {
-    __m256 m0 = _mm256_set1_ps(-INFINITY), m1 = m0;
-    size_t i = 0;
-    // max(x, m) keeps m where x is NaN (the second operand is returned when either is NaN).
-    for (; i + 16 <= n; i += 16) { m0 = _mm256_max_ps(_mm256_loadu_ps(x + i), m0); m1 = _mm256_max_ps(_mm256_loadu_ps(x + i + 8), m1); }
-    float m8[8];
-    _mm256_storeu_ps(m8, _mm256_max_ps(m0, m1));
-    float mx = -INFINITY;
-    for (int k = 0; k < 8; k++) if (m8[k] > mx) mx = m8[k];
-    for (size_t j = i; j < n; j++) if (x[j] > mx) mx = x[j];
+    const float mx = max_avx2(x, n);
     if (!(mx > -INFINITY)) return 0;
     __m256 vm = _mm256_set1_ps(mx);
+    size_t i;
     for (i = 0; i + 8 <= n; i += 8) {
         int hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + i), vm, _CMP_EQ_OQ));
         if (hit) return i + (size_t)__builtin_ctz((unsigned)hit);

@@ -186,11 +186,10 @@ extension GPT2Session {
             // Other rows: attention per (row, group of consecutive heads) against the row's sequence,
             // positions 0...rowPosition[r]; as many groups per row as it takes to give every thread work.
             let rows = attendOneByOne, n1 = rows.count
-            let groups = min(H, max(1, (threads + n1 - 1) / max(n1, 1))), perGroup = (H + groups - 1) / groups
+            let (groups, perGroup) = headGroups((threads + n1 - 1) / max(n1, 1))
             interleaved(n1 * groups) { job, worker in
                 let g = job / n1, r = rows[job % n1]
                 let h0 = g * perGroup, heads = min(H, h0 + perGroup) - h0
-                if heads <= 0 { return }
                 let layerOffset = l * rowStride[r] + h0 * D
                 let q = qkv + r * 3 * E + h0 * D, out = att + r * E + h0 * D, n = rowPosition[r] + 1
                 if rowHalf[r] {

@@ -235,11 +235,10 @@ public final class GPT2Session {
                 // one stretch of each cache row (its heads' slices), which streams better than a head
                 // at a time. Dealt round-robin, so the workers get equal shares of the causal triangle.
                 let kc = kCache, vc = vCache
-                let groups = min(H, threads), perGroup = (H + groups - 1) / groups
+                let (groups, perGroup) = headGroups(threads)
                 interleaved(T * groups) { job, worker in
                     let g = job / T, t = job % T
                     let h0 = g * perGroup, heads = min(H, h0 + perGroup) - h0
-                    if heads <= 0 { return }
                     if half {
                         g2w_attend_f16(q + t * 3 * E + h0 * D, kHalf + h0 * D, vHalf + h0 * D, E, start + t + 1, D, heads, scale,
                                        sc + worker * H * ctx, a + t * E + h0 * D)
@@ -322,6 +321,14 @@ public final class GPT2Session {
                 if gelu { for t in 0..<T { g2w_gelu(Y + t * rows + r0, r1 - r0) } }
             }
         }
+    }
+
+    /// The heads dealt as about `wanted` groups of consecutive heads, none empty: `size` heads a
+    /// group (the last may have fewer), `groups` of them. Decoding attention's jobs.
+    func headGroups(_ wanted: Int) -> (groups: Int, size: Int) {
+        let H = c.headCount, n = max(1, min(H, wanted))
+        let size = (H + n - 1) / n
+        return ((H + size - 1) / size, size)
     }
 
     /// Runs `body(job, worker)` for jobs 0..<n on the pool: the threads take the jobs one at a time,
