@@ -12,9 +12,12 @@
 #
 # ab's environment: FILE=model.g2w reads the weights from a mapped file (its bytes after the first
 # MB; any file of the right size) instead of anonymous memory, LAYERS=1 leaves out the LM head,
-# JOBS=N chunks per matrix (the session uses 8 for quantized types), GAP=ns of serial work
+# JOBS=N chunks per matrix (the session uses 4 for quantized types, two a thread), GAP=ns of serial work
 # between the matrices. sb's: FILE as above, HOT=1 one 768x768 matrix again and again (in cache;
 # HOT_ROWS=N: N x 768 instead).
+# Single-thread probes beside it (build and run lines at their tops): one_thread.c, one decoding
+# kernel in cache or streamed; small_one_thread.c, the small-batch product; tile_loop.c, the
+# small-batch tile's instructions as a plain loop.
 # The versions' exported kernel is renamed (objcopy) and everything else of B is made weak.
 set -euo pipefail
 root=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
